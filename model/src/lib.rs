@@ -1,0 +1,20 @@
+//! `model`: Fogmarket's shared domain types and all pure logic.
+//!
+//! Units ([`units`]), ids ([`ids`]), the SLA ([`sla`]), wire messages ([`protocol`]), request
+//! signing ([`auth`]), auction rules ([`auction`]), pricing models ([`pricing`]), the latency
+//! model ([`latency`]), placement strategies ([`strategy`]) and the per-node resource ledger
+//! ([`ledger`]). Nothing here does I/O or reads the clock: time is a parameter
+//! ([`time::Timestamp`]), so the services and a simulator run the same code.
+
+pub mod auth;
+pub mod ids;
+pub mod latency;
+pub mod protocol;
+pub mod sla;
+pub mod time;
+pub mod units;
+
+pub use ids::{AuctionId, BidId, NodeId, SlaId};
+pub use sla::{FieldError, Sla, SlaRequest};
+pub use time::Timestamp;
+pub use units::{Bytes, Cpu, Latency, Lifetime, Price};

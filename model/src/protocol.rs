@@ -1,0 +1,259 @@
+//! Wire messages between the marketplace and fog nodes, and between neighbouring fog nodes.
+//! JSON, camelCase, compatible with GIRAFF's shapes where GIRAFF has them
+//! (`POST /api/bid` -> `{bids: [{nodeId, id, bid}]}`).
+
+use crate::ids::{AuctionId, BidId, NodeId, SlaId};
+use crate::latency::PathLatency;
+use crate::sla::Sla;
+use crate::time::Timestamp;
+use crate::units::{Bytes, Cpu, Price};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Version of these messages; a node refuses messages of another major version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A quantity of node resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    pub cpu: Cpu,
+    pub memory: Bytes,
+}
+
+impl Resources {
+    pub const ZERO: Resources = Resources {
+        cpu: Cpu::ZERO,
+        memory: Bytes::ZERO,
+    };
+    pub fn new(cpu: Cpu, memory: Bytes) -> Self {
+        Self { cpu, memory }
+    }
+    /// True when `self` fits in `other` on every dimension.
+    pub fn fits_in(&self, other: &Resources) -> bool {
+        self.cpu <= other.cpu && self.memory <= other.memory
+    }
+    pub fn saturating_sub(&self, other: &Resources) -> Resources {
+        Resources::new(self.cpu - other.cpu, self.memory - other.memory)
+    }
+    pub fn add(&self, other: &Resources) -> Resources {
+        Resources::new(self.cpu + other.cpu, self.memory + other.memory)
+    }
+    /// The resources an SLA needs on one hosting node (all replicas).
+    pub fn for_sla(sla: &Sla) -> Resources {
+        Resources::new(sla.total_cpu(), sla.total_memory())
+    }
+}
+
+/// Marketplace -> target node, and node -> neighbour (relay). `POST /api/bid`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BidRequest {
+    pub auction_id: AuctionId,
+    pub sla: Sla,
+    /// The node that relayed this request; `None` when it comes from the marketplace.
+    #[serde(default)]
+    pub node_origin: Option<NodeId>,
+    /// Latency from the data source (target node) to the receiving node's sender.
+    #[serde(default)]
+    pub accumulated_latency: PathLatency,
+    /// Milliseconds the receiver has to answer, including its whole subtree.
+    pub timeout_ms: u64,
+    /// Nodes the request already visited, target first (loop guard; the tree is an overlay).
+    #[serde(default)]
+    pub path: Vec<NodeId>,
+}
+
+/// One node's offer. `bid` is the asking price (GIRAFF field name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bid {
+    pub node_id: NodeId,
+    /// The bid id; the node's resource hold has the same id.
+    pub id: BidId,
+    pub bid: Price,
+    #[serde(default)]
+    pub node_name: String,
+    /// Where the marketplace reaches the node to accept the bid.
+    #[serde(default)]
+    pub node_url: String,
+    /// Estimated latency from the data source to this node.
+    #[serde(default)]
+    pub latency: PathLatency,
+    /// CPU utilisation of the node if it wins, in [0, 1] (used by consolidation strategies).
+    #[serde(default)]
+    pub utilisation: f64,
+    /// When the node's hold on the offered resources lapses unless accepted.
+    #[serde(default)]
+    pub hold_expires_at: Timestamp,
+}
+
+/// Why a node did not bid. Collected so that "no node can host this" can say why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum RefusalReason {
+    /// Not enough free CPU or memory for all replicas.
+    #[serde(rename_all = "camelCase")]
+    OutOfCapacity { needed: Resources, free: Resources },
+    /// The estimated latency from the data source exceeds `latencyMax`.
+    #[serde(rename_all = "camelCase")]
+    LatencyBudget { estimated_ms: f64, max_ms: f64 },
+    /// The node's price is above the SLA's `maxPrice`.
+    #[serde(rename_all = "camelCase")]
+    OverMaxPrice { bid: Price, max_price: Price },
+    /// The node's placement strategy chose not to bid (e.g. `cloud_only` on an edge node).
+    #[serde(rename_all = "camelCase")]
+    Declined { why: String },
+    /// Too many auctions in flight on this node.
+    Busy,
+    /// A neighbour did not answer within the deadline, or answered with an error.
+    #[serde(rename_all = "camelCase")]
+    Unreachable { error: String },
+}
+
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RefusalReason::OutOfCapacity { needed, free } => write!(
+                f,
+                "out of capacity: needs {} and {}, has {} and {} free",
+                needed.cpu, needed.memory, free.cpu, free.memory
+            ),
+            RefusalReason::LatencyBudget {
+                estimated_ms,
+                max_ms,
+            } => write!(
+                f,
+                "latency budget: estimated {estimated_ms:.3} ms from the data source, max {max_ms:.3} ms"
+            ),
+            RefusalReason::OverMaxPrice { bid, max_price } => {
+                write!(f, "over maxPrice: bid {bid} > maxPrice {max_price}")
+            }
+            RefusalReason::Declined { why } => write!(f, "declined: {why}"),
+            RefusalReason::Busy => write!(f, "busy: too many auctions in flight"),
+            RefusalReason::Unreachable { error } => write!(f, "unreachable: {error}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refusal {
+    pub node_id: NodeId,
+    #[serde(default)]
+    pub node_name: String,
+    pub reason: RefusalReason,
+}
+
+/// Answer to `POST /api/bid`: the bids of the node and of its relayed subtree.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BidResponse {
+    pub bids: Vec<Bid>,
+    #[serde(default)]
+    pub refusals: Vec<Refusal>,
+}
+
+/// Marketplace -> winning node. `POST /api/accept/{slaId}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptRequest {
+    pub bid_id: BidId,
+    pub sla: Sla,
+    /// The price the marketplace pays (Vickrey: not necessarily the bid).
+    pub price: Price,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptResponse {
+    pub sla_id: SlaId,
+    pub node_id: NodeId,
+    /// When the placement ends on the node.
+    pub ends_at: Timestamp,
+}
+
+/// Marketplace -> losing nodes: free these holds now instead of waiting for expiry.
+/// `POST /api/release`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRequest {
+    pub bid_ids: Vec<BidId>,
+}
+
+/// Fog node -> marketplace. `POST /api/register`, authenticated with the enrollment secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    /// The id the node had before (kept in its state file), so a restart keeps its identity.
+    #[serde(default)]
+    pub node_id: Option<NodeId>,
+    pub name: String,
+    pub owner: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The parent's name; `None` for a root (cloud) node.
+    #[serde(default)]
+    pub parent: Option<String>,
+    pub url: String,
+    pub capacity: Resources,
+    #[serde(default)]
+    pub protocol_version: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterResponse {
+    pub node_id: NodeId,
+    /// Key shared by the federation, for signing node <-> node and marketplace <-> node calls.
+    pub federation_key: String,
+    pub heartbeat_interval_ms: u64,
+}
+
+/// Fog node -> marketplace. `POST /api/heartbeat/{nodeId}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatRequest {
+    pub reserved: Resources,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Relation {
+    Parent,
+    Child,
+}
+
+/// An overlay neighbour as the marketplace knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Neighbour {
+    pub node_id: NodeId,
+    pub name: String,
+    pub url: String,
+    pub relation: Relation,
+    pub alive: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatResponse {
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// The JSON body of every error answer, from the marketplace and from fog nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// A stable machine-readable code, e.g. `invalid_sla`, `no_feasible_node`.
+    pub error: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<Refusal>,
+}
