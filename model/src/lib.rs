@@ -6,15 +6,23 @@
 //! ([`ledger`]). Nothing here does I/O or reads the clock: time is a parameter
 //! ([`time::Timestamp`]), so the services and a simulator run the same code.
 
+pub mod auction;
 pub mod auth;
 pub mod ids;
 pub mod latency;
+pub mod ledger;
+pub mod pricing;
 pub mod protocol;
 pub mod sla;
+pub mod strategy;
 pub mod time;
 pub mod units;
 
+pub use auction::{AuctionRule, run_auction};
 pub use ids::{AuctionId, BidId, NodeId, SlaId};
+pub use ledger::Ledger;
+pub use pricing::PricingConfig;
 pub use sla::{FieldError, Sla, SlaRequest};
+pub use strategy::Strategy;
 pub use time::Timestamp;
 pub use units::{Bytes, Cpu, Latency, Lifetime, Price};

@@ -151,7 +151,7 @@ impl fmt::Display for Bytes {
         ];
         if self.0 > 0 {
             for (m, name) in UNITS {
-                if self.0 % m == 0 {
+                if self.0.is_multiple_of(m) {
                     return write!(f, "{} {name}", self.0 / m);
                 }
             }
@@ -236,7 +236,7 @@ impl FromStr for Cpu {
 
 impl fmt::Display for Cpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 > 0 && self.0 % 1000 == 0 {
+        if self.0 > 0 && self.0.is_multiple_of(1000) {
             write!(f, "{} cpu", self.0 / 1000)
         } else {
             write!(f, "{} millicpu", self.0)
@@ -306,11 +306,11 @@ pub fn format_duration(d: Duration) -> String {
     if nanos == 0 {
         return "0 ms".to_string();
     }
-    if nanos % 1_000_000_000 == 0 {
+    if nanos.is_multiple_of(1_000_000_000) {
         format!("{} s", nanos / 1_000_000_000)
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         format!("{} ms", nanos / 1_000_000)
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         format!("{} us", nanos / 1_000)
     } else {
         format!("{nanos} ns")
@@ -375,14 +375,14 @@ duration_newtype!(
 // Price
 
 /// A price in the federation's currency unit: finite and non-negative.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Price(f64);
 
 impl Price {
     pub const ZERO: Price = Price(0.0);
     /// `None` for NaN, infinities and negative values.
     pub fn new(value: f64) -> Option<Price> {
-        (value.is_finite() && value >= 0.0).then_some(Price(value))
+        (value.is_finite() && value >= 0.0).then_some(Price(value + 0.0))
     }
     /// Clamps NaN and negatives to zero and infinities to `f64::MAX`; for prices computed by
     /// formulas whose inputs are already valid.
@@ -403,6 +403,11 @@ impl Price {
 }
 
 impl Eq for Price {}
+impl PartialOrd for Price {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 impl Ord for Price {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.total_cmp(other)
@@ -419,7 +424,7 @@ impl FromStr for Price {
                 expected: "a price (a non-negative number, no unit)",
             });
         }
-        Ok(Price(n))
+        Ok(Price(n + 0.0))
     }
 }
 

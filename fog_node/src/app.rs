@@ -1,0 +1,99 @@
+//! Build, then run: [`Application::build`] binds (port 0 allowed), restores saved state and
+//! exposes the bound address; [`Application::run_until_stopped`] serves and runs the loops.
+
+use crate::config::Config;
+use crate::membership;
+use crate::node::Node;
+use crate::routes;
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use model::time::Timestamp;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+pub struct Application {
+    node: Arc<Node>,
+    addr: SocketAddr,
+    server: Server,
+    saved_id: Option<model::NodeId>,
+}
+
+impl Application {
+    pub fn build(config: Config) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(config.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let url = config
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let node = Arc::new(Node::new(config, url));
+        let saved_id = node.restore(Timestamp::now())?;
+        let data = web::Data::new(node.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(routes::configure)
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            node,
+            addr,
+            server,
+            saved_id,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> &str {
+        &self.node.url
+    }
+
+    /// The node id kept in `state_dir` from an earlier run, offered again at enrollment.
+    pub fn saved_node_id(&self) -> Option<model::NodeId> {
+        self.saved_id
+    }
+
+    pub fn node(&self) -> Arc<Node> {
+        self.node.clone()
+    }
+
+    /// Serves until `shutdown` resolves, with enrollment, heartbeats, probes and lifetime running.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let tasks = [
+            tokio::spawn(membership::membership_loop(
+                self.node.clone(),
+                self.saved_id,
+            )),
+            tokio::spawn(membership::probe_loop(self.node.clone())),
+            tokio::spawn(membership::lifetime_loop(self.node.clone())),
+        ];
+        let handle = self.server.handle();
+        let server = self.server;
+        let result = tokio::select! {
+            r = server => r.map_err(anyhow::Error::from),
+            () = shutdown => {
+                handle.stop(true).await;
+                Ok(())
+            }
+        };
+        for t in tasks {
+            t.abort();
+        }
+        self.node.save();
+        result
+    }
+}

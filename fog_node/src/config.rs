@@ -1,0 +1,270 @@
+//! Node configuration: a TOML file, every field overridable by `FOG_NODE_<FIELD>` environment
+//! variables (nested with `__`, e.g. `FOG_NODE_CAPACITY__CPU="8 cpu"`). Every field has a
+//! documented default; [`Config::load`] reports the field and the reason for bad values.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use model::FieldError;
+use model::pricing::PricingConfig;
+use model::protocol::Resources;
+use model::strategy::Strategy;
+use model::units::{Bytes, Cpu, Latency};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Unique name of the node in the federation; neighbours and `targetNode` refer to it.
+    pub name: String,
+    /// The party that owns the node (and is paid for its work).
+    pub owner: String,
+    /// Free-form tags; `cloud` marks a cloud node for the `cloud_only` strategy.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Name of the overlay parent; absent for a root node.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Address to bind; port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// URL others use to reach this node; default `http://<bound address>`.
+    #[serde(default)]
+    pub advertise_url: Option<String>,
+    /// The marketplace this node enrolls with.
+    pub marketplace_url: String,
+    /// Shared secret configured on the marketplace; proves the node may enroll.
+    pub enrollment_secret: String,
+    /// Where the node keeps its id and reservations across restarts; none = in memory only.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    pub capacity: CapacityConfig,
+    /// Placement strategy, see `model::strategy`.
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub pricing: PricingConfig,
+    #[serde(default)]
+    pub latency: LatencyConfig,
+    /// Configured one-way latency to neighbours, by neighbour name. Used instead of the
+    /// measured latency when several nodes share one machine.
+    #[serde(default)]
+    pub links: BTreeMap<String, Latency>,
+    /// Auctions this node works on at once; more are refused as `busy` (GIRAFF's limiter).
+    #[serde(default = "default_in_flight")]
+    pub max_auctions_in_flight: usize,
+    /// How long a hold outlives the auction deadline, waiting for the marketplace's accept.
+    #[serde(default = "default_hold_grace")]
+    pub hold_grace: Latency,
+    #[serde(default)]
+    pub chaos: ChaosConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityConfig {
+    pub cpu: Cpu,
+    pub memory: Bytes,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyConfig {
+    /// Interval of the HTTP round-trip probes to every neighbour.
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval: Latency,
+    /// Feasibility uses `median + sigma_margin * sigma` of the accumulated path latency.
+    #[serde(default = "default_sigma_margin")]
+    pub sigma_margin: f64,
+}
+
+impl Default for LatencyConfig {
+    fn default() -> Self {
+        Self {
+            probe_interval: default_probe_interval(),
+            sigma_margin: default_sigma_margin(),
+        }
+    }
+}
+
+/// Fault injection for experiments and tests. Everything is off by default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosConfig {
+    /// Answer 409 to every accept, so the marketplace must fall back to the next bid.
+    #[serde(default)]
+    pub refuse_accept: bool,
+    /// Delay every bid answer by this much (slow subtree).
+    #[serde(default)]
+    pub bid_delay: Latency,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn default_in_flight() -> usize {
+    64
+}
+fn default_hold_grace() -> Latency {
+    Latency::from_millis(5000)
+}
+fn default_probe_interval() -> Latency {
+    Latency::from_millis(2000)
+}
+fn default_sigma_margin() -> f64 {
+    1.0
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config: {0}")]
+    Parse(String),
+    #[error("config: {0}")]
+    Invalid(#[from] FieldError),
+}
+
+impl Config {
+    /// Reads `path` (TOML) and applies `FOG_NODE_*` environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_with_env(&text)
+    }
+
+    /// Parses TOML text and applies `FOG_NODE_*` environment overrides.
+    pub fn from_toml_with_env(text: &str) -> Result<Config, ConfigError> {
+        let figment = Figment::new()
+            .merge(Toml::string(text))
+            .merge(Env::prefixed("FOG_NODE_").split("__"));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text alone (tests, launchers).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.name.trim().is_empty() {
+            return Err(FieldError::new("name", "must not be empty"));
+        }
+        if self.owner.trim().is_empty() {
+            return Err(FieldError::new("owner", "must not be empty"));
+        }
+        if self.parent.as_deref() == Some(self.name.as_str()) {
+            return Err(FieldError::new("parent", "a node cannot be its own parent"));
+        }
+        if !(self.marketplace_url.starts_with("http://")
+            || self.marketplace_url.starts_with("https://"))
+        {
+            return Err(FieldError::new(
+                "marketplace_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if self.enrollment_secret.is_empty() {
+            return Err(FieldError::new("enrollment_secret", "must not be empty"));
+        }
+        if self.capacity.cpu == Cpu::ZERO {
+            return Err(FieldError::new("capacity.cpu", "must be more than 0"));
+        }
+        if self.capacity.memory == Bytes::ZERO {
+            return Err(FieldError::new("capacity.memory", "must be more than 0"));
+        }
+        if self.max_auctions_in_flight == 0 {
+            return Err(FieldError::new(
+                "max_auctions_in_flight",
+                "must be at least 1",
+            ));
+        }
+        if self.latency.probe_interval.as_duration() < Duration::from_millis(10) {
+            return Err(FieldError::new(
+                "latency.probe_interval",
+                "must be at least 10 ms",
+            ));
+        }
+        if !(self.latency.sigma_margin.is_finite() && self.latency.sigma_margin >= 0.0) {
+            return Err(FieldError::new(
+                "latency.sigma_margin",
+                "must be a finite number >= 0",
+            ));
+        }
+        self.pricing.validate()?;
+        Ok(())
+    }
+
+    pub fn capacity(&self) -> Resources {
+        Resources::new(self.capacity.cpu, self.capacity.memory)
+    }
+
+    pub fn is_cloud(&self) -> bool {
+        self.tags.iter().any(|t| t.eq_ignore_ascii_case("cloud"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        name = "edge-1"
+        owner = "alice"
+        marketplace_url = "http://127.0.0.1:8000"
+        enrollment_secret = "s3cret"
+        capacity = { cpu = "4 cpu", memory = "8 GiB" }
+    "#;
+
+    #[test]
+    fn a_minimal_config_gets_documented_defaults() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.strategy, Strategy::Auction);
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.capacity.cpu, Cpu::from_cores(4));
+        assert_eq!(c.max_auctions_in_flight, 64);
+        assert!(!c.chaos.refuse_accept);
+    }
+
+    #[test]
+    fn a_full_config_parses_strategy_pricing_and_links() {
+        let text = format!(
+            "{MINIMAL}\nstrategy = \"edge_ward\"\n[pricing]\nmodel = \"linear\"\nprice_cpu = 2.0\nprice_memory = 1.0\n[links]\n\"regional-1\" = \"10 ms\"\n"
+        );
+        let c = Config::from_toml(&text).unwrap();
+        assert_eq!(c.strategy, Strategy::EdgeWard);
+        assert_eq!(c.links["regional-1"], Latency::from_millis(10));
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let bad_cpu = MINIMAL.replace("\"4 cpu\"", "\"four\"");
+        let err = Config::from_toml(&bad_cpu).unwrap_err().to_string();
+        assert!(err.contains("cpu"), "{err}");
+        let zero = MINIMAL.replace("\"4 cpu\"", "\"0 m\"");
+        let err = Config::from_toml(&zero).unwrap_err().to_string();
+        assert!(err.contains("capacity.cpu"), "{err}");
+        let typo = format!("{MINIMAL}\nstrategyy = \"auction\"\n");
+        let err = Config::from_toml(&typo).unwrap_err().to_string();
+        assert!(err.contains("strategyy"), "{err}");
+        let bad_strategy = format!("{MINIMAL}\nstrategy = \"cheapest\"\n");
+        assert!(Config::from_toml(&bad_strategy).is_err());
+    }
+}

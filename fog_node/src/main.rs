@@ -1,0 +1,38 @@
+use clap::Parser;
+use fog_node::{Application, Config};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// A Fogmarket fog node.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Node configuration (TOML); fields can be overridden by FOG_NODE_<FIELD> env vars.
+    #[arg(long, env = "FOG_NODE_CONFIG")]
+    config: PathBuf,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,actix_server=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = Config::load(&args.config)?;
+    let app = Application::build(config)?;
+    println!("listening on {}", app.url());
+    std::io::stdout().flush()?;
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler can be installed");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    app.run_until_stopped(shutdown).await
+}

@@ -1,0 +1,174 @@
+//! Enrollment with the marketplace, heartbeats (which bring back the overlay neighbours),
+//! neighbour latency probes and the lifetime loop. Each loop only sleeps and calls one step.
+
+use crate::client::Signer;
+use crate::node::{Identity, Node};
+use model::protocol::{
+    HeartbeatRequest, HeartbeatResponse, PROTOCOL_VERSION, RegisterRequest, RegisterResponse,
+};
+use model::time::Timestamp;
+use reqwest::{Method, StatusCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Registers (or re-registers) with the marketplace; returns the identity and the heartbeat
+/// interval the marketplace asks for.
+pub async fn register(
+    node: &Node,
+    saved_id: Option<model::NodeId>,
+) -> anyhow::Result<(Identity, Duration)> {
+    let body = RegisterRequest {
+        node_id: node.node_id().or(saved_id),
+        name: node.config.name.clone(),
+        owner: node.config.owner.clone(),
+        tags: node.config.tags.clone(),
+        parent: node.config.parent.clone(),
+        url: node.url.clone(),
+        capacity: node.config.capacity(),
+        protocol_version: Some(PROTOCOL_VERSION),
+    };
+    let resp: RegisterResponse = node
+        .client
+        .call(
+            Method::POST,
+            &node.config.marketplace_url,
+            "/api/register",
+            Some(&body),
+            Signer {
+                key: node.config.enrollment_secret.as_bytes(),
+                sender: &node.config.name,
+            },
+            CALL_TIMEOUT,
+        )
+        .await?;
+    let identity = Identity {
+        node_id: resp.node_id,
+        federation_key: resp.federation_key.into_bytes(),
+    };
+    node.set_identity(identity.clone());
+    tracing::info!(node_id = %identity.node_id, "enrolled with the marketplace");
+    let interval = Duration::from_millis(resp.heartbeat_interval_ms.clamp(50, 60_000));
+    Ok((identity, interval))
+}
+
+/// One heartbeat; updates the neighbour list. `Err(true)` means the marketplace no longer
+/// knows or trusts this node and it must enroll again.
+pub async fn heartbeat(node: &Node, identity: &Identity) -> Result<(), (bool, String)> {
+    let reserved = node.book().ledger.reserved(Timestamp::now());
+    let body = HeartbeatRequest {
+        reserved,
+        url: Some(node.url.clone()),
+    };
+    let path = format!("/api/heartbeat/{}", identity.node_id);
+    let result: Result<HeartbeatResponse, _> = node
+        .client
+        .call(
+            Method::POST,
+            &node.config.marketplace_url,
+            &path,
+            Some(&body),
+            Signer {
+                key: &identity.federation_key,
+                sender: &identity.node_id.to_string(),
+            },
+            CALL_TIMEOUT,
+        )
+        .await;
+    match result {
+        Ok(resp) => {
+            node.set_neighbours(resp.neighbours);
+            Ok(())
+        }
+        Err(e) => {
+            let reenroll = matches!(
+                e.status(),
+                Some(StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
+            );
+            Err((reenroll, e.to_string()))
+        }
+    }
+}
+
+/// Enrolls, then heartbeats every `interval` (as told by the marketplace), forever.
+pub async fn membership_loop(node: Arc<Node>, saved_id: Option<model::NodeId>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut interval = Duration::from_secs(1);
+    loop {
+        let identity = match node.identity() {
+            Some(i) => i,
+            None => match register(&node, saved_id).await {
+                Ok((i, every)) => {
+                    backoff = Duration::from_millis(100);
+                    interval = every;
+                    i
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "enrollment failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            },
+        };
+        match heartbeat(&node, &identity).await {
+            Ok(()) => {}
+            Err((true, e)) => {
+                tracing::warn!(error = %e, "marketplace refused the heartbeat; enrolling again");
+                match register(&node, Some(identity.node_id)).await {
+                    Ok((_, every)) => interval = every,
+                    Err(e) => tracing::warn!(error = %e, "re-enrollment failed"),
+                }
+            }
+            Err((false, e)) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// One HTTP round trip to `url/api/health`; `None` on failure or timeout.
+pub async fn probe(node: &Node, url: &str, timeout: Duration) -> Option<Duration> {
+    let target = format!("{}/api/health", url.trim_end_matches('/'));
+    let start = Instant::now();
+    let resp = node
+        .client
+        .http()
+        .get(&target)
+        .timeout(timeout)
+        .send()
+        .await
+        .ok()?;
+    resp.status().is_success().then(|| start.elapsed())
+}
+
+/// One round of probes to every neighbour, concurrently.
+pub async fn probe_step(node: &Node) {
+    let neighbours = node.neighbours();
+    let interval = node.config.latency.probe_interval.as_duration();
+    let timeout = interval.min(Duration::from_secs(2));
+    let probes = neighbours.iter().map(|n| async move {
+        let rtt = probe(node, &n.info.url, timeout).await;
+        (n.info.node_id, rtt)
+    });
+    for (id, rtt) in futures::future::join_all(probes).await {
+        node.observe_probe(id, rtt);
+    }
+}
+
+pub async fn probe_loop(node: Arc<Node>) {
+    let interval = node.config.latency.probe_interval.as_duration();
+    loop {
+        probe_step(&node).await;
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Expires holds and ends placements every 200 ms.
+pub async fn lifetime_loop(node: Arc<Node>) {
+    loop {
+        node.tick(Timestamp::now());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,519 @@
+//! The node's state and its placement operations: identity, the resource ledger, placements
+//! and their lifetime, overlay neighbours with their latency estimators.
+//!
+//! The ledger and the placements live under one lock (the [`Book`]) so that they never
+//! disagree; no lock is held across an `.await`.
+
+use crate::client::SignedClient;
+use crate::config::Config;
+use crate::error::ApiError;
+use model::Sla;
+use model::ids::{BidId, NodeId, SlaId};
+use model::latency::{LinkEstimator, PathLatency};
+use model::ledger::{EntryState, Ledger};
+use model::protocol::{AcceptRequest, AcceptResponse, Neighbour, Relation, Resources};
+use model::time::Timestamp;
+use model::units::Price;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+/// How long finished or cancelled placements stay visible in `GET /api/state`.
+pub const FINISHED_RETENTION: Duration = Duration::from_secs(600);
+
+/// What the marketplace handed out at enrollment.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub node_id: NodeId,
+    pub federation_key: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PlacementState {
+    /// Accepted: resources reserved until `ends_at`.
+    Reserved,
+    /// Provisioning requested (the FaaS deployment itself arrives with the FaaS issue).
+    Provisioned,
+    Finished,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    pub sla_id: SlaId,
+    pub bid_id: BidId,
+    pub function_name: String,
+    pub resources: Resources,
+    pub price: Price,
+    pub state: PlacementState,
+    pub accepted_at: Timestamp,
+    pub ends_at: Timestamp,
+    /// When the placement left the ledger (finished or cancelled).
+    #[serde(default)]
+    pub closed_at: Option<Timestamp>,
+}
+
+/// The ledger and the placements, kept consistent under one lock.
+#[derive(Debug)]
+pub struct Book {
+    pub ledger: Ledger,
+    pub placements: BTreeMap<SlaId, Placement>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NeighbourState {
+    pub info: Neighbour,
+    pub estimator: LinkEstimator,
+}
+
+pub struct Node {
+    pub config: Config,
+    /// URL under which others reach this node (set once bound).
+    pub url: String,
+    identity: RwLock<Option<Identity>>,
+    book: Mutex<Book>,
+    neighbours: RwLock<BTreeMap<NodeId, NeighbourState>>,
+    auctions_in_flight: AtomicUsize,
+    pub client: SignedClient,
+    rng: Mutex<StdRng>,
+}
+
+/// Saved in `state_dir/state.json` so a restarted node keeps its id and reservations.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedState {
+    node_id: Option<NodeId>,
+    placements: Vec<Placement>,
+}
+
+/// Guard that counts an auction in flight for the limiter.
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the book half-updated in a way that matters
+    // more than stopping the node, so recover the guard instead of propagating the poison.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Node {
+    pub fn new(config: Config, url: String) -> Node {
+        let ledger = Ledger::new(config.capacity());
+        Node {
+            config,
+            url,
+            identity: RwLock::new(None),
+            book: Mutex::new(Book {
+                ledger,
+                placements: BTreeMap::new(),
+            }),
+            neighbours: RwLock::new(BTreeMap::new()),
+            auctions_in_flight: AtomicUsize::new(0),
+            client: SignedClient::new(),
+            rng: Mutex::new(StdRng::from_os_rng()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn node_id(&self) -> Option<NodeId> {
+        self.identity().map(|i| i.node_id)
+    }
+
+    pub fn set_identity(&self, identity: Identity) {
+        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = Some(identity);
+        self.save();
+    }
+
+    pub fn identity_or_unavailable(&self) -> Result<Identity, ApiError> {
+        self.identity().ok_or(ApiError::NotEnrolled)
+    }
+
+    pub fn book(&self) -> MutexGuard<'_, Book> {
+        lock(&self.book)
+    }
+
+    pub fn with_rng<R>(&self, f: impl FnOnce(&mut StdRng) -> R) -> R {
+        f(&mut lock(&self.rng))
+    }
+
+    /// Counts an auction in flight, or `None` when the limiter is full.
+    pub fn enter_auction(&self) -> Option<InFlight<'_>> {
+        let max = self.config.max_auctions_in_flight;
+        let prev = self.auctions_in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlight(&self.auctions_in_flight);
+        (prev < max).then_some(guard)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Neighbours and latency
+
+    /// Replaces the neighbour list (from the marketplace), keeping estimators of known links.
+    pub fn set_neighbours(&self, list: Vec<Neighbour>) {
+        let mut map = self.neighbours.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = BTreeMap::new();
+        for info in list {
+            let estimator = map
+                .remove(&info.node_id)
+                .map(|n| n.estimator)
+                .unwrap_or_default();
+            next.insert(info.node_id, NeighbourState { info, estimator });
+        }
+        *map = next;
+    }
+
+    pub fn neighbours(&self) -> Vec<NeighbourState> {
+        self.neighbours
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn observe_probe(&self, node: NodeId, rtt: Option<Duration>) {
+        let mut map = self.neighbours.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&node) {
+            match rtt {
+                Some(rtt) => n.estimator.observe_rtt(rtt),
+                None => n.estimator.observe_loss(),
+            }
+        }
+    }
+
+    /// One-way latency estimate of the link to a neighbour: the configured latency of the
+    /// link (when several nodes share a machine) plus half the measured RTT, or `None` if the
+    /// link has neither been configured nor measured yet.
+    pub fn link_latency(&self, n: &NeighbourState) -> Option<PathLatency> {
+        let measured = n.estimator.estimate();
+        let configured = self
+            .config
+            .links
+            .get(&n.info.name)
+            .map(|l| PathLatency::from_latency(*l));
+        match (configured, measured) {
+            (Some(c), Some(m)) => Some(c.then(&m)),
+            (c, m) => c.or(m),
+        }
+    }
+
+    pub fn is_parent(&self, n: &NeighbourState) -> bool {
+        n.info.relation == Relation::Parent
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Placements
+
+    /// Hold -> reservation. Idempotent for a repeated accept of the same bid.
+    pub fn accept(
+        &self,
+        sla_id: SlaId,
+        req: &AcceptRequest,
+        now: Timestamp,
+    ) -> Result<AcceptResponse, ApiError> {
+        let identity = self.identity_or_unavailable()?;
+        if self.config.chaos.refuse_accept {
+            return Err(ApiError::Conflict(
+                "chaos.refuse_accept is set: this node refuses every accept".into(),
+            ));
+        }
+        if req.sla.id != sla_id {
+            return Err(ApiError::BadRequest(model::FieldError::new(
+                "sla.id",
+                "does not match the SLA id in the path",
+            )));
+        }
+        let ends_at = now.plus(req.sla.duration.as_duration());
+        {
+            let mut book = self.book();
+            if let Some(p) = book.placements.get(&sla_id) {
+                if p.bid_id == req.bid_id && p.closed_at.is_none() {
+                    return Ok(AcceptResponse {
+                        sla_id,
+                        node_id: identity.node_id,
+                        ends_at: p.ends_at,
+                    });
+                }
+                if p.closed_at.is_none() {
+                    return Err(ApiError::Conflict(format!(
+                        "SLA {sla_id} is already placed here with bid {}",
+                        p.bid_id
+                    )));
+                }
+            }
+            let resources = book.ledger.confirm(req.bid_id, sla_id, ends_at, now)?;
+            book.placements.insert(
+                sla_id,
+                Placement {
+                    sla_id,
+                    bid_id: req.bid_id,
+                    function_name: req.sla.function_live_name.clone(),
+                    resources,
+                    price: req.price,
+                    state: PlacementState::Reserved,
+                    accepted_at: now,
+                    ends_at,
+                    closed_at: None,
+                },
+            );
+        }
+        self.save();
+        tracing::info!(%sla_id, bid_id = %req.bid_id, price = %req.price, "accepted placement");
+        Ok(AcceptResponse {
+            sla_id,
+            node_id: identity.node_id,
+            ends_at,
+        })
+    }
+
+    /// Frees holds of lost bids. Reservations are never released this way.
+    pub fn release_holds(&self, bid_ids: &[BidId]) -> usize {
+        let mut book = self.book();
+        let held: Vec<BidId> = book
+            .ledger
+            .entries()
+            .filter(|e| matches!(e.state, EntryState::Held { .. }) && bid_ids.contains(&e.bid_id))
+            .map(|e| e.bid_id)
+            .collect();
+        for id in &held {
+            book.ledger.release(*id);
+        }
+        held.len()
+    }
+
+    pub fn provision(&self, sla_id: SlaId) -> Result<Placement, ApiError> {
+        let placement = {
+            let mut book = self.book();
+            let p = book
+                .placements
+                .get_mut(&sla_id)
+                .filter(|p| p.closed_at.is_none())
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!("no active placement for SLA {sla_id}"))
+                })?;
+            p.state = PlacementState::Provisioned;
+            p.clone()
+        };
+        self.save();
+        Ok(placement)
+    }
+
+    pub fn cancel(&self, sla_id: SlaId, now: Timestamp) -> Result<Placement, ApiError> {
+        let placement = {
+            let mut book = self.book();
+            let p = book
+                .placements
+                .get_mut(&sla_id)
+                .filter(|p| p.closed_at.is_none())
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!("no active placement for SLA {sla_id}"))
+                })?;
+            p.state = PlacementState::Cancelled;
+            p.closed_at = Some(now);
+            let p = p.clone();
+            book.ledger.release_sla(sla_id);
+            p
+        };
+        self.save();
+        tracing::info!(%sla_id, "cancelled placement");
+        Ok(placement)
+    }
+
+    /// One step of the lifetime loop: expire holds, finish placements whose SLA ended, forget
+    /// closed placements after [`FINISHED_RETENTION`].
+    pub fn tick(&self, now: Timestamp) -> Vec<SlaId> {
+        let ended: Vec<SlaId> = {
+            let mut book = self.book();
+            let tick = book.ledger.tick(now);
+            let mut ended = Vec::new();
+            for (sla_id, _) in tick.ended {
+                if let Some(p) = book.placements.get_mut(&sla_id) {
+                    p.state = PlacementState::Finished;
+                    p.closed_at = Some(now);
+                    ended.push(sla_id);
+                }
+            }
+            book.placements.retain(|_, p| match p.closed_at {
+                Some(t) => now.since(t) < FINISHED_RETENTION,
+                None => true,
+            });
+            ended
+        };
+        if !ended.is_empty() {
+            for sla_id in &ended {
+                tracing::info!(%sla_id, "placement finished: SLA duration over, resources freed");
+            }
+            self.save();
+        }
+        ended
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Persistence of the node's own state
+
+    fn state_file(&self) -> Option<PathBuf> {
+        self.config.state_dir.as_ref().map(|d| d.join("state.json"))
+    }
+
+    /// Writes the id and active placements to `state_dir` (atomically: temp file + rename).
+    pub fn save(&self) {
+        let Some(path) = self.state_file() else {
+            return;
+        };
+        let saved = SavedState {
+            node_id: self.node_id(),
+            placements: self
+                .book()
+                .placements
+                .values()
+                .filter(|p| p.closed_at.is_none())
+                .cloned()
+                .collect(),
+        };
+        let result = (|| -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&saved)?)?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "cannot save node state");
+        }
+    }
+
+    /// Loads the saved id and re-reserves saved placements that have not ended yet.
+    /// Returns the saved node id, if any.
+    pub fn restore(&self, now: Timestamp) -> anyhow::Result<Option<NodeId>> {
+        let Some(path) = self.state_file() else {
+            return Ok(None);
+        };
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        };
+        let saved: SavedState = serde_json::from_slice(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not a valid state file: {e}", path.display()))?;
+        let mut book = self.book();
+        for p in saved.placements {
+            if p.ends_at <= now {
+                continue;
+            }
+            let hold = book.ledger.try_hold(p.bid_id, p.resources, p.ends_at, now);
+            let confirmed =
+                hold.and_then(|_| book.ledger.confirm(p.bid_id, p.sla_id, p.ends_at, now));
+            match confirmed {
+                Ok(_) => {
+                    book.placements.insert(p.sla_id, p);
+                }
+                Err(e) => {
+                    tracing::warn!(sla_id = %p.sla_id, error = %e, "cannot restore saved placement")
+                }
+            }
+        }
+        Ok(saved.node_id)
+    }
+}
+
+/// The resources and placements view served by `GET /api/state`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateView {
+    pub node_id: Option<NodeId>,
+    pub name: String,
+    pub owner: String,
+    pub strategy: String,
+    pub capacity: Resources,
+    pub used: Resources,
+    pub reserved: Resources,
+    pub holds: usize,
+    pub utilisation: f64,
+    pub placements: Vec<Placement>,
+    pub neighbours: Vec<NeighbourView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NeighbourView {
+    pub node_id: NodeId,
+    pub name: String,
+    pub url: String,
+    pub relation: Relation,
+    pub alive: bool,
+    pub latency: Option<PathLatency>,
+    pub probes: usize,
+}
+
+impl Node {
+    pub fn state_view(&self, now: Timestamp) -> StateView {
+        let (capacity, used, reserved, holds, utilisation, placements) = {
+            let book = self.book();
+            let holds = book
+                .ledger
+                .entries()
+                .filter(|e| matches!(e.state, EntryState::Held { expires_at } if expires_at > now))
+                .count();
+            (
+                book.ledger.capacity(),
+                book.ledger.used(now),
+                book.ledger.reserved(now),
+                holds,
+                book.ledger.utilisation(now),
+                book.placements.values().cloned().collect(),
+            )
+        };
+        let neighbours = self
+            .neighbours()
+            .iter()
+            .map(|n| NeighbourView {
+                node_id: n.info.node_id,
+                name: n.info.name.clone(),
+                url: n.info.url.clone(),
+                relation: n.info.relation,
+                alive: n.info.alive,
+                latency: self.link_latency(n),
+                probes: n.estimator.samples(),
+            })
+            .collect();
+        StateView {
+            node_id: self.node_id(),
+            name: self.config.name.clone(),
+            owner: self.config.owner.clone(),
+            strategy: self.config.strategy.to_string(),
+            capacity,
+            used,
+            reserved,
+            holds,
+            utilisation,
+            placements,
+            neighbours,
+        }
+    }
+
+    /// The SLA-level resources this node would need (all replicas).
+    pub fn needs(sla: &Sla) -> Resources {
+        Resources::for_sla(sla)
+    }
+}

@@ -1,0 +1,414 @@
+//! In-process tests of real fog nodes on loopback (port 0). The marketplace is not involved:
+//! identities and neighbours are installed by hand, and requests are signed like the
+//! marketplace signs them.
+
+use fog_node::node::{Identity, Node};
+use fog_node::{Application, Config};
+use model::Sla;
+use model::auth;
+use model::ids::{AuctionId, BidId, NodeId, SlaId};
+use model::latency::PathLatency;
+use model::protocol::{
+    AcceptRequest, BidRequest, BidResponse, Neighbour, RefusalReason, Relation, ReleaseRequest,
+};
+use model::time::Timestamp;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const KEY: &[u8] = b"test-federation-key";
+
+struct TestNode {
+    node: Arc<Node>,
+    url: String,
+    id: NodeId,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A marketplace URL nobody listens on (a port bound and released by the OS).
+fn dead_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+async fn spawn_node(name: &str, extra: &str) -> TestNode {
+    let text = format!(
+        r#"
+        name = "{name}"
+        owner = "owner-{name}"
+        marketplace_url = "{}"
+        enrollment_secret = "unused"
+        capacity = {{ cpu = "2 cpu", memory = "2 GiB" }}
+        {extra}
+        "#,
+        dead_url()
+    );
+    let config = Config::from_toml(&text).expect("valid test config");
+    let app = Application::build(config).expect("node binds");
+    let node = app.node();
+    let url = app.url().to_string();
+    let id = NodeId::new();
+    node.set_identity(Identity {
+        node_id: id,
+        federation_key: KEY.to_vec(),
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    wait_healthy(&url).await;
+    TestNode {
+        node,
+        url,
+        id,
+        _stop: tx,
+    }
+}
+
+async fn wait_healthy(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client.get(format!("{url}/api/health")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} never became healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn neighbour(of: &TestNode, relation: Relation) -> Neighbour {
+    Neighbour {
+        node_id: of.id,
+        name: of.node.name().to_string(),
+        url: of.url.clone(),
+        relation,
+        alive: true,
+        tags: vec![],
+    }
+}
+
+/// Links `parent` and `child` both ways.
+fn link(parent: &TestNode, children: &[&TestNode]) {
+    let mut list: Vec<Neighbour> = parent
+        .node
+        .neighbours()
+        .into_iter()
+        .map(|n| n.info)
+        .collect();
+    for c in children {
+        list.push(neighbour(c, Relation::Child));
+        let mut up: Vec<Neighbour> = c.node.neighbours().into_iter().map(|n| n.info).collect();
+        up.push(neighbour(parent, Relation::Parent));
+        c.node.set_neighbours(up);
+    }
+    parent.node.set_neighbours(list);
+}
+
+fn sla(overrides: Value) -> Sla {
+    let mut body = json!({
+        "memory": "256 MB", "cpu": "500 m", "latencyMax": "100 ms", "duration": "30 s",
+        "functionImage": "ghcr.io/acme/echo:1", "functionLiveName": "echo", "inputMaxSize": "1 KB"
+    });
+    for (k, v) in overrides.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    Sla::from_json(&body, SlaId::new(), "sla").unwrap()
+}
+
+async fn signed_post(url: &str, path: &str, body: &impl serde::Serialize) -> reqwest::Response {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let header = auth::sign(KEY, "marketplace", Timestamp::now(), "POST", path, &bytes);
+    reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .header("authorization", header)
+        .header("content-type", "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn ask(target: &TestNode, sla: &Sla, timeout_ms: u64) -> BidResponse {
+    let req = BidRequest {
+        auction_id: AuctionId::new(),
+        sla: sla.clone(),
+        node_origin: None,
+        accumulated_latency: PathLatency::ZERO,
+        timeout_ms,
+        path: vec![],
+    };
+    let resp = signed_post(&target.url, "/api/bid", &req).await;
+    assert!(resp.status().is_success(), "bid answered {}", resp.status());
+    resp.json().await.unwrap()
+}
+
+fn names(r: &BidResponse) -> Vec<String> {
+    let mut v: Vec<String> = r.bids.iter().map(|b| b.node_name.clone()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn an_sla_is_relayed_only_to_neighbours_within_the_latency_budget() {
+    // a -(10 ms)- b -(30 ms)- c ; budget 25 ms: a and b bid, c is never asked.
+    let a = spawn_node("a", "[links]\n\"b\" = \"10 ms\"").await;
+    let b = spawn_node("b", "[links]\n\"a\" = \"10 ms\"\n\"c\" = \"30 ms\"").await;
+    let c = spawn_node("c", "[links]\n\"b\" = \"30 ms\"").await;
+    link(&a, &[&b]);
+    link(&b, &[&c]);
+    let answer = ask(&a, &sla(json!({"latencyMax": "25 ms"})), 2000).await;
+    assert_eq!(names(&answer), vec!["a", "b"]);
+    let b_bid = answer.bids.iter().find(|x| x.node_name == "b").unwrap();
+    assert!(
+        b_bid.latency.median >= 10.0 && b_bid.latency.median < 12.0,
+        "{:?}",
+        b_bid.latency
+    );
+    // With a larger budget the whole line bids.
+    let answer = ask(&a, &sla(json!({"latencyMax": "60 ms"})), 2000).await;
+    assert_eq!(names(&answer), vec!["a", "b", "c"]);
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_fit_all_replicas_refuses_and_says_why() {
+    let a = spawn_node("a", "").await;
+    // 3 replicas x 1 cpu > 2 cpu of capacity: GIRAFF ignored replicas in its accounting.
+    let answer = ask(&a, &sla(json!({"cpu": "1 cpu", "replicas": 3})), 1000).await;
+    assert!(answer.bids.is_empty());
+    assert!(
+        matches!(
+            answer.refusals[0].reason,
+            RefusalReason::OutOfCapacity { .. }
+        ),
+        "{:?}",
+        answer.refusals
+    );
+}
+
+#[tokio::test]
+async fn concurrent_auctions_never_overcommit_a_node() {
+    let a = spawn_node("a", "").await;
+    // 2 cpu of capacity, 500 m each: at most 4 holds at once, whatever the interleaving.
+    let s = sla(json!({}));
+    let answers = futures::future::join_all((0..20).map(|_| ask(&a, &s, 2000))).await;
+    let bids: usize = answers.iter().map(|r| r.bids.len()).sum();
+    assert_eq!(bids, 4, "exactly the capacity is offered");
+    let state: Value = reqwest::get(format!("{}/api/state", a.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["holds"], 4);
+    assert_eq!(state["used"]["cpu"], "2 cpu");
+}
+
+#[tokio::test]
+async fn a_slow_subtree_cannot_block_the_auction() {
+    let a = spawn_node("a", "").await;
+    let slow = spawn_node("slow", "[chaos]\nbid_delay = \"5 s\"").await;
+    link(&a, &[&slow]);
+    let started = Instant::now();
+    let answer = ask(&a, &sla(json!({})), 400).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1200), "took {took:?}");
+    assert_eq!(names(&answer), vec!["a"]);
+    assert!(answer.refusals.iter().any(|r| r.node_name == "slow"
+        && matches!(r.reason, RefusalReason::Unreachable { .. })));
+}
+
+#[tokio::test]
+async fn accepting_a_bid_reserves_until_the_sla_ends_and_then_frees_the_node() {
+    let a = spawn_node("a", "").await;
+    let s = sla(json!({"duration": "1 s"}));
+    let answer = ask(&a, &s, 1000).await;
+    let bid = &answer.bids[0];
+    let accept = AcceptRequest {
+        bid_id: bid.id,
+        sla: s.clone(),
+        price: bid.bid,
+    };
+    let resp = signed_post(&a.url, &format!("/api/accept/{}", s.id), &accept).await;
+    assert_eq!(resp.status(), 200);
+    // A second accept of the same bid is idempotent.
+    let again = signed_post(&a.url, &format!("/api/accept/{}", s.id), &accept).await;
+    assert_eq!(again.status(), 200);
+    let now = Timestamp::now();
+    assert_eq!(a.node.book().ledger.reserved(now).cpu, s.cpu);
+    // Drive the lifetime step with a chosen time instead of waiting.
+    let ended = a.node.tick(now.plus(Duration::from_millis(1001)));
+    assert_eq!(ended, vec![s.id]);
+    assert_eq!(
+        a.node
+            .book()
+            .ledger
+            .used(now.plus(Duration::from_millis(1001)))
+            .cpu,
+        model::Cpu::ZERO
+    );
+}
+
+#[tokio::test]
+async fn released_holds_free_capacity_but_never_a_reservation() {
+    let a = spawn_node("a", "").await;
+    let s = sla(json!({"cpu": "1 cpu"}));
+    let first = ask(&a, &s, 1000).await.bids[0].clone();
+    let second = ask(&a, &s, 1000).await.bids[0].clone();
+    let accept = AcceptRequest {
+        bid_id: first.id,
+        sla: s.clone(),
+        price: first.bid,
+    };
+    assert_eq!(
+        signed_post(&a.url, &format!("/api/accept/{}", s.id), &accept)
+            .await
+            .status(),
+        200
+    );
+    let release = ReleaseRequest {
+        bid_ids: vec![first.id, second.id, BidId::new()],
+    };
+    let resp: Value = signed_post(&a.url, "/api/release", &release)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp["released"], 1,
+        "only the hold of the losing bid is released"
+    );
+    let now = Timestamp::now();
+    assert_eq!(
+        a.node.book().ledger.used(now).cpu,
+        model::Cpu::from_cores(1)
+    );
+}
+
+#[tokio::test]
+async fn a_node_with_refuse_accept_answers_conflict() {
+    let a = spawn_node("a", "[chaos]\nrefuse_accept = true").await;
+    let s = sla(json!({}));
+    let bid = ask(&a, &s, 1000).await.bids[0].clone();
+    let accept = AcceptRequest {
+        bid_id: bid.id,
+        sla: s.clone(),
+        price: bid.bid,
+    };
+    let resp = signed_post(&a.url, &format!("/api/accept/{}", s.id), &accept).await;
+    assert_eq!(resp.status(), 409);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "conflict");
+}
+
+#[tokio::test]
+async fn unsigned_forged_and_malformed_requests_are_refused() {
+    let a = spawn_node("a", "").await;
+    let client = reqwest::Client::new();
+    let unsigned = client
+        .post(format!("{}/api/bid", a.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let bytes = b"{}".to_vec();
+    let forged = auth::sign(
+        b"wrong key",
+        "marketplace",
+        Timestamp::now(),
+        "POST",
+        "/api/bid",
+        &bytes,
+    );
+    let resp = client
+        .post(format!("{}/api/bid", a.url))
+        .header("authorization", forged)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    // Signed but invalid SLA: 400 naming the field.
+    let resp = signed_post(
+        &a.url,
+        "/api/bid",
+        &json!({"sla": {"memory": "lots"}, "auctionId": AuctionId::new(), "timeoutMs": 100}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["field"], "sla.memory");
+    // Oversized body.
+    let big = vec![b'x'; 300 * 1024];
+    let header = auth::sign(
+        KEY,
+        "marketplace",
+        Timestamp::now(),
+        "POST",
+        "/api/bid",
+        &big,
+    );
+    let resp = client
+        .post(format!("{}/api/bid", a.url))
+        .header("authorization", header)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+}
+
+#[tokio::test]
+async fn edge_ward_passes_a_request_it_cannot_serve_to_its_parent_only() {
+    let parent = spawn_node("parent", "").await;
+    let full = spawn_node("full", "strategy = \"edge_ward\"").await;
+    let sibling = spawn_node("sibling", "").await;
+    link(&parent, &[&full, &sibling]);
+    // `full` keeps what it can host itself and asks nobody.
+    let s = sla(json!({"cpu": "2 cpu"}));
+    let first = ask(&full, &s, 1000).await;
+    assert_eq!(names(&first), vec!["full"]);
+    // Now `full` is held full: the request goes up to the parent only, which bids and relays
+    // to its other child. The sibling is never asked by `full` directly (it is no neighbour).
+    let second = ask(&full, &s, 1000).await;
+    assert_eq!(names(&second), vec!["parent", "sibling"]);
+}
+
+#[tokio::test]
+async fn a_restarted_node_keeps_its_id_and_its_reservations() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("state_dir = \"{}\"", dir.path().display());
+    let a = spawn_node("a", &extra).await;
+    let s = sla(json!({"cpu": "1 cpu", "duration": "10 min"}));
+    let bid = ask(&a, &s, 1000).await.bids[0].clone();
+    let accept = AcceptRequest {
+        bid_id: bid.id,
+        sla: s.clone(),
+        price: bid.bid,
+    };
+    assert_eq!(
+        signed_post(&a.url, &format!("/api/accept/{}", s.id), &accept)
+            .await
+            .status(),
+        200
+    );
+    let a_id = a.id;
+    drop(a);
+    // A new process-equivalent: build from the same config and state dir.
+    let text = format!(
+        "name = \"a\"\nowner = \"o\"\nmarketplace_url = \"{}\"\nenrollment_secret = \"x\"\n{extra}\ncapacity = {{ cpu = \"2 cpu\", memory = \"2 GiB\" }}\n",
+        dead_url()
+    );
+    let app = Application::build(Config::from_toml(&text).unwrap()).unwrap();
+    assert_eq!(app.saved_node_id(), Some(a_id));
+    let node = app.node();
+    let now = Timestamp::now();
+    assert_eq!(
+        node.book().ledger.reserved(now).cpu,
+        model::Cpu::from_cores(1)
+    );
+    assert!(node.book().placements.contains_key(&s.id));
+}
