@@ -157,17 +157,21 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
         now.plus(remaining(deadline))
             .plus(node.config.hold_grace.as_duration())
     };
+    // Whatever the strategy says, a node that cannot serve says why, once.
+    if let Some(reason) = check.refusal.clone() {
+        out.refusals.push(my_refusal(reason));
+    }
     let bid_self = |out: &mut BidResponse| {
-        if let Some(reason) = check.refusal.clone() {
-            out.refusals.push(my_refusal(reason));
+        if check.refusal.is_some() {
             return;
         }
         let now = Timestamp::now();
         let bid_id = BidId::new();
+        let expires_at = hold_expiry(now);
         let held = node
             .book()
             .ledger
-            .try_hold(bid_id, check.needs, hold_expiry(now), now);
+            .try_hold(bid_id, check.needs, expires_at, now);
         match held {
             Ok(()) => {
                 let utilisation = node.book().ledger.utilisation(now);
@@ -179,9 +183,10 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
                     node_url: node.url.clone(),
                     latency: acc,
                     utilisation,
-                    hold_expires_at: hold_expiry(now),
+                    hold_expires_at: expires_at,
                 });
             }
+            // Another auction took the room between the check and the hold.
             Err(model::ledger::LedgerError::OutOfCapacity { needed, free }) => out
                 .refusals
                 .push(my_refusal(RefusalReason::OutOfCapacity { needed, free })),
@@ -191,11 +196,14 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
         }
     };
 
-    match (plan.self_bid, &plan.decline_reason) {
-        (SelfBid::Never, Some(why)) => out
-            .refusals
-            .push(my_refusal(RefusalReason::Declined { why: why.clone() })),
-        (SelfBid::Always, _) => bid_self(&mut out),
+    match plan.self_bid {
+        SelfBid::Always => bid_self(&mut out),
+        SelfBid::Never if can_bid => out.refusals.push(my_refusal(RefusalReason::Declined {
+            why: plan
+                .decline_reason
+                .clone()
+                .unwrap_or_else(|| format!("{} does not bid here", node.config.strategy)),
+        })),
         _ => {}
     }
 
@@ -238,11 +246,6 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
 
     if plan.self_bid == SelfBid::IfNoneFromNeighbours && out.bids.is_empty() {
         bid_self(&mut out);
-    } else if plan.self_bid == SelfBid::IfNoneFromNeighbours && !can_bid {
-        // Nobody needed us, but say why we could not have served.
-        if let Some(reason) = check.refusal.clone() {
-            out.refusals.push(my_refusal(reason));
-        }
     }
 
     if plan.filter != BidFilter::All {

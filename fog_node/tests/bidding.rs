@@ -32,13 +32,17 @@ fn dead_url() -> String {
 }
 
 async fn spawn_node(name: &str, extra: &str) -> TestNode {
+    spawn_node_with(name, "2 cpu", extra).await
+}
+
+async fn spawn_node_with(name: &str, cpu: &str, extra: &str) -> TestNode {
     let text = format!(
         r#"
         name = "{name}"
         owner = "owner-{name}"
         marketplace_url = "{}"
         enrollment_secret = "unused"
-        capacity = {{ cpu = "2 cpu", memory = "2 GiB" }}
+        capacity = {{ cpu = "{cpu}", memory = "2 GiB" }}
         {extra}
         "#,
         dead_url()
@@ -411,4 +415,138 @@ async fn a_restarted_node_keeps_its_id_and_its_reservations() {
         model::Cpu::from_cores(1)
     );
     assert!(node.book().placements.contains_key(&s.id));
+}
+
+/// Accepts one placement of `cpu` on `n` directly, to load it.
+async fn occupy(n: &TestNode, cpu: &str) {
+    let s = sla(json!({"cpu": cpu, "duration": "10 min"}));
+    let answer = ask_alone(n, &s).await;
+    let bid = answer
+        .bids
+        .iter()
+        .find(|b| b.node_id == n.id)
+        .expect("node bids for itself");
+    let accept = AcceptRequest {
+        bid_id: bid.id,
+        sla: s.clone(),
+        price: bid.bid,
+    };
+    assert_eq!(
+        signed_post(&n.url, &format!("/api/accept/{}", s.id), &accept)
+            .await
+            .status(),
+        200
+    );
+}
+
+/// Asks a node as if it were the last on the path, so it does not relay.
+async fn ask_alone(n: &TestNode, sla: &Sla) -> BidResponse {
+    let everyone: Vec<NodeId> = n.node.neighbours().iter().map(|x| x.info.node_id).collect();
+    let req = BidRequest {
+        auction_id: AuctionId::new(),
+        sla: sla.clone(),
+        node_origin: None,
+        accumulated_latency: PathLatency::ZERO,
+        timeout_ms: 1000,
+        path: everyone,
+    };
+    signed_post(&n.url, "/api/bid", &req)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn edge_first_asks_the_nearest_neighbour_first_and_stops_at_the_first_bid() {
+    let p = spawn_node("p", "[links]\n\"e\" = \"20 ms\"").await;
+    let e = spawn_node_with("e", "100 m", "strategy = \"edge_first\"\n[links]\n\"p\" = \"20 ms\"\n\"near\" = \"2 ms\"\n\"mid\" = \"8 ms\"").await;
+    let near = spawn_node("near", "[links]\n\"e\" = \"2 ms\"").await;
+    let mid = spawn_node("mid", "[links]\n\"e\" = \"8 ms\"").await;
+    link(&p, &[&e]);
+    link(&e, &[&near, &mid]);
+    let answer = ask(&e, &sla(json!({})), 2000).await;
+    assert_eq!(names(&answer), vec!["near"]);
+    assert!(
+        answer
+            .refusals
+            .iter()
+            .any(|r| r.node_name == "e" && matches!(r.reason, RefusalReason::OutOfCapacity { .. }))
+    );
+}
+
+#[tokio::test]
+async fn edge_furthest_asks_the_furthest_neighbour_and_bids_itself_only_if_nobody_answers() {
+    let p = spawn_node("p", "[links]\n\"e\" = \"20 ms\"").await;
+    let e = spawn_node(
+        "e",
+        "strategy = \"edge_furthest\"\n[links]\n\"p\" = \"20 ms\"\n\"near\" = \"2 ms\"",
+    )
+    .await;
+    let near = spawn_node("near", "[links]\n\"e\" = \"2 ms\"").await;
+    link(&p, &[&e]);
+    link(&e, &[&near]);
+    let answer = ask(&e, &sla(json!({})), 2000).await;
+    assert_eq!(names(&answer), vec!["p"]);
+    // With a budget the parent is out of, nobody else answers and e bids itself.
+    let answer = ask(&e, &sla(json!({"latencyMax": "10 ms"})), 2000).await;
+    assert_eq!(names(&answer), vec!["near"]);
+    let answer = ask(&e, &sla(json!({"latencyMax": "1 ms"})), 2000).await;
+    assert_eq!(names(&answer), vec!["e"]);
+}
+
+#[tokio::test]
+async fn cloud_only_sends_the_request_up_to_a_cloud_node() {
+    let cloud = spawn_node("cloud", "strategy = \"cloud_only\"\ntags = [\"cloud\"]").await;
+    let e = spawn_node("e", "strategy = \"cloud_only\"").await;
+    let c = spawn_node("c", "strategy = \"cloud_only\"").await;
+    link(&cloud, &[&e]);
+    link(&e, &[&c]);
+    let answer = ask(&e, &sla(json!({})), 2000).await;
+    assert_eq!(names(&answer), vec!["cloud"]);
+    assert!(
+        answer
+            .refusals
+            .iter()
+            .any(|r| r.node_name == "e" && matches!(r.reason, RefusalReason::Declined { .. }))
+    );
+}
+
+#[tokio::test]
+async fn maxcpu_keeps_only_the_most_utilised_bidder() {
+    let r = spawn_node("r", "strategy = \"maxcpu\"").await;
+    let a = spawn_node("a", "strategy = \"maxcpu\"").await;
+    let b = spawn_node("b", "strategy = \"maxcpu\"").await;
+    link(&r, &[&a, &b]);
+    occupy(&b, "1 cpu").await;
+    let answer = ask(&r, &sla(json!({"cpu": "100 m"})), 2000).await;
+    assert_eq!(names(&answer), vec!["b"]);
+    // The holds of the dropped bids are given back.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.node.state_view(Timestamp::now()).holds > 0
+        || r.node.state_view(Timestamp::now()).holds > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "dropped holds were never released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn mincpurandom_asks_two_random_neighbours_and_keeps_the_least_utilised() {
+    let r = spawn_node("r", "strategy = \"mincpurandom\"").await;
+    let kids = [
+        spawn_node("k1", "").await,
+        spawn_node("k2", "").await,
+        spawn_node("k3", "").await,
+    ];
+    link(&r, &[&kids[0], &kids[1], &kids[2]]);
+    occupy(&r, "1500 m").await;
+    for _ in 0..5 {
+        let answer = ask(&r, &sla(json!({"cpu": "100 m"})), 2000).await;
+        assert_eq!(answer.bids.len(), 1, "{answer:?}");
+        assert_ne!(answer.bids[0].node_name, "r", "the loaded root never wins");
+    }
 }
