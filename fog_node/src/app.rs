@@ -27,6 +27,7 @@ impl Application {
             .advertise_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
+        let workers = config.workers();
         let node = Arc::new(Node::new(config, url));
         let saved_id = node.restore(Timestamp::now())?;
         let data = web::Data::new(node.clone());
@@ -35,7 +36,7 @@ impl Application {
                 .app_data(data.clone())
                 .configure(routes::configure)
         })
-        .workers(2)
+        .workers(workers)
         .disable_signals()
         .listen(listener)?
         .run();

@@ -59,6 +59,10 @@ pub struct Config {
     /// How long a hold outlives the auction deadline, waiting for the marketplace's accept.
     #[serde(default = "default_hold_grace")]
     pub hold_grace: Latency,
+    /// HTTP worker threads; default: the machine's cores, at most 4. Use 1 when many nodes
+    /// share one machine (the local launcher does).
+    #[serde(default)]
+    pub http_workers: Option<usize>,
     #[serde(default)]
     pub chaos: ChaosConfig,
 }
@@ -208,12 +212,23 @@ impl Config {
                 "must be a finite number >= 0",
             ));
         }
+        if self.http_workers == Some(0) {
+            return Err(FieldError::new("http_workers", "must be at least 1"));
+        }
         self.pricing.validate()?;
         Ok(())
     }
 
     pub fn capacity(&self) -> Resources {
         Resources::new(self.capacity.cpu, self.capacity.memory)
+    }
+
+    pub fn workers(&self) -> usize {
+        self.http_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(1)
+        })
     }
 
     pub fn is_cloud(&self) -> bool {
