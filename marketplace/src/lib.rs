@@ -1,1 +1,29 @@
-//! placeholder
+//! `marketplace`: Fogmarket's trusted marketplace.
+//!
+//! This crate owns the marketplace service: its HTTP API (actix-web, JSON camelCase,
+//! GIRAFF-compatible client payloads), the orchestration of reverse auctions over the fog
+//! overlay (the marketplace calls only the target node, the nodes relay), the node registry
+//! (enrollment, signed heartbeats, liveness), placements and their lifetime, and persistence
+//! with sqlx (an embedded SQLite file by default, PostgreSQL when the database URL says
+//! `postgres://`). The auction rules themselves, the SLA and the wire messages live in `model`.
+//!
+//! Layering: [`routes`] (handlers: extract, convert, map errors to status codes) ->
+//! [`service`] (the rules) -> [`repository`] (SQL). Calls to fog nodes go through
+//! [`node_client`]. Each layer has its own error enum. Periodic work (placement expiry, node
+//! liveness) is a step function taking `now` ([`service::Marketplace::finish_due_placements`],
+//! [`service::Marketplace::mark_silent_nodes_dead`]) driven by a loop in [`startup`].
+//!
+//! Library entry point for the binary, the tests and the testbed launcher:
+//! [`Settings`] -> [`Application::build`] -> [`Application::port`] ->
+//! [`Application::run_until_stopped`].
+
+pub mod error;
+pub mod node_client;
+pub mod repository;
+pub mod routes;
+pub mod service;
+pub mod settings;
+pub mod startup;
+
+pub use settings::Settings;
+pub use startup::Application;

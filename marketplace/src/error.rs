@@ -1,0 +1,122 @@
+//! HTTP errors: every failure answers with a JSON [`ErrorBody`] and a status code chosen here.
+
+use crate::repository::RepoError;
+use crate::service::ServiceError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use model::protocol::ErrorBody;
+use std::fmt;
+
+/// An error answer of the HTTP API.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error: error.to_string(),
+                message: message.into(),
+                field: None,
+                refusals: Vec::new(),
+            },
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.body.field = Some(field.into());
+        self
+    }
+
+    /// 400 naming the offending field.
+    pub fn bad_request(error: &str, field: &str, reason: impl fmt::Display) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, format!("{field}: {reason}")).with_field(field)
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body larger than {limit} bytes"),
+        )
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status, self.body.error, self.body.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(&self.body)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let message = e.to_string();
+        match e {
+            ServiceError::InvalidSla(f) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_sla", message).with_field(f.field)
+            }
+            ServiceError::InvalidRequest(f) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+                    .with_field(f.field)
+            }
+            ServiceError::UnknownTargetNode(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_target_node", message)
+                    .with_field("targetNode")
+            }
+            ServiceError::TargetNodeDead { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "target_node_dead", message)
+                    .with_field("targetNode")
+            }
+            ServiceError::NoFeasibleNode { refusals, .. } => {
+                let mut err = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "no_feasible_node",
+                    message,
+                );
+                err.body.refusals = refusals;
+                err
+            }
+            ServiceError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            ServiceError::InvalidState(_) => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_state", message)
+            }
+            ServiceError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            ServiceError::Unauthorized(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            }
+            ServiceError::NodeCallFailed(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "node_call_failed", message)
+            }
+            ServiceError::Repo(RepoError::Conflict(_)) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            ServiceError::Repo(e) => {
+                tracing::error!(error = %e, "database failure");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error (database); see the marketplace log",
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,774 @@
+//! Persistence: every SQL statement of the marketplace.
+//!
+//! One implementation over `sqlx::AnyPool` with portable SQL (`$n` placeholders, ids as TEXT,
+//! times as BIGINT unix ms, JSON as TEXT, booleans as 0/1 BIGINT, prices as DOUBLE PRECISION),
+//! so the same code and the same test suite run on SQLite (default, embedded, WAL) and
+//! PostgreSQL. Migrations are embedded per backend (`migrations/{sqlite,postgres}`).
+
+use model::auction::AuctionRule;
+use model::protocol::{Bid, Refusal, Resources};
+use model::{AuctionId, BidId, Bytes, Cpu, NodeId, Price, Sla, SlaId, Timestamp};
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::fmt;
+use std::str::FromStr;
+
+/// Errors of the persistence layer.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// A uniqueness constraint was violated (maps to 409, not 500).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A stored value could not be decoded (a bug or a hand-edited database).
+    #[error("corrupt value in {table}.{column}: {reason}")]
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        reason: String,
+    },
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for RepoError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && db.is_unique_violation()
+        {
+            return RepoError::Conflict(db.message().to_string());
+        }
+        RepoError::Database(e)
+    }
+}
+
+/// Which SQL engine the URL points to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// State of one placement (one SLA on one hosting node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementState {
+    /// Accepted by the node: resources reserved, not deployed yet.
+    Reserved,
+    Provisioning,
+    Live,
+    Failed,
+    /// The lifetime (`duration`) ended.
+    Finished,
+    Cancelled,
+}
+
+impl PlacementState {
+    pub const ACTIVE: [PlacementState; 3] = [
+        PlacementState::Reserved,
+        PlacementState::Provisioning,
+        PlacementState::Live,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlacementState::Reserved => "reserved",
+            PlacementState::Provisioning => "provisioning",
+            PlacementState::Live => "live",
+            PlacementState::Failed => "failed",
+            PlacementState::Finished => "finished",
+            PlacementState::Cancelled => "cancelled",
+        }
+    }
+    /// Still holding resources on its node.
+    pub fn is_active(self) -> bool {
+        Self::ACTIVE.contains(&self)
+    }
+}
+
+impl fmt::Display for PlacementState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PlacementState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "reserved" => PlacementState::Reserved,
+            "provisioning" => PlacementState::Provisioning,
+            "live" => PlacementState::Live,
+            "failed" => PlacementState::Failed,
+            "finished" => PlacementState::Finished,
+            "cancelled" => PlacementState::Cancelled,
+            other => return Err(format!("unknown placement state `{other}`")),
+        })
+    }
+}
+
+/// A registered fog node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    pub name: String,
+    pub owner: String,
+    pub tags: Vec<String>,
+    pub parent: Option<String>,
+    pub url: String,
+    pub capacity: Resources,
+    /// As last reported by the node's heartbeat.
+    pub reserved: Resources,
+    pub last_seen: Timestamp,
+    pub alive: bool,
+    pub registered_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlaRecord {
+    pub sla: Sla,
+    pub target_node: NodeId,
+    pub created_at: Timestamp,
+}
+
+/// How an auction ended.
+pub mod outcome {
+    pub const RUNNING: &str = "running";
+    pub const AWARDED: &str = "awarded";
+    pub const NO_FEASIBLE_NODE: &str = "no_feasible_node";
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuctionRecord {
+    pub id: AuctionId,
+    pub sla_id: SlaId,
+    pub rule: String,
+    pub target_node: NodeId,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub outcome: String,
+    pub refusals: Vec<Refusal>,
+}
+
+/// One bid received in an auction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BidRecord {
+    pub auction_id: AuctionId,
+    pub bid: Bid,
+    pub won: bool,
+    /// The node refused (or failed) the accept; the auction fell back to the next bid.
+    pub refused_accept: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacementRecord {
+    pub sla_id: SlaId,
+    pub node_id: NodeId,
+    pub bid_id: BidId,
+    pub auction_id: AuctionId,
+    /// What the marketplace pays (Vickrey: the clearing price, not the bid).
+    pub price: Price,
+    pub state: PlacementState,
+    pub created_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Everything an auction produced, written in one transaction.
+#[derive(Debug, Clone)]
+pub struct AuctionResult {
+    pub auction_id: AuctionId,
+    pub finished_at: Timestamp,
+    pub outcome: String,
+    pub refusals: Vec<Refusal>,
+    pub bids: Vec<BidRecord>,
+    pub placements: Vec<PlacementRecord>,
+}
+
+/// The marketplace database.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn ms(t: Timestamp) -> i64 {
+    i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
+}
+fn ts(v: i64) -> Timestamp {
+    Timestamp::from_millis(u64::try_from(v).unwrap_or(0))
+}
+fn u(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+fn flag(b: bool) -> i64 {
+    i64::from(b)
+}
+
+fn corrupt(table: &'static str, column: &'static str, reason: impl fmt::Display) -> RepoError {
+    RepoError::Corrupt {
+        table,
+        column,
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_col<T: FromStr>(
+    row: &AnyRow,
+    table: &'static str,
+    column: &'static str,
+) -> Result<T, RepoError>
+where
+    T::Err: fmt::Display,
+{
+    let s: String = row.try_get(column)?;
+    s.parse().map_err(|e| corrupt(table, column, e))
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    table: &'static str,
+    column: &'static str,
+) -> Result<T, RepoError> {
+    let s: String = row.try_get(column)?;
+    serde_json::from_str(&s).map_err(|e| corrupt(table, column, e))
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    // Serializing our own plain data types cannot fail (no maps with non-string keys).
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
+}
+
+macro_rules! node_columns {
+    () => {
+        "id, name, owner, tags, parent_name, url, cpu_millis, memory_bytes, \
+         reserved_cpu_millis, reserved_memory_bytes, last_seen_ms, alive, registered_at_ms"
+    };
+}
+
+fn node_from_row(row: &AnyRow) -> Result<NodeRecord, RepoError> {
+    let n = |c: &'static str| -> Result<u64, RepoError> {
+        let v: i64 = row.try_get(c)?;
+        u64::try_from(v).map_err(|e| corrupt("nodes", c, e))
+    };
+    Ok(NodeRecord {
+        id: parse_col(row, "nodes", "id")?,
+        name: row.try_get("name")?,
+        owner: row.try_get("owner")?,
+        tags: json_col(row, "nodes", "tags")?,
+        parent: row.try_get("parent_name")?,
+        url: row.try_get("url")?,
+        capacity: Resources::new(
+            Cpu::from_millis(n("cpu_millis")?),
+            Bytes::new(n("memory_bytes")?),
+        ),
+        reserved: Resources::new(
+            Cpu::from_millis(n("reserved_cpu_millis")?),
+            Bytes::new(n("reserved_memory_bytes")?),
+        ),
+        last_seen: ts(row.try_get("last_seen_ms")?),
+        alive: row.try_get::<i64, _>("alive")? != 0,
+        registered_at: ts(row.try_get("registered_at_ms")?),
+    })
+}
+
+fn auction_from_row(row: &AnyRow) -> Result<AuctionRecord, RepoError> {
+    Ok(AuctionRecord {
+        id: parse_col(row, "auctions", "id")?,
+        sla_id: parse_col(row, "auctions", "sla_id")?,
+        rule: row.try_get("rule")?,
+        target_node: parse_col(row, "auctions", "target_node")?,
+        started_at: ts(row.try_get("started_at_ms")?),
+        finished_at: row.try_get::<Option<i64>, _>("finished_at_ms")?.map(ts),
+        outcome: row.try_get("outcome")?,
+        refusals: json_col(row, "auctions", "refusals")?,
+    })
+}
+
+fn bid_from_row(row: &AnyRow) -> Result<BidRecord, RepoError> {
+    Ok(BidRecord {
+        auction_id: parse_col(row, "bids", "auction_id")?,
+        bid: json_col(row, "bids", "body")?,
+        won: row.try_get::<i64, _>("won")? != 0,
+        refused_accept: row.try_get::<i64, _>("refused_accept")? != 0,
+    })
+}
+
+fn placement_from_row(row: &AnyRow) -> Result<PlacementRecord, RepoError> {
+    let price: f64 = row.try_get("price")?;
+    Ok(PlacementRecord {
+        sla_id: parse_col(row, "placements", "sla_id")?,
+        node_id: parse_col(row, "placements", "node_id")?,
+        bid_id: parse_col(row, "placements", "bid_id")?,
+        auction_id: parse_col(row, "placements", "auction_id")?,
+        price: Price::new(price).ok_or_else(|| corrupt("placements", "price", price))?,
+        state: parse_col(row, "placements", "state")?,
+        created_at: ts(row.try_get("created_at_ms")?),
+        ends_at: ts(row.try_get("ends_at_ms")?),
+        updated_at: ts(row.try_get("updated_at_ms")?),
+    })
+}
+
+fn sla_from_row(row: &AnyRow) -> Result<SlaRecord, RepoError> {
+    Ok(SlaRecord {
+        sla: json_col(row, "slas", "body")?,
+        target_node: parse_col(row, "slas", "target_node")?,
+        created_at: ts(row.try_get("created_at_ms")?),
+    })
+}
+
+macro_rules! placement_columns {
+    () => {
+        "sla_id, node_id, bid_id, auction_id, price, state, created_at_ms, ends_at_ms, updated_at_ms"
+    };
+}
+
+impl Repository {
+    /// Connects, applies the embedded migrations and, on SQLite, switches to WAL.
+    pub async fn connect(url: &str) -> Result<Repository, RepoError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url).ok_or_else(|| {
+            RepoError::Database(sqlx::Error::Configuration(
+                format!(
+                    "unsupported database URL `{}`: expected sqlite://… or postgres://…",
+                    url.split(':').next().unwrap_or_default()
+                )
+                .into(),
+            ))
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .connect(url)
+            .await?;
+        match backend {
+            Backend::Sqlite => {
+                // Persistent in the file: every later connection uses WAL too.
+                sqlx::query("PRAGMA journal_mode=WAL")
+                    .fetch_all(&pool)
+                    .await?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            }
+        }
+        Ok(Repository { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection (tests use it to simulate a restart).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // -- meta ---------------------------------------------------------------------------------
+
+    /// The value stored under `key`, storing `init()` first if there is none. Concurrent first
+    /// starts agree on one value.
+    pub async fn meta_get_or_init(
+        &self,
+        key: &str,
+        init: impl FnOnce() -> String,
+    ) -> Result<String, RepoError> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(init())
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
+    // -- nodes --------------------------------------------------------------------------------
+
+    /// Inserts a node or updates the node of the same name (its id is kept).
+    pub async fn upsert_node(&self, n: &NodeRecord) -> Result<(), RepoError> {
+        sqlx::query(
+            "INSERT INTO nodes (id, name, owner, tags, parent_name, url, cpu_millis, memory_bytes, \
+             reserved_cpu_millis, reserved_memory_bytes, last_seen_ms, alive, registered_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, tags = excluded.tags, \
+             parent_name = excluded.parent_name, url = excluded.url, \
+             cpu_millis = excluded.cpu_millis, memory_bytes = excluded.memory_bytes, \
+             last_seen_ms = excluded.last_seen_ms, alive = excluded.alive",
+        )
+        .bind(n.id.to_string())
+        .bind(&n.name)
+        .bind(&n.owner)
+        .bind(to_json(&n.tags))
+        .bind(n.parent.clone())
+        .bind(&n.url)
+        .bind(u(n.capacity.cpu.millis()))
+        .bind(u(n.capacity.memory.as_u64()))
+        .bind(u(n.reserved.cpu.millis()))
+        .bind(u(n.reserved.memory.as_u64()))
+        .bind(ms(n.last_seen))
+        .bind(flag(n.alive))
+        .bind(ms(n.registered_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn node_by_id(&self, id: NodeId) -> Result<Option<NodeRecord>, RepoError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            node_columns!(),
+            " FROM nodes WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(node_from_row).transpose()
+    }
+
+    pub async fn node_by_name(&self, name: &str) -> Result<Option<NodeRecord>, RepoError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            node_columns!(),
+            " FROM nodes WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(node_from_row).transpose()
+    }
+
+    /// Every node, by name.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeRecord>, RepoError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            node_columns!(),
+            " FROM nodes ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(node_from_row).collect()
+    }
+
+    /// Records a heartbeat; `false` when the node is unknown.
+    pub async fn record_heartbeat(
+        &self,
+        id: NodeId,
+        reserved: Resources,
+        url: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, RepoError> {
+        let done = sqlx::query(
+            "UPDATE nodes SET reserved_cpu_millis = $1, reserved_memory_bytes = $2, \
+             url = COALESCE($3, url), last_seen_ms = $4, alive = 1 WHERE id = $5",
+        )
+        .bind(u(reserved.cpu.millis()))
+        .bind(u(reserved.memory.as_u64()))
+        .bind(url.map(str::to_string))
+        .bind(ms(now))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Marks alive nodes not seen since `cutoff` as dead; returns how many.
+    pub async fn mark_nodes_dead_since(&self, cutoff: Timestamp) -> Result<u64, RepoError> {
+        let done = sqlx::query("UPDATE nodes SET alive = 0 WHERE alive = 1 AND last_seen_ms < $1")
+            .bind(ms(cutoff))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// At start: nobody is alive until it heartbeats again.
+    pub async fn mark_all_nodes_dead(&self) -> Result<u64, RepoError> {
+        let done = sqlx::query("UPDATE nodes SET alive = 0 WHERE alive = 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    // -- SLAs and auctions --------------------------------------------------------------------
+
+    /// Stores a new SLA and opens its auction.
+    pub async fn insert_sla_and_auction(
+        &self,
+        sla: &Sla,
+        target: NodeId,
+        auction_id: AuctionId,
+        rule: AuctionRule,
+        now: Timestamp,
+    ) -> Result<(), RepoError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO slas (id, body, target_node, max_price, nodes_wanted, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(sla.id.to_string())
+        .bind(to_json(sla))
+        .bind(target.to_string())
+        .bind(sla.max_price.map(Price::value))
+        .bind(i64::from(sla.nodes))
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO auctions (id, sla_id, rule, target_node, started_at_ms, outcome, refusals) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(auction_id.to_string())
+        .bind(sla.id.to_string())
+        .bind(rule.to_string())
+        .bind(target.to_string())
+        .bind(ms(now))
+        .bind(outcome::RUNNING)
+        .bind("[]")
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn sla(&self, id: SlaId) -> Result<Option<SlaRecord>, RepoError> {
+        let row = sqlx::query("SELECT body, target_node, created_at_ms FROM slas WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(sla_from_row).transpose()
+    }
+
+    /// Every SLA, oldest first.
+    pub async fn list_slas(&self) -> Result<Vec<SlaRecord>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT body, target_node, created_at_ms FROM slas ORDER BY created_at_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(sla_from_row).collect()
+    }
+
+    /// Closes an auction: its outcome, refusals, every bid and the accepted placements, in
+    /// one transaction.
+    pub async fn record_auction_result(&self, r: &AuctionResult) -> Result<(), RepoError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE auctions SET finished_at_ms = $1, outcome = $2, refusals = $3 WHERE id = $4",
+        )
+        .bind(ms(r.finished_at))
+        .bind(&r.outcome)
+        .bind(to_json(&r.refusals))
+        .bind(r.auction_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        for b in &r.bids {
+            sqlx::query(
+                "INSERT INTO bids (id, auction_id, node_id, node_name, price, latency_ms, \
+                 utilisation, body, won, refused_accept) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (auction_id, id) DO NOTHING",
+            )
+            .bind(b.bid.id.to_string())
+            .bind(b.auction_id.to_string())
+            .bind(b.bid.node_id.to_string())
+            .bind(&b.bid.node_name)
+            .bind(b.bid.bid.value())
+            .bind(finite(b.bid.latency.median))
+            .bind(finite(b.bid.utilisation))
+            .bind(to_json(&b.bid))
+            .bind(flag(b.won))
+            .bind(flag(b.refused_accept))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for p in &r.placements {
+            insert_placement(&mut tx, p).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn auction(&self, id: AuctionId) -> Result<Option<AuctionRecord>, RepoError> {
+        let row = sqlx::query(
+            "SELECT id, sla_id, rule, target_node, started_at_ms, finished_at_ms, outcome, \
+             refusals FROM auctions WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(auction_from_row).transpose()
+    }
+
+    /// The latest auction run for an SLA.
+    pub async fn auction_for_sla(&self, sla: SlaId) -> Result<Option<AuctionRecord>, RepoError> {
+        let row = sqlx::query(
+            "SELECT id, sla_id, rule, target_node, started_at_ms, finished_at_ms, outcome, \
+             refusals FROM auctions WHERE sla_id = $1 ORDER BY started_at_ms DESC, id LIMIT 1",
+        )
+        .bind(sla.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(auction_from_row).transpose()
+    }
+
+    /// Bids of an auction, lowest price first.
+    pub async fn bids(&self, auction: AuctionId) -> Result<Vec<BidRecord>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT auction_id, body, won, refused_accept FROM bids WHERE auction_id = $1 \
+             ORDER BY price, node_id, id",
+        )
+        .bind(auction.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(bid_from_row).collect()
+    }
+
+    // -- placements ---------------------------------------------------------------------------
+
+    pub async fn insert_placement(&self, p: &PlacementRecord) -> Result<(), RepoError> {
+        let mut tx = self.pool.begin().await?;
+        insert_placement(&mut tx, p).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Placements of an SLA, by node id.
+    pub async fn placements_for_sla(&self, sla: SlaId) -> Result<Vec<PlacementRecord>, RepoError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            placement_columns!(),
+            " FROM placements WHERE sla_id = $1 ORDER BY price, node_id"
+        ))
+        .bind(sla.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(placement_from_row).collect()
+    }
+
+    /// Every placement, oldest first.
+    pub async fn list_placements(&self) -> Result<Vec<PlacementRecord>, RepoError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            placement_columns!(),
+            " FROM placements ORDER BY created_at_ms, sla_id, node_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(placement_from_row).collect()
+    }
+
+    /// Moves one placement to `state`; `false` when there is no such placement.
+    pub async fn set_placement_state(
+        &self,
+        sla: SlaId,
+        node: NodeId,
+        state: PlacementState,
+        now: Timestamp,
+    ) -> Result<bool, RepoError> {
+        let done = sqlx::query(
+            "UPDATE placements SET state = $1, updated_at_ms = $2 WHERE sla_id = $3 AND node_id = $4",
+        )
+        .bind(state.as_str())
+        .bind(ms(now))
+        .bind(sla.to_string())
+        .bind(node.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Marks active placements whose lifetime ended by `now` as finished; returns how many.
+    pub async fn finish_due_placements(&self, now: Timestamp) -> Result<u64, RepoError> {
+        let done = sqlx::query(
+            "UPDATE placements SET state = $1, updated_at_ms = $2 \
+             WHERE ends_at_ms <= $3 AND state IN ($4, $5, $6)",
+        )
+        .bind(PlacementState::Finished.as_str())
+        .bind(ms(now))
+        .bind(ms(now))
+        .bind(PlacementState::Reserved.as_str())
+        .bind(PlacementState::Provisioning.as_str())
+        .bind(PlacementState::Live.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn finite(x: f64) -> f64 {
+    if x.is_finite() { x } else { 0.0 }
+}
+
+async fn insert_placement(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    p: &PlacementRecord,
+) -> Result<(), RepoError> {
+    sqlx::query(concat!(
+        "INSERT INTO placements (",
+        placement_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
+    .bind(p.sla_id.to_string())
+    .bind(p.node_id.to_string())
+    .bind(p.bid_id.to_string())
+    .bind(p.auction_id.to_string())
+    .bind(p.price.value())
+    .bind(p.state.as_str())
+    .bind(ms(p.created_at))
+    .bind(ms(p.ends_at))
+    .bind(ms(p.updated_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_states_round_trip_through_their_names() {
+        for s in [
+            PlacementState::Reserved,
+            PlacementState::Provisioning,
+            PlacementState::Live,
+            PlacementState::Failed,
+            PlacementState::Finished,
+            PlacementState::Cancelled,
+        ] {
+            assert_eq!(s.as_str().parse::<PlacementState>(), Ok(s));
+        }
+        assert!("gone".parse::<PlacementState>().is_err());
+    }
+
+    #[test]
+    fn backends_are_recognised_from_the_url() {
+        assert_eq!(
+            Backend::of_url("sqlite://x.db?mode=rwc"),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(
+            Backend::of_url("postgres://u:p@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::of_url("mysql://h/db"), None);
+    }
+}

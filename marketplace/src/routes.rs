@@ -1,0 +1,247 @@
+//! HTTP handlers: extract and convert input, call the service, map errors to status codes.
+//!
+//! Bodies are read as raw bytes (limited to `Settings::max_body_bytes`, 413 beyond) so that
+//! signed requests are verified over the exact bytes and malformed JSON is reported as a
+//! JSON 400 naming the problem, never as a panic or a 5xx.
+
+use crate::error::ApiError;
+use crate::service::{Marketplace, PlaceRequest, ServiceError};
+use actix_web::http::StatusCode;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures::StreamExt;
+use model::{AuctionId, Sla, SlaId, Timestamp};
+use serde_json::Value;
+
+/// Largest accepted request body, shared with the handlers.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Registers every route of the marketplace.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/health", web::get().to(health))
+        .route("/api/function", web::put().to(put_function))
+        .route("/api/function/{id}", web::post().to(provision_function))
+        .route("/api/function/{id}", web::get().to(get_function))
+        .route("/api/function/{id}", web::delete().to(cancel_function))
+        .route("/api/functions", web::get().to(list_functions))
+        .route("/api/fog", web::get().to(fog))
+        .route("/api/auctions/{id}", web::get().to(get_auction))
+        .route("/api/register", web::post().to(register))
+        .route("/api/heartbeat/{node_id}", web::post().to(heartbeat));
+}
+
+/// JSON 404 for unknown paths.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound().json(model::protocol::ErrorBody {
+        error: "not_found".into(),
+        message: format!("no route for {} {}", req.method(), req.path()),
+        field: None,
+        refusals: Vec::new(),
+    })
+}
+
+/// Reads the whole body, refusing more than the limit with 413.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    if let Some(len) = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("cannot read body: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn limit(req: &HttpRequest) -> usize {
+    req.app_data::<web::Data<BodyLimit>>()
+        .map_or(256 * 1024, |l| l.0)
+}
+
+fn authorization(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+fn parse_sla_id(raw: &str) -> Result<SlaId, ApiError> {
+    raw.parse()
+        .map_err(|e| ApiError::bad_request("invalid_request", "id", format!("not a UUID: {e}")))
+}
+
+fn truthy(field: &str, v: &str) -> Result<bool, ApiError> {
+    match v.to_ascii_lowercase().as_str() {
+        "" | "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ApiError::bad_request(
+            "invalid_request",
+            field,
+            "must be true or false",
+        )),
+    }
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `PUT /api/function`: body `{sla, targetNode, provision?}`, query `?provision=true`.
+async fn put_function(
+    req: HttpRequest,
+    payload: web::Payload,
+    market: web::Data<Marketplace>,
+) -> Result<HttpResponse, ApiError> {
+    let now = Timestamp::now();
+    let mut provision = false;
+    for pair in req.query_string().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == "provision" {
+            provision = truthy("provision", v)?;
+        }
+    }
+    let body = read_body(&req, payload, limit(&req)).await?;
+    let json: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", "body", format!("not valid JSON: {e}"))
+    })?;
+    if !json.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "body",
+            "must be a JSON object {sla, targetNode}",
+        ));
+    }
+    let target_node = match json.get("targetNode") {
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "targetNode",
+                "is required (a node id or name)",
+            ));
+        }
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "targetNode",
+                "must be a non-empty string (a node id or name)",
+            ));
+        }
+    };
+    match json.get("provision") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => provision |= *b,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "provision",
+                "must be true or false",
+            ));
+        }
+    }
+    let sla = Sla::from_json(json.get("sla").unwrap_or(&Value::Null), SlaId::new(), "sla")
+        .map_err(ServiceError::InvalidSla)?;
+    let view = market
+        .place_function(
+            PlaceRequest {
+                sla,
+                target_node,
+                provision,
+            },
+            now,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+async fn provision_function(
+    path: web::Path<String>,
+    market: web::Data<Marketplace>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_sla_id(&path)?;
+    Ok(HttpResponse::Ok().json(market.provision(id, Timestamp::now()).await?))
+}
+
+async fn get_function(
+    path: web::Path<String>,
+    market: web::Data<Marketplace>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_sla_id(&path)?;
+    Ok(HttpResponse::Ok().json(market.function(id).await?))
+}
+
+async fn cancel_function(
+    path: web::Path<String>,
+    market: web::Data<Marketplace>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_sla_id(&path)?;
+    Ok(HttpResponse::Ok().json(market.cancel(id, Timestamp::now()).await?))
+}
+
+async fn list_functions(market: web::Data<Marketplace>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(market.functions().await?))
+}
+
+async fn fog(market: web::Data<Marketplace>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(market.fog().await?))
+}
+
+async fn get_auction(
+    path: web::Path<String>,
+    market: web::Data<Marketplace>,
+) -> Result<HttpResponse, ApiError> {
+    let id: AuctionId = path
+        .parse()
+        .map_err(|e| ApiError::bad_request("invalid_request", "id", format!("not a UUID: {e}")))?;
+    Ok(HttpResponse::Ok().json(market.auction(id).await?))
+}
+
+async fn register(
+    req: HttpRequest,
+    payload: web::Payload,
+    market: web::Data<Marketplace>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload, limit(&req)).await?;
+    let resp = market
+        .register(authorization(&req), &body, Timestamp::now())
+        .await?;
+    Ok(HttpResponse::Ok().json(resp))
+}
+
+async fn heartbeat(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    market: web::Data<Marketplace>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload, limit(&req)).await?;
+    let resp = market
+        .heartbeat(
+            &path,
+            authorization(&req),
+            req.path(),
+            &body,
+            Timestamp::now(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(resp))
+}

@@ -1,0 +1,1165 @@
+//! The marketplace's rules: enrollment and liveness of nodes, auctions (with deadline and
+//! fallback), provisioning, cancellation and the lifetime of placements.
+//!
+//! Handlers call these functions with already-extracted input and the current time; the
+//! functions call `model` for the pure logic, [`Repository`] for state and [`NodeClient`] for
+//! the fog nodes.
+
+use crate::node_client::{NodeCallError, NodeClient};
+use crate::repository::{
+    AuctionRecord, AuctionResult, BidRecord, NodeRecord, PlacementRecord, PlacementState,
+    RepoError, Repository, outcome,
+};
+use model::auction::{AuctionRule, Award, run_auction};
+use model::latency::PathLatency;
+use model::protocol::{
+    AcceptRequest, AcceptResponse, Bid, BidRequest, HeartbeatRequest, HeartbeatResponse, Neighbour,
+    PROTOCOL_VERSION, Refusal, RefusalReason, RegisterRequest, RegisterResponse, Relation,
+    Resources,
+};
+use model::{AuctionId, BidId, FieldError, NodeId, Price, Sla, SlaId, Timestamp, auth};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Signatures older (or newer) than this are refused.
+pub const MAX_SIGNATURE_SKEW: Duration = Duration::from_secs(30);
+/// A node silent for this many heartbeat intervals is marked dead.
+pub const MISSED_HEARTBEATS: u32 = 3;
+/// Timeout of the best-effort calls (release, cancel, provision).
+const SIDE_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+const MAX_NAME_LEN: usize = 128;
+const MAX_URL_LEN: usize = 2048;
+const MAX_TAGS: usize = 64;
+
+/// Errors of the service layer; `routes` maps each to a status code and a JSON body.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The SLA is invalid (400 `invalid_sla`).
+    #[error("{0}")]
+    InvalidSla(FieldError),
+    /// Some other input field is invalid (400 `invalid_request`).
+    #[error("{0}")]
+    InvalidRequest(FieldError),
+    #[error("no fog node is known by id or name `{0}`")]
+    UnknownTargetNode(String),
+    #[error("target node `{name}` ({id}) is not alive (no heartbeat recently)")]
+    TargetNodeDead { id: NodeId, name: String },
+    #[error("{message}")]
+    NoFeasibleNode {
+        message: String,
+        refusals: Vec<Refusal>,
+    },
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NodeCallFailed(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+/// A placement request, as extracted by the handler.
+#[derive(Debug, Clone)]
+pub struct PlaceRequest {
+    pub sla: Sla,
+    /// Node id or node name.
+    pub target_node: String,
+    /// Provision the winners in the same call.
+    pub provision: bool,
+}
+
+/// One winner as shown to clients: GIRAFF's `{bid: {nodeId, id, bid}, price}` plus where it is.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WinnerView {
+    pub bid: Bid,
+    pub price: Price,
+    pub node_id: NodeId,
+    pub node_name: String,
+    pub node_url: String,
+    /// GIRAFF clients read `ip` and `port` of the chosen node.
+    pub ip: String,
+    pub port: u16,
+    pub state: PlacementState,
+    pub ends_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Proposals {
+    pub bids: Vec<Bid>,
+}
+
+/// A function (an SLA) and where it is placed. Answer of `PUT /api/function` and
+/// `GET /api/function/{id}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionView {
+    pub sla: Sla,
+    pub target_node: NodeId,
+    /// The cheapest winner (GIRAFF's `chosen`); `None` when the auction placed nothing.
+    pub chosen: Option<WinnerView>,
+    /// Every hosting node (`sla.nodes` of them).
+    pub winners: Vec<WinnerView>,
+    pub proposals: Proposals,
+    pub auction_id: Option<AuctionId>,
+    /// Overall state: the least advanced active placement, else failed/finished/cancelled.
+    pub state: String,
+    pub created_at: Timestamp,
+    /// Node calls that failed while provisioning or cancelling (best effort).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// One node in `GET /api/fog`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FogNodeView {
+    pub id: NodeId,
+    pub name: String,
+    pub owner: String,
+    pub tags: Vec<String>,
+    pub parent: Option<String>,
+    pub url: String,
+    pub capacity: Resources,
+    pub reserved: Resources,
+    pub alive: bool,
+    pub last_seen: Timestamp,
+    pub registered_at: Timestamp,
+}
+
+impl From<NodeRecord> for FogNodeView {
+    fn from(n: NodeRecord) -> Self {
+        Self {
+            id: n.id,
+            name: n.name,
+            owner: n.owner,
+            tags: n.tags,
+            parent: n.parent,
+            url: n.url,
+            capacity: n.capacity,
+            reserved: n.reserved,
+            alive: n.alive,
+            last_seen: n.last_seen,
+            registered_at: n.registered_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuctionBidView {
+    #[serde(flatten)]
+    pub bid: Bid,
+    pub won: bool,
+    pub refused_accept: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuctionWinnerView {
+    pub node_id: NodeId,
+    pub node_name: String,
+    pub bid_id: BidId,
+    pub bid: Price,
+    pub price: Price,
+    pub state: PlacementState,
+}
+
+/// `GET /api/auctions/{id}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuctionView {
+    pub id: AuctionId,
+    pub sla_id: SlaId,
+    pub rule: String,
+    pub target_node: NodeId,
+    pub outcome: String,
+    pub bids: Vec<AuctionBidView>,
+    pub refusals: Vec<Refusal>,
+    pub winners: Vec<AuctionWinnerView>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub duration_ms: Option<u64>,
+}
+
+/// The marketplace service. Cheap to clone (shared pools inside).
+#[derive(Clone)]
+pub struct Marketplace {
+    repo: Repository,
+    nodes: NodeClient,
+    federation_key: String,
+    enrollment_secret: Vec<u8>,
+    rule: AuctionRule,
+    auction_timeout: Duration,
+    call_margin: Duration,
+    heartbeat_interval: Duration,
+}
+
+/// Configuration of [`Marketplace::new`].
+#[derive(Debug, Clone)]
+pub struct MarketplaceConfig {
+    pub federation_key: String,
+    pub enrollment_secret: String,
+    pub rule: AuctionRule,
+    pub auction_timeout: Duration,
+    pub call_margin: Duration,
+    pub heartbeat_interval: Duration,
+}
+
+fn is_clean_text(s: &str, max: usize) -> bool {
+    s.len() <= max && !s.chars().any(char::is_control)
+}
+
+fn check_name(field: &str, s: &str) -> Result<(), ServiceError> {
+    if s.trim().is_empty() {
+        return Err(ServiceError::InvalidRequest(FieldError::new(
+            field,
+            "must not be empty",
+        )));
+    }
+    if !is_clean_text(s, MAX_NAME_LEN) {
+        return Err(ServiceError::InvalidRequest(FieldError::new(
+            field,
+            format!("must be at most {MAX_NAME_LEN} bytes without control characters"),
+        )));
+    }
+    Ok(())
+}
+
+fn check_url(field: &str, s: &str) -> Result<(), ServiceError> {
+    let ok = (s.starts_with("http://") || s.starts_with("https://"))
+        && is_clean_text(s, MAX_URL_LEN)
+        && !s.contains(char::is_whitespace)
+        && host_port(s).is_some();
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::InvalidRequest(FieldError::new(
+            field,
+            "must be an http:// or https:// URL with a host, e.g. http://10.0.0.5:8080",
+        )))
+    }
+}
+
+/// Host and port of an `http(s)://host[:port][/…]` URL.
+pub fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        (h.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().ok()?),
+            None => (authority.to_string(), default_port),
+        }
+    };
+    (!host.is_empty()).then_some((host, port))
+}
+
+fn unauthorized(e: auth::AuthError) -> ServiceError {
+    ServiceError::Unauthorized(e.to_string())
+}
+
+fn refusal(node: NodeId, name: &str, reason: RefusalReason) -> Refusal {
+    Refusal {
+        node_id: node,
+        node_name: name.to_string(),
+        reason,
+    }
+}
+
+/// The overall state of a function from its placements.
+fn overall_state(placements: &[PlacementRecord]) -> String {
+    let active = placements
+        .iter()
+        .map(|p| p.state)
+        .filter(|s| s.is_active())
+        .min_by_key(|s| match s {
+            PlacementState::Reserved => 0,
+            PlacementState::Provisioning => 1,
+            _ => 2,
+        });
+    if let Some(s) = active {
+        return s.to_string();
+    }
+    let has = |s: PlacementState| placements.iter().any(|p| p.state == s);
+    let s = if placements.is_empty() || has(PlacementState::Failed) {
+        PlacementState::Failed
+    } else if has(PlacementState::Finished) {
+        PlacementState::Finished
+    } else {
+        PlacementState::Cancelled
+    };
+    s.to_string()
+}
+
+/// A node's answer to provisioning -> our state (`live` when it says so).
+fn provisioned_state(answer: &serde_json::Value) -> PlacementState {
+    match answer.get("state").and_then(|s| s.as_str()) {
+        Some("live") => PlacementState::Live,
+        _ => PlacementState::Provisioning,
+    }
+}
+
+impl Marketplace {
+    pub fn new(repo: Repository, http: reqwest::Client, config: MarketplaceConfig) -> Self {
+        Self {
+            nodes: NodeClient::new(http, &config.federation_key),
+            repo,
+            federation_key: config.federation_key,
+            enrollment_secret: config.enrollment_secret.into_bytes(),
+            rule: config.rule,
+            auction_timeout: config.auction_timeout,
+            call_margin: config.call_margin,
+            heartbeat_interval: config.heartbeat_interval,
+        }
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    pub fn auction_rule(&self) -> AuctionRule {
+        self.rule
+    }
+
+    // -- nodes --------------------------------------------------------------------------------
+
+    /// `POST /api/register`: signed with the enrollment secret by the node's name.
+    #[tracing::instrument(skip_all)]
+    pub async fn register(
+        &self,
+        authorization: Option<&str>,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<RegisterResponse, ServiceError> {
+        let sender = auth::verify(
+            &self.enrollment_secret,
+            authorization,
+            now,
+            MAX_SIGNATURE_SKEW,
+            "POST",
+            "/api/register",
+            body,
+        )
+        .map_err(unauthorized)?;
+        let req: RegisterRequest = serde_json::from_slice(body).map_err(|e| {
+            ServiceError::InvalidRequest(FieldError::new(
+                "body",
+                format!("not a RegisterRequest: {e}"),
+            ))
+        })?;
+        if sender != req.name {
+            return Err(ServiceError::Unauthorized(format!(
+                "signed by `{sender}` but registers `{}`",
+                req.name
+            )));
+        }
+        if let Some(v) = req.protocol_version
+            && v != PROTOCOL_VERSION
+        {
+            return Err(ServiceError::InvalidRequest(FieldError::new(
+                "protocolVersion",
+                format!("version {v} is not supported, this marketplace speaks {PROTOCOL_VERSION}"),
+            )));
+        }
+        check_name("name", &req.name)?;
+        if !is_clean_text(&req.owner, MAX_NAME_LEN) {
+            return Err(ServiceError::InvalidRequest(FieldError::new(
+                "owner",
+                format!("must be at most {MAX_NAME_LEN} bytes without control characters"),
+            )));
+        }
+        if req.tags.len() > MAX_TAGS {
+            return Err(ServiceError::InvalidRequest(FieldError::new(
+                "tags",
+                format!("at most {MAX_TAGS} tags"),
+            )));
+        }
+        for (i, t) in req.tags.iter().enumerate() {
+            check_name(&format!("tags[{i}]"), t)?;
+        }
+        if let Some(p) = &req.parent {
+            check_name("parent", p)?;
+            if *p == req.name {
+                return Err(ServiceError::InvalidRequest(FieldError::new(
+                    "parent",
+                    "a node cannot be its own parent",
+                )));
+            }
+        }
+        check_url("url", &req.url)?;
+
+        let existing = self.repo.node_by_name(&req.name).await?;
+        let id = match (&existing, req.node_id) {
+            (Some(n), _) => n.id,
+            (None, Some(wanted)) => match self.repo.node_by_id(wanted).await? {
+                Some(other) => {
+                    return Err(ServiceError::Conflict(format!(
+                        "node id {wanted} already belongs to node `{}`",
+                        other.name
+                    )));
+                }
+                None => wanted,
+            },
+            (None, None) => NodeId::new(),
+        };
+        let record = NodeRecord {
+            id,
+            name: req.name.clone(),
+            owner: req.owner.clone(),
+            tags: req.tags.clone(),
+            parent: req.parent.clone(),
+            url: req.url.clone(),
+            capacity: req.capacity,
+            reserved: existing.as_ref().map_or(Resources::ZERO, |n| n.reserved),
+            last_seen: now,
+            alive: true,
+            registered_at: existing.as_ref().map_or(now, |n| n.registered_at),
+        };
+        self.repo.upsert_node(&record).await.map_err(|e| match e {
+            RepoError::Conflict(m) => ServiceError::Conflict(m),
+            e => e.into(),
+        })?;
+        tracing::info!(node_id = %id, name = %req.name, url = %req.url, "node registered");
+        Ok(RegisterResponse {
+            node_id: id,
+            federation_key: self.federation_key.clone(),
+            heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+        })
+    }
+
+    /// `POST /api/heartbeat/{nodeId}`: signed with the federation key by the node itself.
+    #[tracing::instrument(skip_all, fields(node_id = %node_id))]
+    pub async fn heartbeat(
+        &self,
+        node_id: &str,
+        authorization: Option<&str>,
+        path: &str,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<HeartbeatResponse, ServiceError> {
+        let sender = auth::verify(
+            self.federation_key.as_bytes(),
+            authorization,
+            now,
+            MAX_SIGNATURE_SKEW,
+            "POST",
+            path,
+            body,
+        )
+        .map_err(unauthorized)?;
+        if sender != node_id {
+            return Err(ServiceError::Unauthorized(format!(
+                "signed by `{sender}`, not by node {node_id}"
+            )));
+        }
+        let id: NodeId = node_id.parse().map_err(|e| {
+            ServiceError::InvalidRequest(FieldError::new("nodeId", format!("not a UUID: {e}")))
+        })?;
+        let req: HeartbeatRequest = serde_json::from_slice(body).map_err(|e| {
+            ServiceError::InvalidRequest(FieldError::new(
+                "body",
+                format!("not a HeartbeatRequest: {e}"),
+            ))
+        })?;
+        if let Some(url) = &req.url {
+            check_url("url", url)?;
+        }
+        if !self
+            .repo
+            .record_heartbeat(id, req.reserved, req.url.as_deref(), now)
+            .await?
+        {
+            return Err(ServiceError::NotFound {
+                what: "node",
+                id: id.to_string(),
+            });
+        }
+        let all = self.repo.list_nodes().await?;
+        let me = all.iter().find(|n| n.id == id);
+        let neighbours = match me {
+            None => Vec::new(),
+            Some(me) => all
+                .iter()
+                .filter_map(|n| {
+                    let relation = if me.parent.as_deref() == Some(n.name.as_str()) {
+                        Relation::Parent
+                    } else if n.parent.as_deref() == Some(me.name.as_str()) {
+                        Relation::Child
+                    } else {
+                        return None;
+                    };
+                    (n.id != me.id).then(|| Neighbour {
+                        node_id: n.id,
+                        name: n.name.clone(),
+                        url: n.url.clone(),
+                        relation,
+                        alive: n.alive,
+                        tags: n.tags.clone(),
+                    })
+                })
+                .collect(),
+        };
+        Ok(HeartbeatResponse { neighbours })
+    }
+
+    /// Every node, by name.
+    pub async fn fog(&self) -> Result<Vec<FogNodeView>, ServiceError> {
+        Ok(self
+            .repo
+            .list_nodes()
+            .await?
+            .into_iter()
+            .map(FogNodeView::from)
+            .collect())
+    }
+
+    /// Liveness step: nodes silent for [`MISSED_HEARTBEATS`] intervals become `alive = false`.
+    /// Their live placements stay recorded (re-placement is future work).
+    pub async fn mark_silent_nodes_dead(&self, now: Timestamp) -> Result<u64, ServiceError> {
+        let silence = self
+            .heartbeat_interval
+            .checked_mul(MISSED_HEARTBEATS)
+            .unwrap_or(Duration::MAX);
+        let silence_ms = u64::try_from(silence.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = Timestamp::from_millis(now.as_millis().saturating_sub(silence_ms));
+        let n = self.repo.mark_nodes_dead_since(cutoff).await?;
+        if n > 0 {
+            tracing::warn!(
+                count = n,
+                "nodes missed {MISSED_HEARTBEATS} heartbeats: marked dead"
+            );
+        }
+        Ok(n)
+    }
+
+    /// Lifetime step: placements whose `ends_at` passed become `finished` (each node frees its
+    /// own resources at the same time).
+    pub async fn finish_due_placements(&self, now: Timestamp) -> Result<u64, ServiceError> {
+        let n = self.repo.finish_due_placements(now).await?;
+        if n > 0 {
+            tracing::info!(count = n, "placements reached the end of their lifetime");
+        }
+        Ok(n)
+    }
+
+    // -- auctions -----------------------------------------------------------------------------
+
+    async fn resolve_target(&self, target: &str) -> Result<NodeRecord, ServiceError> {
+        let by_id = match target.parse::<NodeId>() {
+            Ok(id) => self.repo.node_by_id(id).await?,
+            Err(_) => None,
+        };
+        let node = match by_id {
+            Some(n) => Some(n),
+            None => self.repo.node_by_name(target).await?,
+        };
+        let node = node.ok_or_else(|| ServiceError::UnknownTargetNode(target.to_string()))?;
+        if !node.alive {
+            return Err(ServiceError::TargetNodeDead {
+                id: node.id,
+                name: node.name,
+            });
+        }
+        Ok(node)
+    }
+
+    /// `PUT /api/function`: runs the auction, accepts the winners (falling back to the next bid
+    /// when a winner refuses), releases the losers, persists everything.
+    #[tracing::instrument(skip_all, fields(sla_id = %req.sla.id, target = %req.target_node))]
+    pub async fn place_function(
+        &self,
+        req: PlaceRequest,
+        now: Timestamp,
+    ) -> Result<FunctionView, ServiceError> {
+        let target = self.resolve_target(&req.target_node).await?;
+        let sla = req.sla;
+        let auction_id = AuctionId::new();
+        let started = Instant::now();
+        self.repo
+            .insert_sla_and_auction(&sla, target.id, auction_id, self.rule, now)
+            .await
+            .map_err(|e| match e {
+                RepoError::Conflict(_) => {
+                    ServiceError::Conflict(format!("an SLA with id {} already exists", sla.id))
+                }
+                e => e.into(),
+            })?;
+
+        // 1. Ask the target; it relays over the overlay and answers by the deadline.
+        let bid_request = BidRequest {
+            auction_id,
+            sla: sla.clone(),
+            node_origin: None,
+            accumulated_latency: PathLatency::ZERO,
+            timeout_ms: self.auction_timeout.as_millis() as u64,
+            path: Vec::new(),
+        };
+        let mut refusals: Vec<Refusal> = Vec::new();
+        let received: Vec<Bid> = match self
+            .nodes
+            .bid(
+                &target.url,
+                &bid_request,
+                self.auction_timeout.saturating_add(self.call_margin),
+            )
+            .await
+        {
+            Ok(resp) => {
+                refusals.extend(resp.refusals);
+                resp.bids
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "target node did not answer the bid request");
+                refusals.push(refusal(
+                    target.id,
+                    &target.name,
+                    RefusalReason::Unreachable {
+                        error: e.to_string(),
+                    },
+                ));
+                Vec::new()
+            }
+        };
+
+        // 2. Only registered, alive nodes may win: the marketplace accepts at the URL it knows.
+        let registry: HashMap<NodeId, NodeRecord> = self
+            .repo
+            .list_nodes()
+            .await?
+            .into_iter()
+            .map(|n| (n.id, n))
+            .collect();
+        let mut seen_bid_ids = HashSet::new();
+        let mut eligible: Vec<Bid> = Vec::new();
+        let mut all_bids: Vec<Bid> = Vec::new();
+        for mut b in received {
+            if !seen_bid_ids.insert(b.id) {
+                continue;
+            }
+            b.latency = b.latency.sanitized();
+            if !b.utilisation.is_finite() {
+                b.utilisation = 0.0;
+            }
+            match registry.get(&b.node_id) {
+                Some(n) if n.alive => {
+                    b.node_name = n.name.clone();
+                    b.node_url = n.url.clone();
+                    eligible.push(b.clone());
+                }
+                Some(n) => refusals.push(refusal(
+                    n.id,
+                    &n.name,
+                    RefusalReason::Declined {
+                        why: "node is not alive at the marketplace (missed heartbeats)".into(),
+                    },
+                )),
+                None => refusals.push(refusal(
+                    b.node_id,
+                    &b.node_name,
+                    RefusalReason::Declined {
+                        why: "node is not registered at the marketplace".into(),
+                    },
+                )),
+            }
+            all_bids.push(b);
+        }
+
+        // 3. Award, accept, fall back.
+        let wanted = sla.nodes as usize;
+        let mut accepted: Vec<(Award, AcceptResponse)> = Vec::new();
+        let mut excluded: HashSet<NodeId> = HashSet::new();
+        let mut refused_bids: HashSet<BidId> = HashSet::new();
+        let mut over_max: Vec<Bid> = Vec::new();
+        let mut first_round = true;
+        while accepted.len() < wanted {
+            let slots = wanted - accepted.len();
+            let candidates: Vec<Bid> = eligible
+                .iter()
+                .filter(|b| !excluded.contains(&b.node_id))
+                .cloned()
+                .collect();
+            let outcome = {
+                let mut rng = rand::rng();
+                run_auction(self.rule, &candidates, slots, sla.max_price, &mut rng)
+            };
+            if first_round {
+                over_max = outcome.over_max_price.clone();
+                first_round = false;
+            }
+            if outcome.winners.len() < slots {
+                break;
+            }
+            let calls = outcome.winners.iter().map(|award| {
+                let accept = AcceptRequest {
+                    bid_id: award.bid.id,
+                    sla: sla.clone(),
+                    price: award.price,
+                };
+                let url = award.bid.node_url.clone();
+                async move {
+                    self.nodes
+                        .accept(
+                            &url,
+                            &accept,
+                            self.auction_timeout.saturating_add(self.call_margin),
+                        )
+                        .await
+                }
+            });
+            let results = futures::future::join_all(calls).await;
+            for (award, result) in outcome.winners.into_iter().zip(results) {
+                excluded.insert(award.bid.node_id);
+                match result {
+                    Ok(resp) => {
+                        tracing::info!(node = %award.bid.node_name, price = %award.price, "winner accepted");
+                        accepted.push((award, resp));
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %award.bid.node_name, error = %e, "winner did not accept; falling back");
+                        refused_bids.insert(award.bid.id);
+                        let reason = match &e {
+                            NodeCallError::Refused(m) => RefusalReason::Declined {
+                                why: format!("refused the accept: {m}"),
+                            },
+                            other => RefusalReason::Unreachable {
+                                error: format!("accept failed: {other}"),
+                            },
+                        };
+                        refusals.push(refusal(award.bid.node_id, &award.bid.node_name, reason));
+                    }
+                }
+            }
+        }
+        let success = accepted.len() == wanted;
+        for b in &over_max {
+            if let Some(max_price) = sla.max_price {
+                refusals.push(refusal(
+                    b.node_id,
+                    &b.node_name,
+                    RefusalReason::OverMaxPrice {
+                        bid: b.bid,
+                        max_price,
+                    },
+                ));
+            }
+        }
+
+        // 4. Release every hold that did not become a placement (best effort, not awaited).
+        let kept: HashSet<BidId> = if success {
+            accepted.iter().map(|(a, _)| a.bid.id).collect()
+        } else {
+            HashSet::new()
+        };
+        self.release_in_background(&all_bids, &kept, &registry);
+        if !success {
+            // Undo partial success: k nodes or none.
+            for (award, _) in &accepted {
+                self.cancel_in_background(award.bid.node_url.clone(), sla.id);
+            }
+        }
+
+        // 5. Persist.
+        let finished_at = now.plus(started.elapsed());
+        let placements: Vec<PlacementRecord> = if success {
+            accepted
+                .iter()
+                .map(|(award, _)| PlacementRecord {
+                    sla_id: sla.id,
+                    node_id: award.bid.node_id,
+                    bid_id: award.bid.id,
+                    auction_id,
+                    price: award.price,
+                    state: PlacementState::Reserved,
+                    created_at: finished_at,
+                    ends_at: finished_at.plus(sla.duration.as_duration()),
+                    updated_at: finished_at,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let bid_records = all_bids
+            .iter()
+            .map(|b| BidRecord {
+                auction_id,
+                bid: b.clone(),
+                won: kept.contains(&b.id),
+                refused_accept: refused_bids.contains(&b.id),
+            })
+            .collect();
+        self.repo
+            .record_auction_result(&AuctionResult {
+                auction_id,
+                finished_at,
+                outcome: if success {
+                    outcome::AWARDED
+                } else {
+                    outcome::NO_FEASIBLE_NODE
+                }
+                .to_string(),
+                refusals: refusals.clone(),
+                bids: bid_records,
+                placements,
+            })
+            .await?;
+
+        if !success {
+            let message = if accepted.is_empty() && all_bids.is_empty() {
+                format!(
+                    "no fog node could host this SLA ({} refusal(s))",
+                    refusals.len()
+                )
+            } else {
+                format!(
+                    "{wanted} hosting node(s) wanted, {} feasible bid(s) could be accepted; see refusals",
+                    accepted.len()
+                )
+            };
+            return Err(ServiceError::NoFeasibleNode { message, refusals });
+        }
+        let mut errors = Vec::new();
+        if req.provision {
+            errors = self.provision_placements(sla.id, finished_at).await?;
+        }
+        let mut view = self.function(sla.id).await?;
+        view.errors = errors;
+        Ok(view)
+    }
+
+    fn release_in_background(
+        &self,
+        bids: &[Bid],
+        kept: &HashSet<BidId>,
+        registry: &HashMap<NodeId, NodeRecord>,
+    ) {
+        let mut by_node: BTreeMap<NodeId, Vec<BidId>> = BTreeMap::new();
+        for b in bids.iter().filter(|b| !kept.contains(&b.id)) {
+            by_node.entry(b.node_id).or_default().push(b.id);
+        }
+        for (node, bid_ids) in by_node {
+            let Some(n) = registry.get(&node) else {
+                continue;
+            };
+            let client = self.nodes.clone();
+            let url = n.url.clone();
+            tokio::spawn(async move {
+                if let Err(e) = client.release(&url, bid_ids, SIDE_CALL_TIMEOUT).await {
+                    tracing::debug!(%node, error = %e, "release failed; the hold will expire");
+                }
+            });
+        }
+    }
+
+    fn cancel_in_background(&self, url: String, sla: SlaId) {
+        let client = self.nodes.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.cancel(&url, sla, SIDE_CALL_TIMEOUT).await {
+                tracing::warn!(%url, error = %e, "rollback cancel failed; the reservation will expire");
+            }
+        });
+    }
+
+    /// Asks every reserved placement's node to provision; returns the failed calls.
+    async fn provision_placements(
+        &self,
+        sla: SlaId,
+        now: Timestamp,
+    ) -> Result<Vec<String>, ServiceError> {
+        let placements = self.repo.placements_for_sla(sla).await?;
+        let targets: Vec<(PlacementRecord, NodeRecord)> = {
+            let mut v = Vec::new();
+            for p in placements.into_iter().filter(|p| {
+                matches!(
+                    p.state,
+                    PlacementState::Reserved | PlacementState::Provisioning
+                )
+            }) {
+                if let Some(n) = self.repo.node_by_id(p.node_id).await? {
+                    v.push((p, n));
+                }
+            }
+            v
+        };
+        let calls = targets.iter().map(|(_, n)| async move {
+            self.nodes.provision(&n.url, sla, SIDE_CALL_TIMEOUT).await
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut errors = Vec::new();
+        for ((p, n), r) in targets.iter().zip(results) {
+            let state = match r {
+                Ok(answer) => provisioned_state(&answer),
+                Err(
+                    e @ (NodeCallError::Refused(_) | NodeCallError::Status { status: 404, .. }),
+                ) => {
+                    errors.push(format!("node `{}`: {e}", n.name));
+                    PlacementState::Failed
+                }
+                Err(e) => {
+                    errors.push(format!("node `{}`: {e}", n.name));
+                    continue;
+                }
+            };
+            self.repo
+                .set_placement_state(sla, p.node_id, state, now)
+                .await?;
+        }
+        Ok(errors)
+    }
+
+    /// `POST /api/function/{id}`: provisions a reserved placement (GIRAFF's second step).
+    #[tracing::instrument(skip_all, fields(sla_id = %sla))]
+    pub async fn provision(
+        &self,
+        sla: SlaId,
+        now: Timestamp,
+    ) -> Result<FunctionView, ServiceError> {
+        let view = self.function(sla).await?;
+        if !view.winners.iter().any(|w| w.state.is_active()) {
+            return Err(ServiceError::InvalidState(format!(
+                "function {sla} has no active placement to provision (state {})",
+                view.state
+            )));
+        }
+        let errors = self.provision_placements(sla, now).await?;
+        if !errors.is_empty() {
+            return Err(ServiceError::NodeCallFailed(format!(
+                "provisioning failed on {} node(s): {}",
+                errors.len(),
+                errors.join("; ")
+            )));
+        }
+        self.function(sla).await
+    }
+
+    /// `DELETE /api/function/{id}`: cancels on every hosting node and marks the placements
+    /// `cancelled`. Unreachable nodes free the resources when the lifetime ends anyway.
+    #[tracing::instrument(skip_all, fields(sla_id = %sla))]
+    pub async fn cancel(&self, sla: SlaId, now: Timestamp) -> Result<FunctionView, ServiceError> {
+        self.function(sla).await?;
+        let mut targets = Vec::new();
+        for p in self
+            .repo
+            .placements_for_sla(sla)
+            .await?
+            .into_iter()
+            .filter(|p| p.state.is_active())
+        {
+            let node = self.repo.node_by_id(p.node_id).await?;
+            targets.push((p, node));
+        }
+        let calls = targets.iter().map(|(_, n)| async move {
+            match n {
+                Some(n) => self
+                    .nodes
+                    .cancel(&n.url, sla, SIDE_CALL_TIMEOUT)
+                    .await
+                    .map_err(|e| format!("node `{}`: {e}", n.name)),
+                None => Ok(()),
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut errors = Vec::new();
+        for ((p, _), r) in targets.iter().zip(results) {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cancel call failed; the node frees at end of lifetime");
+                errors.push(e);
+            }
+            self.repo
+                .set_placement_state(sla, p.node_id, PlacementState::Cancelled, now)
+                .await?;
+        }
+        let mut view = self.function(sla).await?;
+        view.errors = errors;
+        Ok(view)
+    }
+
+    /// `GET /api/function/{id}`.
+    pub async fn function(&self, sla: SlaId) -> Result<FunctionView, ServiceError> {
+        let record = self
+            .repo
+            .sla(sla)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "function",
+                id: sla.to_string(),
+            })?;
+        let auction = self.repo.auction_for_sla(sla).await?;
+        let bids = match &auction {
+            Some(a) => self.repo.bids(a.id).await?,
+            None => Vec::new(),
+        };
+        let placements = self.repo.placements_for_sla(sla).await?;
+        let mut winners = Vec::new();
+        for p in &placements {
+            let node = self.repo.node_by_id(p.node_id).await?;
+            let bid = bids
+                .iter()
+                .find(|b| b.bid.id == p.bid_id)
+                .map(|b| b.bid.clone())
+                .unwrap_or_else(|| Bid {
+                    node_id: p.node_id,
+                    id: p.bid_id,
+                    bid: p.price,
+                    node_name: String::new(),
+                    node_url: String::new(),
+                    latency: PathLatency::ZERO,
+                    utilisation: 0.0,
+                    hold_expires_at: Timestamp::default(),
+                });
+            let (name, url) = node
+                .map(|n| (n.name, n.url))
+                .unwrap_or_else(|| (bid.node_name.clone(), bid.node_url.clone()));
+            let (ip, port) = host_port(&url).unwrap_or_default();
+            winners.push(WinnerView {
+                bid,
+                price: p.price,
+                node_id: p.node_id,
+                node_name: name,
+                node_url: url,
+                ip,
+                port,
+                state: p.state,
+                ends_at: p.ends_at,
+            });
+        }
+        winners.sort_by(|a, b| a.bid.bid.cmp(&b.bid.bid).then(a.node_id.cmp(&b.node_id)));
+        Ok(FunctionView {
+            state: overall_state(&placements),
+            sla: record.sla,
+            target_node: record.target_node,
+            chosen: winners.first().cloned(),
+            winners,
+            proposals: Proposals {
+                bids: bids.into_iter().map(|b| b.bid).collect(),
+            },
+            auction_id: auction.map(|a| a.id),
+            created_at: record.created_at,
+            errors: Vec::new(),
+        })
+    }
+
+    /// `GET /api/functions`: every function, oldest first.
+    pub async fn functions(&self) -> Result<Vec<FunctionView>, ServiceError> {
+        let mut out = Vec::new();
+        for s in self.repo.list_slas().await? {
+            out.push(self.function(s.sla.id).await?);
+        }
+        Ok(out)
+    }
+
+    /// `GET /api/auctions/{id}`.
+    pub async fn auction(&self, id: AuctionId) -> Result<AuctionView, ServiceError> {
+        let a: AuctionRecord =
+            self.repo
+                .auction(id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound {
+                    what: "auction",
+                    id: id.to_string(),
+                })?;
+        let bids = self.repo.bids(id).await?;
+        let placements = self.repo.placements_for_sla(a.sla_id).await?;
+        let winners = placements
+            .iter()
+            .filter(|p| p.auction_id == id)
+            .map(|p| {
+                let bid = bids.iter().find(|b| b.bid.id == p.bid_id);
+                AuctionWinnerView {
+                    node_id: p.node_id,
+                    node_name: bid.map(|b| b.bid.node_name.clone()).unwrap_or_default(),
+                    bid_id: p.bid_id,
+                    bid: bid.map_or(p.price, |b| b.bid.bid),
+                    price: p.price,
+                    state: p.state,
+                }
+            })
+            .collect();
+        Ok(AuctionView {
+            id: a.id,
+            sla_id: a.sla_id,
+            rule: a.rule,
+            target_node: a.target_node,
+            outcome: a.outcome,
+            bids: bids
+                .into_iter()
+                .map(|b| AuctionBidView {
+                    bid: b.bid,
+                    won: b.won,
+                    refused_accept: b.refused_accept,
+                })
+                .collect(),
+            refusals: a.refusals,
+            winners,
+            started_at: a.started_at,
+            duration_ms: a
+                .finished_at
+                .map(|f| f.since(a.started_at).as_millis() as u64),
+            finished_at: a.finished_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_are_read_from_node_urls() {
+        assert_eq!(
+            host_port("http://127.0.0.1:8080/x"),
+            Some(("127.0.0.1".into(), 8080))
+        );
+        assert_eq!(
+            host_port("https://fog.example"),
+            Some(("fog.example".into(), 443))
+        );
+        assert_eq!(host_port("http://[::1]:9000"), Some(("::1".into(), 9000)));
+        assert_eq!(host_port("http://:80"), None);
+        assert_eq!(host_port("nonsense"), None);
+        assert_eq!(host_port("http://h:notaport"), None);
+    }
+
+    fn placement(state: PlacementState) -> PlacementRecord {
+        PlacementRecord {
+            sla_id: SlaId::new(),
+            node_id: NodeId::new(),
+            bid_id: BidId::new(),
+            auction_id: AuctionId::new(),
+            price: Price::ZERO,
+            state,
+            created_at: Timestamp::default(),
+            ends_at: Timestamp::default(),
+            updated_at: Timestamp::default(),
+        }
+    }
+
+    #[test]
+    fn overall_state_is_the_least_advanced_active_placement() {
+        use PlacementState::*;
+        let s = |v: &[PlacementState]| {
+            overall_state(&v.iter().map(|s| placement(*s)).collect::<Vec<_>>())
+        };
+        assert_eq!(s(&[Live, Reserved]), "reserved");
+        assert_eq!(s(&[Live, Provisioning]), "provisioning");
+        assert_eq!(s(&[Live, Cancelled]), "live");
+        assert_eq!(s(&[Cancelled, Cancelled]), "cancelled");
+        assert_eq!(s(&[Finished, Cancelled]), "finished");
+        assert_eq!(s(&[]), "failed");
+    }
+}

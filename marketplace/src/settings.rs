@@ -1,0 +1,62 @@
+//! Marketplace configuration, filled by the binary from flags/env or by tests.
+
+use model::auction::AuctionRule;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The well-known enrollment secret allowed only with `--dev`.
+pub const DEV_ENROLLMENT_SECRET: &str = "dev-secret";
+
+/// Everything [`crate::Application::build`] needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to bind; port 0 picks a free port (read it back with `Application::port`).
+    pub listen: SocketAddr,
+    /// `sqlite://file.db?mode=rwc` (default, zero set-up) or `postgres://…`.
+    pub database_url: String,
+    /// Secret nodes sign `POST /api/register` with. Never empty: enrollment is the only gate
+    /// into the federation.
+    pub enrollment_secret: String,
+    /// How winners are chosen and paid.
+    pub auction_rule: AuctionRule,
+    /// Deadline of an auction: sent to the target node as `timeout_ms`; the HTTP call itself
+    /// gives up slightly later, so a dead or slow target cannot block the API.
+    pub auction_timeout: Duration,
+    /// Heartbeat interval handed to nodes; a node silent for 3 intervals is marked dead.
+    pub heartbeat_interval: Duration,
+    /// How often placements whose lifetime ended are marked `finished`.
+    pub expiry_interval: Duration,
+    /// Largest accepted request body (bigger ones get 413).
+    pub max_body_bytes: usize,
+}
+
+impl Settings {
+    /// Defaults of the binary, with the given database and secret.
+    pub fn new(database_url: impl Into<String>, enrollment_secret: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            database_url: database_url.into(),
+            enrollment_secret: enrollment_secret.into(),
+            auction_rule: AuctionRule::Vickrey,
+            auction_timeout: Duration::from_millis(2000),
+            heartbeat_interval: Duration::from_millis(1000),
+            expiry_interval: Duration::from_secs(1),
+            max_body_bytes: 256 * 1024,
+        }
+    }
+
+    /// For in-process tests: loopback, port 0, secret `test-secret`, a short auction deadline.
+    pub fn for_tests(database_url: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            auction_timeout: Duration::from_millis(1000),
+            ..Self::new(database_url, "test-secret")
+        }
+    }
+
+    /// How long the HTTP call to a node may take beyond the deadline given to the node: the
+    /// node answers at its deadline with whatever its subtree returned, plus transfer time.
+    pub fn call_margin(&self) -> Duration {
+        (self.auction_timeout / 10).clamp(Duration::from_millis(100), Duration::from_millis(500))
+    }
+}

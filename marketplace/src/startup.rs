@@ -1,0 +1,192 @@
+//! Building and running the marketplace: bind, connect the database, load state, serve, and
+//! drive the periodic steps (placement expiry, node liveness) until shutdown.
+
+use crate::repository::Repository;
+use crate::routes::{self, BodyLimit};
+use crate::service::{Marketplace, MarketplaceConfig};
+use crate::settings::Settings;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use model::Timestamp;
+use rand::RngCore;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+const FEDERATION_KEY: &str = "federation_key";
+
+/// A bound, ready-to-run marketplace.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+    market: Marketplace,
+    settings: Settings,
+}
+
+fn random_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+impl Application {
+    /// Connects to the database (migrating it), loads the federation key (generated and
+    /// persisted at first start), marks every known node not-alive until it heartbeats again,
+    /// and binds `settings.listen` (port 0 allowed).
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        anyhow::ensure!(
+            !settings.enrollment_secret.is_empty(),
+            "enrollment secret must not be empty"
+        );
+        let repo = Repository::connect(&settings.database_url)
+            .await
+            .with_context(|| {
+                format!("opening the database `{}`", redact(&settings.database_url))
+            })?;
+        let federation_key = repo
+            .meta_get_or_init(FEDERATION_KEY, random_key)
+            .await
+            .context("loading the federation key")?;
+        let stale = repo
+            .mark_all_nodes_dead()
+            .await
+            .context("resetting node liveness")?;
+        if stale > 0 {
+            tracing::info!(
+                nodes = stale,
+                "known nodes are not alive until they heartbeat"
+            );
+        }
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .context("building the HTTP client")?;
+        let market = Marketplace::new(
+            repo,
+            http,
+            MarketplaceConfig {
+                federation_key,
+                enrollment_secret: settings.enrollment_secret.clone(),
+                rule: settings.auction_rule,
+                auction_timeout: settings.auction_timeout,
+                call_margin: settings.call_margin(),
+                heartbeat_interval: settings.heartbeat_interval,
+            },
+        );
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let data = web::Data::new(market.clone());
+        let limit = settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::Data::new(BodyLimit(limit)))
+                .app_data(web::PayloadConfig::new(limit))
+                .app_data(web::JsonConfig::default().limit(limit))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)
+        .context("listening")?
+        .shutdown_timeout(5)
+        .run();
+        tracing::info!(%addr, rule = %settings.auction_rule, "marketplace bound");
+        Ok(Application {
+            addr,
+            server,
+            market,
+            settings,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The service, for tests and tools that drive the step functions directly.
+    pub fn marketplace(&self) -> Marketplace {
+        self.market.clone()
+    }
+
+    /// Stops the server (and with it `run_until_stopped`) gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server stops (SIGINT/SIGTERM, or [`ServerHandle::stop`]), running the
+    /// expiry and liveness loops alongside.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let expiry = tokio::spawn(expiry_loop(
+            self.market.clone(),
+            self.settings.expiry_interval,
+        ));
+        let liveness = tokio::spawn(liveness_loop(
+            self.market.clone(),
+            self.settings.heartbeat_interval,
+        ));
+        let result = self.server.await;
+        expiry.abort();
+        liveness.abort();
+        self.market.repository().close().await;
+        result.context("HTTP server failed")
+    }
+}
+
+/// Marks placements whose lifetime ended as finished, every `every`.
+async fn expiry_loop(market: Marketplace, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = market.finish_due_placements(Timestamp::now()).await {
+            tracing::warn!(error = %e, "expiry step failed");
+        }
+    }
+}
+
+/// Marks silent nodes dead, every heartbeat interval.
+async fn liveness_loop(market: Marketplace, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = market.mark_silent_nodes_dead(Timestamp::now()).await {
+            tracing::warn!(error = %e, "liveness step failed");
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            super::redact("sqlite://x.db?mode=rwc"),
+            "sqlite://x.db?mode=rwc"
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! The repository suite: the same test bodies run against SQLite and PostgreSQL.
+//! PostgreSQL variants need `FOGMARKET_TEST_POSTGRES_URL` (skipped with a notice without it,
+//! failing under `CI`).
+
+mod common;
+
+use common::TestDb;
+use marketplace::repository::{
+    AuctionResult, BidRecord, NodeRecord, PlacementRecord, PlacementState, Repository, outcome,
+};
+use model::auction::AuctionRule;
+use model::latency::PathLatency;
+use model::protocol::{Bid, Refusal, RefusalReason, Resources};
+use model::{AuctionId, BidId, Bytes, Cpu, NodeId, Price, Sla, SlaId, Timestamp};
+
+fn node(name: &str, parent: Option<&str>, now: Timestamp) -> NodeRecord {
+    NodeRecord {
+        id: NodeId::new(),
+        name: name.to_string(),
+        owner: "alice".into(),
+        tags: vec!["edge".into(), "gpu".into()],
+        parent: parent.map(str::to_string),
+        url: format!("http://127.0.0.1:9{}", name.len()),
+        capacity: Resources::new(Cpu::from_cores(4), Bytes::from_mib(8192)),
+        reserved: Resources::ZERO,
+        last_seen: now,
+        alive: true,
+        registered_at: now,
+    }
+}
+
+fn sla(nodes: u32, max_price: Option<f64>) -> Sla {
+    let mut v = common::sla();
+    v["nodes"] = nodes.into();
+    if let Some(p) = max_price {
+        v["maxPrice"] = p.into();
+    }
+    Sla::from_json(&v, SlaId::new(), "sla").expect("valid SLA")
+}
+
+fn bid(node: &NodeRecord, price: f64) -> Bid {
+    Bid {
+        node_id: node.id,
+        id: BidId::new(),
+        bid: Price::new(price).expect("price"),
+        node_name: node.name.clone(),
+        node_url: node.url.clone(),
+        latency: PathLatency::from_latency(model::Latency::from_millis(7)),
+        utilisation: 0.25,
+        hold_expires_at: Timestamp::from_millis(5_000),
+    }
+}
+
+async fn open(db: &TestDb) -> Repository {
+    Repository::connect(&db.url())
+        .await
+        .expect("connects and migrates")
+}
+
+async fn nodes_are_upserted_by_name_and_listed(db: &TestDb) {
+    let repo = open(db).await;
+    let t0 = Timestamp::from_millis(1_000);
+    let cloud = node("cloud", None, t0);
+    let edge = node("edge-1", Some("cloud"), t0);
+    repo.upsert_node(&cloud).await.unwrap();
+    repo.upsert_node(&edge).await.unwrap();
+
+    // Re-registration with the same name keeps the id and updates the rest.
+    let mut again = node("edge-1", Some("cloud"), Timestamp::from_millis(2_000));
+    again.url = "http://10.0.0.9:8080".into();
+    repo.upsert_node(&again).await.unwrap();
+
+    let all = repo.list_nodes().await.unwrap();
+    assert_eq!(all.len(), 2);
+    let e = repo.node_by_name("edge-1").await.unwrap().unwrap();
+    assert_eq!(e.id, edge.id, "the first id is kept");
+    assert_eq!(e.url, "http://10.0.0.9:8080");
+    assert_eq!(e.tags, vec!["edge".to_string(), "gpu".to_string()]);
+    assert_eq!(e.parent.as_deref(), Some("cloud"));
+    assert_eq!(e.capacity, edge.capacity);
+    assert_eq!(repo.node_by_id(cloud.id).await.unwrap().unwrap(), cloud);
+    assert!(repo.node_by_id(NodeId::new()).await.unwrap().is_none());
+}
+
+async fn heartbeats_and_liveness_update_nodes(db: &TestDb) {
+    let repo = open(db).await;
+    let n = node("n", None, Timestamp::from_millis(1_000));
+    repo.upsert_node(&n).await.unwrap();
+    let reserved = Resources::new(Cpu::from_millis(500), Bytes::from_mib(256));
+    assert!(
+        repo.record_heartbeat(
+            n.id,
+            reserved,
+            Some("http://127.0.0.1:1"),
+            Timestamp::from_millis(5_000)
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !repo
+            .record_heartbeat(NodeId::new(), reserved, None, Timestamp::from_millis(5_000))
+            .await
+            .unwrap(),
+        "unknown nodes are reported"
+    );
+    let got = repo.node_by_id(n.id).await.unwrap().unwrap();
+    assert_eq!(got.reserved, reserved);
+    assert_eq!(got.url, "http://127.0.0.1:1");
+    assert_eq!(got.last_seen, Timestamp::from_millis(5_000));
+
+    assert_eq!(
+        repo.mark_nodes_dead_since(Timestamp::from_millis(5_000))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        repo.mark_nodes_dead_since(Timestamp::from_millis(5_001))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!repo.node_by_id(n.id).await.unwrap().unwrap().alive);
+}
+
+async fn an_auction_with_bids_and_placements_reads_back(db: &TestDb) {
+    let repo = open(db).await;
+    let now = Timestamp::from_millis(10_000);
+    let a = node("a", None, now);
+    let b = node("b", Some("a"), now);
+    repo.upsert_node(&a).await.unwrap();
+    repo.upsert_node(&b).await.unwrap();
+    let s = sla(1, Some(9.5));
+    let auction = AuctionId::new();
+    repo.insert_sla_and_auction(&s, a.id, auction, AuctionRule::Vickrey, now)
+        .await
+        .unwrap();
+    let running = repo.auction(auction).await.unwrap().unwrap();
+    assert_eq!(running.outcome, outcome::RUNNING);
+    assert_eq!(running.finished_at, None);
+
+    let (ba, bb) = (bid(&a, 3.25), bid(&b, 2.5));
+    let refusal = Refusal {
+        node_id: a.id,
+        node_name: "a".into(),
+        reason: RefusalReason::Busy,
+    };
+    let placement = PlacementRecord {
+        sla_id: s.id,
+        node_id: b.id,
+        bid_id: bb.id,
+        auction_id: auction,
+        price: Price::new(3.25).unwrap(),
+        state: PlacementState::Reserved,
+        created_at: now,
+        ends_at: Timestamp::from_millis(40_000),
+        updated_at: now,
+    };
+    repo.record_auction_result(&AuctionResult {
+        auction_id: auction,
+        finished_at: Timestamp::from_millis(10_042),
+        outcome: outcome::AWARDED.into(),
+        refusals: vec![refusal.clone()],
+        bids: vec![
+            BidRecord {
+                auction_id: auction,
+                bid: ba.clone(),
+                won: false,
+                refused_accept: true,
+            },
+            BidRecord {
+                auction_id: auction,
+                bid: bb.clone(),
+                won: true,
+                refused_accept: false,
+            },
+        ],
+        placements: vec![placement.clone()],
+    })
+    .await
+    .unwrap();
+
+    let stored = repo.sla(s.id).await.unwrap().unwrap();
+    assert_eq!(stored.sla, s);
+    assert_eq!(stored.target_node, a.id);
+    assert_eq!(repo.list_slas().await.unwrap().len(), 1);
+
+    let done = repo.auction(auction).await.unwrap().unwrap();
+    assert_eq!(done.outcome, outcome::AWARDED);
+    assert_eq!(done.rule, "vickrey");
+    assert_eq!(done.finished_at, Some(Timestamp::from_millis(10_042)));
+    assert_eq!(done.refusals, vec![refusal]);
+    assert_eq!(
+        repo.auction_for_sla(s.id).await.unwrap().unwrap().id,
+        auction
+    );
+
+    let bids = repo.bids(auction).await.unwrap();
+    assert_eq!(bids.len(), 2);
+    assert_eq!(bids[0].bid, bb, "lowest first, full bid kept");
+    assert!(bids[0].won && !bids[0].refused_accept);
+    assert!(!bids[1].won && bids[1].refused_accept);
+
+    assert_eq!(
+        repo.placements_for_sla(s.id).await.unwrap(),
+        vec![placement.clone()]
+    );
+    assert_eq!(repo.list_placements().await.unwrap(), vec![placement]);
+
+    // The same SLA id cannot be stored twice (client-chosen ids): a conflict, not a crash.
+    let err = repo
+        .insert_sla_and_auction(&s, a.id, AuctionId::new(), AuctionRule::Vickrey, now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, marketplace::repository::RepoError::Conflict(_)),
+        "{err}"
+    );
+}
+
+async fn placement_states_move_and_expire(db: &TestDb) {
+    let repo = open(db).await;
+    let now = Timestamp::from_millis(1_000);
+    let n = node("n", None, now);
+    repo.upsert_node(&n).await.unwrap();
+    let mut ids = Vec::new();
+    for ends in [5_000, 9_000] {
+        let s = sla(1, None);
+        let auction = AuctionId::new();
+        repo.insert_sla_and_auction(&s, n.id, auction, AuctionRule::FirstPrice, now)
+            .await
+            .unwrap();
+        repo.insert_placement(&PlacementRecord {
+            sla_id: s.id,
+            node_id: n.id,
+            bid_id: BidId::new(),
+            auction_id: auction,
+            price: Price::new(1.0).unwrap(),
+            state: PlacementState::Reserved,
+            created_at: now,
+            ends_at: Timestamp::from_millis(ends),
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+        ids.push(s.id);
+    }
+    assert!(
+        repo.set_placement_state(
+            ids[0],
+            n.id,
+            PlacementState::Live,
+            Timestamp::from_millis(2_000)
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !repo
+            .set_placement_state(SlaId::new(), n.id, PlacementState::Live, now)
+            .await
+            .unwrap()
+    );
+    let p = &repo.placements_for_sla(ids[0]).await.unwrap()[0];
+    assert_eq!(p.state, PlacementState::Live);
+    assert_eq!(p.updated_at, Timestamp::from_millis(2_000));
+
+    assert_eq!(
+        repo.finish_due_placements(Timestamp::from_millis(4_999))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        repo.finish_due_placements(Timestamp::from_millis(5_000))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        repo.placements_for_sla(ids[0]).await.unwrap()[0].state,
+        PlacementState::Finished
+    );
+    // Cancelled placements are never "finished" afterwards.
+    repo.set_placement_state(
+        ids[1],
+        n.id,
+        PlacementState::Cancelled,
+        Timestamp::from_millis(6_000),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        repo.finish_due_placements(Timestamp::from_millis(99_000))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        repo.placements_for_sla(ids[1]).await.unwrap()[0].state,
+        PlacementState::Cancelled
+    );
+}
+
+async fn state_survives_closing_and_reopening(db: &TestDb) {
+    let now = Timestamp::from_millis(1_000);
+    let n = node("n", None, now);
+    let s = sla(1, None);
+    let key;
+    {
+        let repo = open(db).await;
+        key = repo
+            .meta_get_or_init("federation_key", || "k1".into())
+            .await
+            .unwrap();
+        repo.upsert_node(&n).await.unwrap();
+        let auction = AuctionId::new();
+        repo.insert_sla_and_auction(&s, n.id, auction, AuctionRule::Vickrey, now)
+            .await
+            .unwrap();
+        repo.insert_placement(&PlacementRecord {
+            sla_id: s.id,
+            node_id: n.id,
+            bid_id: BidId::new(),
+            auction_id: auction,
+            price: Price::new(2.0).unwrap(),
+            state: PlacementState::Reserved,
+            created_at: now,
+            ends_at: Timestamp::from_millis(60_000),
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+        repo.close().await;
+    }
+    let repo = open(db).await;
+    assert_eq!(key, "k1");
+    assert_eq!(
+        repo.meta_get_or_init("federation_key", || "k2".into())
+            .await
+            .unwrap(),
+        "k1",
+        "the first value is kept"
+    );
+    assert_eq!(repo.node_by_id(n.id).await.unwrap().unwrap().name, "n");
+    assert_eq!(repo.mark_all_nodes_dead().await.unwrap(), 1);
+    assert!(!repo.node_by_id(n.id).await.unwrap().unwrap().alive);
+    assert_eq!(repo.sla(s.id).await.unwrap().unwrap().sla, s);
+    assert_eq!(repo.placements_for_sla(s.id).await.unwrap().len(), 1);
+}
+
+macro_rules! repository_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = super::TestDb::sqlite();
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = super::TestDb::postgres().await else { return };
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+repository_suite!(
+    nodes_are_upserted_by_name_and_listed,
+    heartbeats_and_liveness_update_nodes,
+    an_auction_with_bids_and_placements_reads_back,
+    placement_states_move_and_expire,
+    state_survives_closing_and_reopening,
+);
