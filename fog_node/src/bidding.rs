@@ -129,13 +129,21 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
         };
         let Some(link) = link else { continue };
         let to_neighbour = acc.then(&link);
-        let within_budget = check_budget(
+        let budget = check_budget(
             &to_neighbour,
             sla.input_max_size,
             sla.latency_max,
             node.config.latency.sigma_margin,
-        )
-        .is_ok();
+        );
+        let within_budget = budget.is_ok();
+        if let Err(reason) = budget {
+            // The neighbour (and its subtree behind it) is too far: say so in the refusals.
+            out.refusals.push(Refusal {
+                node_id: n.info.node_id,
+                node_name: n.info.name.clone(),
+                reason,
+            });
+        }
         links.insert(n.info.node_id, (n.clone(), to_neighbour));
         infos.push(NeighbourInfo {
             id: n.info.node_id,

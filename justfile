@@ -1,0 +1,47 @@
+# Fogmarket tasks. `just --list` shows them; README.md explains them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes
+default:
+    @just --list
+
+# Start the marketplace on 127.0.0.1:8000 and the fog tree of a topology (release builds); Ctrl-C stops everything
+run topology="testbed/topologies/local.toml":
+    cargo build --release --workspace --bins
+    cargo run --release -p testbed -- run --topology "{{topology}}"
+
+# Build every binary, then run every test: unit, in-process and multi-process (nextest when installed)
+test:
+    cargo build --workspace --bins
+    if command -v cargo-nextest >/dev/null 2>&1; then \
+        cargo nextest run --workspace --no-fail-fast; \
+    else \
+        echo "cargo-nextest not found, using cargo test" >&2; \
+        cargo test --workspace --no-fail-fast; \
+    fi
+
+# Run a benchmark on release builds (`auction`); results in bench/results/. Extra flags go to the benchmark
+bench name *flags:
+    case "{{name}}" in \
+        auction) ;; \
+        *) echo "unknown benchmark '{{name}}' (known: auction)" >&2; exit 2 ;; \
+    esac
+    cargo build --release --workspace --bins
+    cargo run --release -p testbed -- bench {{name}} {{flags}}
+
+# Format every crate
+fmt:
+    cargo fmt --all
+
+# Formatting check and clippy with warnings as errors
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Start a local PostgreSQL 15 and print its URL (for DATABASE_URL or FOGMARKET_TEST_POSTGRES_URL)
+pg-start:
+    @url="$(.ci/pg-start)"; \
+    echo "PostgreSQL is up: $url"; \
+    echo "  export FOGMARKET_TEST_POSTGRES_URL=$url    # PostgreSQL variants of the tests"; \
+    echo "  just run   # with DATABASE_URL=$url to run the marketplace on it"

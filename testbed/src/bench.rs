@@ -1,0 +1,488 @@
+//! The auction benchmark: a generated GIRAFF-style federation under a closed loop of placement
+//! requests, with the marketplace's `GET /api/health` as the HTTP floor to compare against.
+//!
+//! Each of `concurrency` workers sends `PUT /api/function` (a small SLA targeted at a random
+//! edge node), waits for the answer, records its latency and sends the next one, until
+//! `duration` has passed. Results go to `auction.json` and `auction.md`.
+
+use crate::launcher::{Federation, LaunchOptions, http_client};
+use crate::topology::Topology;
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct AuctionBenchOptions {
+    pub nodes: usize,
+    pub depth: usize,
+    pub duration: Duration,
+    pub concurrency: usize,
+    /// Where `auction.json` and `auction.md` are written.
+    pub out: PathBuf,
+    /// Seed of the generated topology.
+    pub seed: u64,
+    /// Where the binaries are (release builds for meaningful numbers).
+    pub bin_dir: PathBuf,
+}
+
+/// Latency percentiles of one kind of request, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencySummary {
+    pub requests: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+impl LatencySummary {
+    fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            requests: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p90_ms: ms(h.value_at_quantile(0.9)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+            mean_ms: h.mean() / 1000.0,
+        }
+    }
+}
+
+/// Where the numbers were measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub hostname: String,
+    pub os: String,
+    pub cpu_model: String,
+    pub cores: usize,
+}
+
+impl Machine {
+    pub fn detect() -> Self {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let hostname = read("/proc/sys/kernel/hostname").trim().to_string();
+        let cpu_model = read("/proc/cpuinfo")
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, m)| m.trim().to_string())
+            .unwrap_or_else(|| "unknown".to_string());
+        let os = read("/etc/os-release")
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|s| s.trim_matches('"').to_string())
+            .unwrap_or_else(|| std::env::consts::OS.to_string());
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Self {
+            hostname,
+            os,
+            cpu_model,
+            cores,
+        }
+    }
+}
+
+/// The benchmark's results (`auction.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuctionBenchReport {
+    pub benchmark: &'static str,
+    pub machine: Machine,
+    pub commit: Option<String>,
+    pub started_at_unix_ms: u64,
+    pub nodes: usize,
+    pub depth: usize,
+    pub edge_nodes: usize,
+    pub seed: u64,
+    pub duration_s: f64,
+    pub concurrency: usize,
+    pub placements_ok: u64,
+    pub placements_failed: u64,
+    /// Failed placements by HTTP status (or `transport` for connection errors).
+    pub failures: BTreeMap<String, u64>,
+    /// Successful placements per second.
+    pub throughput_per_s: f64,
+    /// Latency of every placement request (successful or not).
+    pub placement: LatencySummary,
+    /// Latency of `GET /api/health` on the marketplace, same concurrency: the HTTP floor.
+    pub health: LatencySummary,
+    /// placement p50 / health p50.
+    pub p50_ratio_to_health: f64,
+}
+
+impl AuctionBenchReport {
+    /// A markdown table of the results.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        s.push_str("# Auction benchmark\n\n");
+        s.push_str(&format!(
+            "{} nodes, depth {} ({} edge), {:.0} s, concurrency {}, commit {}, on {} ({}, {} cores).\n\n",
+            self.nodes,
+            self.depth,
+            self.edge_nodes,
+            self.duration_s,
+            self.concurrency,
+            self.commit.as_deref().unwrap_or("unknown"),
+            self.machine.hostname,
+            self.machine.cpu_model,
+            self.machine.cores
+        ));
+        s.push_str("| request | count | ok | failed | throughput/s | p50 ms | p90 ms | p99 ms | max ms |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str(&format!(
+            "| `PUT /api/function` (placement) | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+            self.placement.requests,
+            self.placements_ok,
+            self.placements_failed,
+            self.throughput_per_s,
+            self.placement.p50_ms,
+            self.placement.p90_ms,
+            self.placement.p99_ms,
+            self.placement.max_ms
+        ));
+        s.push_str(&format!(
+            "| `GET /api/health` (HTTP floor) | {} | {} | 0 | - | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+            self.health.requests,
+            self.health.requests,
+            self.health.p50_ms,
+            self.health.p90_ms,
+            self.health.p99_ms,
+            self.health.max_ms
+        ));
+        s.push_str(&format!(
+            "\nPlacement p50 / health p50 = {:.1}x.\n",
+            self.p50_ratio_to_health
+        ));
+        if !self.failures.is_empty() {
+            s.push_str("\nFailures: ");
+            s.push_str(
+                &self
+                    .failures
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// The SLA every benchmark placement asks for: small, short, generous latency.
+pub fn bench_sla() -> serde_json::Value {
+    json!({
+        "cpu": "10 m",
+        "memory": "16 MB",
+        "duration": "2 s",
+        "latencyMax": "200 ms",
+        "functionImage": "ghcr.io/fogmarket/echo:latest",
+        "functionLiveName": "echo"
+    })
+}
+
+fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+    // 1 us .. 10 min, 3 significant digits.
+    Histogram::new_with_bounds(1, 600_000_000, 3).context("cannot create histogram")
+}
+
+#[derive(Default)]
+struct WorkerResult {
+    ok: u64,
+    failures: BTreeMap<String, u64>,
+}
+
+/// Runs `concurrency` closed-loop workers for `duration`; `request` sends one request and says
+/// whether it succeeded (`Err(kind)` otherwise).
+async fn closed_loop<F, Fut>(
+    duration: Duration,
+    concurrency: usize,
+    request: F,
+) -> anyhow::Result<(Histogram<u64>, WorkerResult)>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let until = Instant::now() + duration;
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency.max(1) {
+        let request = request.clone();
+        let mut hist = new_histogram()?;
+        tasks.push(tokio::spawn(async move {
+            let mut result = WorkerResult::default();
+            while Instant::now() < until {
+                let start = Instant::now();
+                let outcome = request().await;
+                let us = start.elapsed().as_micros().max(1) as u64;
+                hist.saturating_record(us);
+                match outcome {
+                    Ok(()) => result.ok += 1,
+                    Err(kind) => *result.failures.entry(kind).or_default() += 1,
+                }
+            }
+            (hist, result)
+        }));
+    }
+    let mut hist = new_histogram()?;
+    let mut total = WorkerResult::default();
+    for task in tasks {
+        let (h, r) = task.await.context("a benchmark worker panicked")?;
+        hist.add(&h).context("cannot merge histograms")?;
+        total.ok += r.ok;
+        for (k, v) in r.failures {
+            *total.failures.entry(k).or_default() += v;
+        }
+    }
+    Ok((hist, total))
+}
+
+/// The short commit hash of the working directory's repository, `-dirty` when modified.
+pub fn commit_hash() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    Some(if dirty { format!("{hash}-dirty") } else { hash })
+}
+
+/// Starts a generated federation (SQLite in a temporary directory), runs the placement load,
+/// then the health load, and writes `auction.json` and `auction.md` into `options.out`.
+pub async fn run_auction_bench(
+    options: &AuctionBenchOptions,
+) -> anyhow::Result<AuctionBenchReport> {
+    let topology = Topology::generated_tree(options.nodes, options.depth, options.seed)?;
+    let edges: Vec<String> = topology.leaves().map(|n| n.name.clone()).collect();
+    let edge_nodes = edges.len();
+    let tmp = tempfile::Builder::new()
+        .prefix("fogmarket-bench-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let mut launch = LaunchOptions::new(tmp.path().join("run"))?;
+    launch.bin_dir = options.bin_dir.clone();
+    launch.readiness_deadline = Duration::from_secs(120);
+    eprintln!(
+        "starting a generated federation: {} nodes, depth {}, {} edge nodes (run dir {})",
+        options.nodes,
+        options.depth,
+        edges.len(),
+        launch.run_dir.display()
+    );
+    let started_at_unix_ms = model::Timestamp::now().as_millis();
+    let federation = match Federation::start(topology, launch).await {
+        Ok(f) => f,
+        Err(e) => {
+            let kept = tmp.keep();
+            return Err(anyhow::Error::new(e).context(format!(
+                "federation did not start; logs kept in {}",
+                kept.display()
+            )));
+        }
+    };
+    let marketplace = federation.marketplace_url();
+    let client = http_client();
+
+    eprintln!(
+        "placement load: {} workers for {:?}",
+        options.concurrency, options.duration
+    );
+    let put_url = format!("{marketplace}/api/function");
+    let edges = std::sync::Arc::new(edges);
+    let (placement_hist, placement) = {
+        let client = client.clone();
+        closed_loop(options.duration, options.concurrency, move || {
+            let client = client.clone();
+            let url = put_url.clone();
+            let edges = edges.clone();
+            async move {
+                let target = {
+                    let mut rng = rand::rng();
+                    edges[rng.random_range(0..edges.len())].clone()
+                };
+                let body = json!({"sla": bench_sla(), "targetNode": target});
+                match client.put(&url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        // Read the body: the request is only done when the answer is.
+                        r.bytes().await.map(|_| ()).map_err(|_| "body".to_string())
+                    }
+                    Ok(r) => {
+                        let status = r.status().as_u16().to_string();
+                        let _ = r.bytes().await;
+                        Err(status)
+                    }
+                    Err(_) => Err("transport".to_string()),
+                }
+            }
+        })
+        .await?
+    };
+
+    let health_duration = options.duration.min(Duration::from_secs(5));
+    eprintln!(
+        "health load: {} workers for {:?}",
+        options.concurrency, health_duration
+    );
+    let health_url = format!("{marketplace}/api/health");
+    let (health_hist, health) = {
+        let client = client.clone();
+        closed_loop(health_duration, options.concurrency, move || {
+            let client = client.clone();
+            let url = health_url.clone();
+            async move {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        r.bytes().await.map(|_| ()).map_err(|_| "body".to_string())
+                    }
+                    Ok(r) => Err(r.status().as_u16().to_string()),
+                    Err(_) => Err("transport".to_string()),
+                }
+            }
+        })
+        .await?
+    };
+    if !health.failures.is_empty() {
+        eprintln!("warning: GET /api/health failed: {:?}", health.failures);
+    }
+    federation.stop().await?;
+
+    let placement_summary = LatencySummary::of(&placement_hist);
+    let health_summary = LatencySummary::of(&health_hist);
+    let failed: u64 = placement.failures.values().sum();
+    let report = AuctionBenchReport {
+        benchmark: "auction",
+        machine: Machine::detect(),
+        commit: commit_hash(),
+        started_at_unix_ms,
+        nodes: options.nodes,
+        depth: options.depth,
+        edge_nodes,
+        seed: options.seed,
+        duration_s: options.duration.as_secs_f64(),
+        concurrency: options.concurrency,
+        placements_ok: placement.ok,
+        placements_failed: failed,
+        failures: placement.failures,
+        throughput_per_s: placement.ok as f64 / options.duration.as_secs_f64().max(1e-9),
+        p50_ratio_to_health: if health_summary.p50_ms > 0.0 {
+            placement_summary.p50_ms / health_summary.p50_ms
+        } else {
+            0.0
+        },
+        placement: placement_summary,
+        health: health_summary,
+    };
+    write_report(&report, &options.out)?;
+    Ok(report)
+}
+
+/// Writes `auction.json` and `auction.md` into `dir`.
+pub fn write_report(report: &AuctionBenchReport, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let json_path = dir.join("auction.json");
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    let md_path = dir.join("auction.md");
+    std::fs::write(&md_path, report.markdown())
+        .with_context(|| format!("cannot write {}", md_path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_closed_loop_counts_every_request_and_its_failures() {
+        let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let c = counter.clone();
+        let (hist, result) = closed_loop(Duration::from_millis(100), 4, move || {
+            let c = c.clone();
+            async move {
+                let n = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                if n.is_multiple_of(2) {
+                    Ok(())
+                } else {
+                    Err("422".to_string())
+                }
+            }
+        })
+        .await
+        .unwrap();
+        let total = counter.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(total > 4);
+        assert_eq!(hist.len(), total);
+        assert_eq!(result.ok + result.failures.values().sum::<u64>(), total);
+        assert!(result.failures.contains_key("422"));
+    }
+
+    #[test]
+    fn the_report_is_written_as_json_and_a_markdown_table() {
+        let mut h = new_histogram().unwrap();
+        for us in [1000, 2000, 3000, 40_000] {
+            h.record(us).unwrap();
+        }
+        let summary = LatencySummary::of(&h);
+        assert_eq!(summary.requests, 4);
+        assert!((summary.p50_ms - 2.0).abs() < 0.01, "{summary:?}");
+        assert!((summary.max_ms - 40.0).abs() < 0.1, "{summary:?}");
+        let report = AuctionBenchReport {
+            benchmark: "auction",
+            machine: Machine::detect(),
+            commit: Some("abc123".into()),
+            started_at_unix_ms: 0,
+            nodes: 50,
+            depth: 4,
+            edge_nodes: 37,
+            seed: 1,
+            duration_s: 10.0,
+            concurrency: 16,
+            placements_ok: 3,
+            placements_failed: 1,
+            failures: BTreeMap::from([("422".to_string(), 1)]),
+            throughput_per_s: 0.3,
+            placement: summary.clone(),
+            health: summary,
+            p50_ratio_to_health: 1.0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write_report(&report, dir.path()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("auction.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["placements_ok"].as_u64(), Some(3));
+        assert_eq!(json["placement"]["p50_ms"].as_f64(), Some(2.0));
+        let md = std::fs::read_to_string(dir.path().join("auction.md")).unwrap();
+        assert!(
+            md.contains("| `PUT /api/function` (placement) | 4 | 3 | 1 |"),
+            "{md}"
+        );
+        assert!(md.contains("422: 1"), "{md}");
+    }
+
+    #[test]
+    fn the_bench_sla_is_a_valid_sla() {
+        let sla = model::Sla::from_json(&bench_sla(), model::SlaId::new(), "sla").unwrap();
+        assert_eq!(sla.cpu, model::Cpu::from_millis(10));
+    }
+}

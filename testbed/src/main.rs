@@ -1,0 +1,202 @@
+//! `testbed`: run a local federation (`testbed run`) or a benchmark (`testbed bench auction`).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use testbed::bench::{AuctionBenchOptions, run_auction_bench};
+use testbed::{Federation, LaunchOptions, Topology, default_bin_dir};
+
+#[derive(Parser)]
+#[command(
+    name = "testbed",
+    about = "Run a Fogmarket federation on this machine",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the marketplace and every fog node of a topology; Ctrl-C stops them all.
+    Run {
+        #[arg(long, default_value = "testbed/topologies/local.toml")]
+        topology: PathBuf,
+        /// The marketplace's listen address.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: String,
+        /// The marketplace's database (default: SQLite in the run directory).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+        /// Use the binaries of `target/release` (next to this executable's profile dir).
+        #[arg(long)]
+        release_bins: bool,
+        /// Directory holding `marketplace` and `fog-node` (overrides --release-bins).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Where configs, logs and node state go (default: .run/<topology>-<unix time>).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Enrollment secret shared by the marketplace and the nodes (default: random).
+        #[arg(long, env = "FOGMARKET_ENROLLMENT_SECRET", hide_env_values = true)]
+        enrollment_secret: Option<String>,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Closed-loop placement requests against a generated federation.
+    Auction {
+        #[arg(long, default_value_t = 50)]
+        nodes: usize,
+        #[arg(long, default_value_t = 4)]
+        depth: usize,
+        /// How long to send placements, e.g. `10s`, `30 s`, `1 min`.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        /// Seed of the generated topology.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Directory holding `marketplace` and `fog-node` (default: next to this executable).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    model::units::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn bin_dir(explicit: Option<PathBuf>, release: bool) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir);
+    }
+    let dir = default_bin_dir()?;
+    if release {
+        // target/<profile>/ -> target/release/
+        let target = dir
+            .parent()
+            .context("the executable's directory has no parent")?;
+        return Ok(target.join("release"));
+    }
+    Ok(dir)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run {
+            topology,
+            listen,
+            database_url,
+            release_bins,
+            bin_dir: explicit_bin_dir,
+            run_dir,
+            enrollment_secret,
+        } => {
+            let topo = Topology::from_file(&topology)?;
+            let run_dir = match run_dir {
+                Some(d) => d,
+                None => {
+                    let stem = topology
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_else(|| "topology".to_string());
+                    let secs = model::Timestamp::now().as_millis() / 1000;
+                    PathBuf::from(".run").join(format!("{stem}-{secs}"))
+                }
+            };
+            let mut options = LaunchOptions::new(run_dir)?;
+            options.bin_dir = bin_dir(explicit_bin_dir, release_bins)?;
+            options.database_url = database_url;
+            options.marketplace_listen = listen;
+            if let Some(s) = enrollment_secret {
+                options.enrollment_secret = s;
+            }
+            options.readiness_deadline = Duration::from_secs(60);
+            eprintln!(
+                "starting {} fog nodes from {} ...",
+                topo.nodes().len(),
+                topology.display()
+            );
+            let federation = Federation::start(topo, options).await?;
+            print_federation(&federation);
+            tokio::signal::ctrl_c()
+                .await
+                .context("cannot wait for Ctrl-C")?;
+            eprintln!("stopping every process ...");
+            federation.stop().await?;
+            eprintln!("stopped");
+            Ok(())
+        }
+        Command::Bench {
+            bench:
+                Bench::Auction {
+                    nodes,
+                    depth,
+                    duration,
+                    concurrency,
+                    out,
+                    seed,
+                    bin_dir: explicit_bin_dir,
+                },
+        } => {
+            let options = AuctionBenchOptions {
+                nodes,
+                depth,
+                duration,
+                concurrency,
+                out: out.clone(),
+                seed,
+                bin_dir: bin_dir(explicit_bin_dir, false)?,
+            };
+            let report = run_auction_bench(&options).await?;
+            println!("{}", report.markdown());
+            println!(
+                "wrote {} and {}",
+                out.join("auction.json").display(),
+                out.join("auction.md").display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_federation(f: &Federation) {
+    let t = f.topology();
+    println!("marketplace: {}", f.marketplace_url());
+    println!("database:    {}", f.database_url());
+    println!("run dir:     {} (configs and logs)", f.run_dir().display());
+    println!();
+    println!(
+        "{:<16} {:<12} {:<18} {:<14} {:<28} id",
+        "node", "owner", "tier", "parent", "url"
+    );
+    for spec in t.nodes() {
+        println!(
+            "{:<16} {:<12} {:<18} {:<14} {:<28} {}",
+            spec.name,
+            spec.owner,
+            t.tier(&spec.name).unwrap_or_default(),
+            spec.parent.as_deref().unwrap_or("-"),
+            f.node_url(&spec.name).unwrap_or("?"),
+            f.node_id(&spec.name)
+                .map(|id| id.to_string())
+                .unwrap_or_default()
+        );
+    }
+    println!();
+    println!("Ctrl-C stops every process.");
+}

@@ -1,0 +1,1012 @@
+//! Topology files: a whole federation (marketplace settings and a tree of fog nodes) in one TOML
+//! file, and a generator of random GIRAFF-style 4-tier trees for experiments and benchmarks.
+//!
+//! ```toml
+//! [marketplace]
+//! auction_rule = "vickrey"
+//! auction_timeout_ms = 2000
+//!
+//! [[node]]
+//! name = "cloud"
+//! owner = "cloud-co"
+//! tags = ["cloud"]
+//! cpu = "16 cpu"
+//! memory = "32 GiB"
+//! pricing = { model = "quadratic", aa = 0.01, bb = 0.1, electricity = 0.9 }
+//!
+//! [[node]]
+//! name = "regional-1"
+//! parent = "cloud"
+//! latency = "15 ms"      # one-way latency of the link to the parent
+//! owner = "metro-net"
+//! cpu = "8 cpu"
+//! memory = "16 GiB"
+//! pricing = { model = "quadratic", aa = 0.05, bb = 0.3, electricity = 0.95 }
+//! chaos = { bid_delay = "10 s" }   # optional, passed through to the node
+//! ```
+//!
+//! Parse, don't validate: a [`Topology`] that exists has unique node names, parents that exist,
+//! no cycles and well-formed units. Errors name the node and the field.
+
+use model::units::{Bytes, Cpu, Latency, parse_duration};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Auction rules the marketplace accepts (`--auction-rule`).
+pub const AUCTION_RULES: &[&str] = &["vickrey", "first_price", "random"];
+/// Placement strategies a fog node accepts (`strategy`).
+pub const STRATEGIES: &[&str] = &[
+    "auction",
+    "edge_first",
+    "edge_furthest",
+    "edge_ward",
+    "cloud_only",
+    "maxcpu",
+    "mincpurandom",
+];
+/// Pricing models a fog node accepts (`pricing.model`).
+pub const PRICING_MODELS: &[&str] = &["linear", "quadratic"];
+
+/// Why a topology was refused. Messages name the node and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("cannot read topology file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("topology is not valid TOML or has an unexpected shape: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("[marketplace].{field}: {reason}")]
+    Marketplace { field: &'static str, reason: String },
+    #[error("the topology has no [[node]]")]
+    Empty,
+    #[error("node #{index}: name: {reason}")]
+    BadName { index: usize, reason: String },
+    #[error("node `{node}`: name is used by more than one [[node]]")]
+    DuplicateName { node: String },
+    #[error("node `{node}`: {field}: {reason}")]
+    Field {
+        node: String,
+        field: String,
+        reason: String,
+    },
+    #[error("node `{node}`: parent: no node is named `{parent}`")]
+    UnknownParent { node: String, parent: String },
+    #[error("nodes {} form a cycle of parents", .nodes.join(" -> "))]
+    Cycle { nodes: Vec<String> },
+    #[error("cannot generate a tree of {nodes} nodes and depth {depth}: {reason}")]
+    Generator {
+        nodes: usize,
+        depth: usize,
+        reason: String,
+    },
+}
+
+/// Settings of the marketplace process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarketplaceSettings {
+    /// `vickrey`, `first_price` or `random`.
+    pub auction_rule: String,
+    /// How long the marketplace waits for the target's (subtree's) bids.
+    pub auction_timeout_ms: u64,
+    /// Heartbeat interval handed to nodes; `None` keeps the marketplace's default.
+    pub heartbeat_interval_ms: Option<u64>,
+}
+
+impl Default for MarketplaceSettings {
+    fn default() -> Self {
+        Self {
+            auction_rule: "vickrey".to_string(),
+            auction_timeout_ms: 2000,
+            heartbeat_interval_ms: None,
+        }
+    }
+}
+
+/// One fog node of the topology.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSpec {
+    pub name: String,
+    pub owner: String,
+    pub tags: Vec<String>,
+    /// `None` for a root.
+    pub parent: Option<String>,
+    /// One-way latency of the link to the parent (`None` for a root).
+    pub latency: Option<Latency>,
+    pub cpu: Cpu,
+    pub memory: Bytes,
+    pub strategy: String,
+    /// The node's `[pricing]` table, passed through to its configuration.
+    pub pricing: toml::Table,
+    /// The node's `[chaos]` table (fault injection), passed through when present.
+    pub chaos: Option<toml::Table>,
+    /// Per-node limit on auctions in flight; `None` keeps the node's default.
+    pub max_auctions_in_flight: Option<u64>,
+}
+
+/// A validated federation description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topology {
+    marketplace: MarketplaceSettings,
+    nodes: Vec<NodeSpec>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw (file) form
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopology {
+    #[serde(default)]
+    marketplace: Option<RawMarketplace>,
+    #[serde(default)]
+    node: Vec<RawNode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMarketplace {
+    auction_rule: Option<String>,
+    auction_timeout_ms: Option<i64>,
+    heartbeat_interval_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: String,
+    owner: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    parent: Option<String>,
+    latency: Option<String>,
+    cpu: Option<String>,
+    memory: Option<String>,
+    strategy: Option<String>,
+    pricing: Option<toml::Table>,
+    chaos: Option<toml::Table>,
+    max_auctions_in_flight: Option<i64>,
+}
+
+fn valid_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("must be 1 to 63 characters long".to_string());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(format!(
+            "`{name}` may only contain letters, digits, '-', '_' and '.' (it names files and links)"
+        ));
+    }
+    if name.starts_with('.') {
+        return Err(format!("`{name}` must not start with '.'"));
+    }
+    Ok(())
+}
+
+fn field_err(node: &str, field: &str, reason: impl std::fmt::Display) -> TopologyError {
+    TopologyError::Field {
+        node: node.to_string(),
+        field: field.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn one_of(value: &str, allowed: &[&str]) -> Result<(), String> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{value}` is not one of {}",
+            allowed
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+fn positive_ms(value: Option<i64>, field: &'static str) -> Result<Option<u64>, TopologyError> {
+    match value {
+        None => Ok(None),
+        Some(v) if v > 0 => Ok(Some(v as u64)),
+        Some(v) => Err(TopologyError::Marketplace {
+            field,
+            reason: format!("{v} must be a positive number of milliseconds"),
+        }),
+    }
+}
+
+impl RawNode {
+    fn into_spec(self) -> Result<NodeSpec, TopologyError> {
+        let name = self.name;
+        let owner = self
+            .owner
+            .filter(|o| !o.trim().is_empty())
+            .ok_or_else(|| field_err(&name, "owner", "is required"))?;
+        let cpu: Cpu = self
+            .cpu
+            .as_deref()
+            .ok_or_else(|| field_err(&name, "cpu", "is required"))?
+            .parse()
+            .map_err(|e| field_err(&name, "cpu", e))?;
+        if cpu == Cpu::ZERO {
+            return Err(field_err(&name, "cpu", "must be more than 0"));
+        }
+        let memory: Bytes = self
+            .memory
+            .as_deref()
+            .ok_or_else(|| field_err(&name, "memory", "is required"))?
+            .parse()
+            .map_err(|e| field_err(&name, "memory", e))?;
+        if memory == Bytes::ZERO {
+            return Err(field_err(&name, "memory", "must be more than 0"));
+        }
+        let parent = self.parent.filter(|p| !p.is_empty());
+        let latency = match (&parent, self.latency.as_deref()) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(field_err(
+                    &name,
+                    "latency",
+                    "a root node has no link to a parent; remove `latency` or set `parent`",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(field_err(
+                    &name,
+                    "latency",
+                    "is required for a node with a parent (one-way latency of the link, e.g. \"10 ms\")",
+                ));
+            }
+            (Some(_), Some(l)) => Some(
+                l.parse::<Latency>()
+                    .map_err(|e| field_err(&name, "latency", e))?,
+            ),
+        };
+        if parent.as_deref() == Some(name.as_str()) {
+            return Err(field_err(
+                &name,
+                "parent",
+                "a node cannot be its own parent",
+            ));
+        }
+        let strategy = self.strategy.unwrap_or_else(|| "auction".to_string());
+        one_of(&strategy, STRATEGIES).map_err(|e| field_err(&name, "strategy", e))?;
+        let pricing = self.pricing.unwrap_or_default();
+        if let Some(model) = pricing.get("model") {
+            let model = model
+                .as_str()
+                .ok_or_else(|| field_err(&name, "pricing.model", "must be a string"))?;
+            one_of(model, PRICING_MODELS).map_err(|e| field_err(&name, "pricing.model", e))?;
+        }
+        for (key, value) in &pricing {
+            if key != "model" && !(value.is_float() || value.is_integer()) {
+                return Err(field_err(
+                    &name,
+                    &format!("pricing.{key}"),
+                    "must be a number",
+                ));
+            }
+        }
+        if let Some(chaos) = &self.chaos {
+            if let Some(delay) = chaos.get("bid_delay") {
+                let delay = delay.as_str().ok_or_else(|| {
+                    field_err(&name, "chaos.bid_delay", "must be a duration string")
+                })?;
+                parse_duration(delay).map_err(|e| field_err(&name, "chaos.bid_delay", e))?;
+            }
+            if let Some(refuse) = chaos.get("refuse_accept")
+                && !refuse.is_bool()
+            {
+                return Err(field_err(
+                    &name,
+                    "chaos.refuse_accept",
+                    "must be true or false",
+                ));
+            }
+        }
+        let max_auctions_in_flight = match self.max_auctions_in_flight {
+            None => None,
+            Some(n) if n > 0 => Some(n as u64),
+            Some(n) => {
+                return Err(field_err(
+                    &name,
+                    "max_auctions_in_flight",
+                    format!("{n} must be at least 1"),
+                ));
+            }
+        };
+        Ok(NodeSpec {
+            name,
+            owner,
+            tags: self.tags,
+            parent,
+            latency,
+            cpu,
+            memory,
+            strategy,
+            pricing,
+            chaos: self.chaos,
+            max_auctions_in_flight,
+        })
+    }
+}
+
+impl Topology {
+    /// Parses and validates a topology file's text.
+    pub fn parse(text: &str) -> Result<Topology, TopologyError> {
+        let raw: RawTopology = toml::from_str(text)?;
+        let mut marketplace = MarketplaceSettings::default();
+        if let Some(m) = raw.marketplace {
+            if let Some(rule) = m.auction_rule {
+                one_of(&rule, AUCTION_RULES).map_err(|reason| TopologyError::Marketplace {
+                    field: "auction_rule",
+                    reason,
+                })?;
+                marketplace.auction_rule = rule;
+            }
+            if let Some(t) = positive_ms(m.auction_timeout_ms, "auction_timeout_ms")? {
+                marketplace.auction_timeout_ms = t;
+            }
+            marketplace.heartbeat_interval_ms =
+                positive_ms(m.heartbeat_interval_ms, "heartbeat_interval_ms")?;
+        }
+        let mut nodes = Vec::with_capacity(raw.node.len());
+        for (index, node) in raw.node.into_iter().enumerate() {
+            valid_name(&node.name).map_err(|reason| TopologyError::BadName { index, reason })?;
+            nodes.push(node.into_spec()?);
+        }
+        Topology::new(marketplace, nodes)
+    }
+
+    /// Reads and validates a topology file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Topology, TopologyError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Topology::parse(&text)
+    }
+
+    /// Validates the tree shape: unique names, existing parents, no cycles. Several roots
+    /// (a forest) are allowed.
+    pub fn new(
+        marketplace: MarketplaceSettings,
+        nodes: Vec<NodeSpec>,
+    ) -> Result<Topology, TopologyError> {
+        if nodes.is_empty() {
+            return Err(TopologyError::Empty);
+        }
+        let mut names = BTreeSet::new();
+        for (index, n) in nodes.iter().enumerate() {
+            valid_name(&n.name).map_err(|reason| TopologyError::BadName { index, reason })?;
+            if !names.insert(n.name.as_str()) {
+                return Err(TopologyError::DuplicateName {
+                    node: n.name.clone(),
+                });
+            }
+        }
+        let parent_of: BTreeMap<&str, Option<&str>> = nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.parent.as_deref()))
+            .collect();
+        for n in &nodes {
+            if let Some(p) = &n.parent
+                && !parent_of.contains_key(p.as_str())
+            {
+                return Err(TopologyError::UnknownParent {
+                    node: n.name.clone(),
+                    parent: p.clone(),
+                });
+            }
+        }
+        // Walk up from every node; a walk longer than the node count revisits a node: a cycle.
+        for n in &nodes {
+            let mut seen: Vec<&str> = vec![n.name.as_str()];
+            let mut current = n.parent.as_deref();
+            while let Some(p) = current {
+                if let Some(start) = seen.iter().position(|s| *s == p) {
+                    let mut cycle: Vec<String> =
+                        seen[start..].iter().map(|s| s.to_string()).collect();
+                    cycle.push(p.to_string());
+                    return Err(TopologyError::Cycle { nodes: cycle });
+                }
+                seen.push(p);
+                current = parent_of.get(p).copied().flatten();
+            }
+        }
+        Ok(Topology { marketplace, nodes })
+    }
+
+    pub fn marketplace(&self) -> &MarketplaceSettings {
+        &self.marketplace
+    }
+
+    /// Nodes in file order.
+    pub fn nodes(&self) -> &[NodeSpec] {
+        &self.nodes
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeSpec> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The children of `name`, in file order.
+    pub fn children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a NodeSpec> + 'a {
+        self.nodes
+            .iter()
+            .filter(move |n| n.parent.as_deref() == Some(name))
+    }
+
+    /// Nodes without a parent.
+    pub fn roots(&self) -> impl Iterator<Item = &NodeSpec> {
+        self.nodes.iter().filter(|n| n.parent.is_none())
+    }
+
+    /// Nodes without children (the edge).
+    pub fn leaves(&self) -> impl Iterator<Item = &NodeSpec> {
+        self.nodes
+            .iter()
+            .filter(|n| self.children(&n.name).next().is_none())
+    }
+
+    /// Distance to the root: 0 for a root. `None` for an unknown name.
+    pub fn depth(&self, name: &str) -> Option<usize> {
+        let mut node = self.node(name)?;
+        let mut depth = 0;
+        // The tree has no cycles (checked in `new`), so this terminates.
+        while let Some(p) = node.parent.as_deref() {
+            node = self.node(p)?;
+            depth += 1;
+        }
+        Some(depth)
+    }
+
+    /// A human tier label: `tier 1` is a root; leaves below the root are tagged `edge`.
+    pub fn tier(&self, name: &str) -> Option<String> {
+        let depth = self.depth(name)?;
+        let leaf = self.children(name).next().is_none();
+        Some(match (depth, leaf) {
+            (0, _) => "tier 1 (root)".to_string(),
+            (d, true) => format!("tier {} (edge)", d + 1),
+            (d, false) => format!("tier {}", d + 1),
+        })
+    }
+
+    /// Sets one node's `chaos` table (fault injection), for tests and experiments. Names and
+    /// parents cannot change, so the tree stays valid.
+    pub fn set_chaos(&mut self, name: &str, chaos: toml::Table) -> Result<(), TopologyError> {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .ok_or_else(|| field_err(name, "name", "no such node"))?;
+        node.chaos = Some(chaos);
+        Ok(())
+    }
+
+    /// Replaces one node's pricing table.
+    pub fn set_pricing(&mut self, name: &str, pricing: toml::Table) -> Result<(), TopologyError> {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .ok_or_else(|| field_err(name, "name", "no such node"))?;
+        node.pricing = pricing;
+        Ok(())
+    }
+
+    /// Replaces the marketplace settings.
+    pub fn set_marketplace(&mut self, settings: MarketplaceSettings) {
+        self.marketplace = settings;
+    }
+
+    /// A random GIRAFF-style tree: tier 1 is one cloud root, the last tier is the edge, tiers in
+    /// between are tier 2 and tier 3. Link latencies and pricing parameters are drawn per tier
+    /// as in GIRAFF's testbed (tier 2 and tier 3 links 15-30 ms, edge links 5-10 ms; cloud links
+    /// 1-3 ms are only used between several roots, which this generator does not make).
+    /// Each tier is wider than the one above; every non-edge node has at least one child.
+    /// The same `seed` gives the same tree.
+    pub fn generated_tree(
+        nodes: usize,
+        depth: usize,
+        seed: u64,
+    ) -> Result<Topology, TopologyError> {
+        let fail = |reason: &str| TopologyError::Generator {
+            nodes,
+            depth,
+            reason: reason.to_string(),
+        };
+        if depth == 0 {
+            return Err(fail("depth must be at least 1"));
+        }
+        if nodes < depth {
+            return Err(fail("need at least one node per tier"));
+        }
+        if depth == 1 && nodes != 1 {
+            return Err(fail("depth 1 is a single cloud node"));
+        }
+        let counts = tier_counts(nodes, depth);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut specs: Vec<NodeSpec> = Vec::with_capacity(nodes);
+        let mut previous: Vec<String> = Vec::new();
+        let owners_per_tier = |tier: Tier| -> usize {
+            match tier {
+                Tier::Cloud => 1,
+                Tier::Two => 3,
+                Tier::Three => 4,
+                Tier::Edge => 8,
+            }
+        };
+        for (level, &count) in counts.iter().enumerate() {
+            let tier = Tier::of(level, depth);
+            let mut current = Vec::with_capacity(count);
+            for i in 0..count {
+                let name = match tier {
+                    Tier::Two | Tier::Three => format!("t{}-{}", level + 1, i + 1),
+                    _ => format!("{}-{}", tier.prefix(), i + 1),
+                };
+                let parent = if previous.is_empty() {
+                    None
+                } else if i < previous.len() {
+                    // Every node of the tier above gets at least one child.
+                    Some(previous[i].clone())
+                } else {
+                    Some(previous[rng.random_range(0..previous.len())].clone())
+                };
+                let latency = parent.as_ref().map(|_| tier.link_latency(&mut rng));
+                let owner = match tier {
+                    Tier::Cloud => "cloud-co".to_string(),
+                    _ => format!(
+                        "{}-owner-{}",
+                        tier.prefix(),
+                        rng.random_range(1..=owners_per_tier(tier))
+                    ),
+                };
+                let (cpu, memory) = tier.capacity(&mut rng);
+                specs.push(NodeSpec {
+                    name: name.clone(),
+                    owner,
+                    tags: vec![match tier {
+                        Tier::Two | Tier::Three => format!("tier{}", level + 1),
+                        _ => tier.tag().to_string(),
+                    }],
+                    parent,
+                    latency,
+                    cpu,
+                    memory,
+                    strategy: "auction".to_string(),
+                    pricing: tier.pricing(&mut rng),
+                    chaos: None,
+                    max_auctions_in_flight: None,
+                });
+                current.push(name);
+            }
+            previous = current;
+        }
+        Topology::new(MarketplaceSettings::default(), specs)
+    }
+}
+
+/// Node counts per tier: one root, then tiers growing by a common factor, the edge taking
+/// what is left; every tier gets at least one node and is at least as wide as the one above.
+fn tier_counts(nodes: usize, depth: usize) -> Vec<usize> {
+    if depth == 1 {
+        return vec![nodes];
+    }
+    // Smallest growth factor b with 1 + b + ... + b^(depth-1) >= nodes.
+    let total = |b: f64| (0..depth).map(|l| b.powi(l as i32)).sum::<f64>();
+    let (mut lo, mut hi) = (1.0_f64, nodes as f64);
+    for _ in 0..60 {
+        let mid = (lo + hi) / 2.0;
+        if total(mid) >= nodes as f64 {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let mut counts = vec![1usize];
+    let mut used = 1;
+    for level in 1..depth - 1 {
+        let remaining_levels = depth - level; // including this one and the edge
+        let wanted = hi.powi(level as i32).round() as usize;
+        let prev = counts[level - 1];
+        // Leave room for the tiers below, each at least as wide as this one.
+        let max_here = (nodes - used) / remaining_levels;
+        let c = wanted.max(prev).min(max_here).max(1);
+        counts.push(c);
+        used += c;
+    }
+    counts.push(nodes - used);
+    counts
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    Cloud,
+    Two,
+    Three,
+    Edge,
+}
+
+impl Tier {
+    fn of(level: usize, depth: usize) -> Tier {
+        match level {
+            0 => Tier::Cloud,
+            l if l + 1 == depth => Tier::Edge,
+            1 => Tier::Two,
+            _ => Tier::Three,
+        }
+    }
+    fn prefix(self) -> &'static str {
+        match self {
+            Tier::Cloud => "cloud",
+            Tier::Two => "t2",
+            Tier::Three => "t3",
+            Tier::Edge => "edge",
+        }
+    }
+    fn tag(self) -> &'static str {
+        match self {
+            Tier::Cloud => "cloud",
+            Tier::Two => "tier2",
+            Tier::Three => "tier3",
+            Tier::Edge => "edge",
+        }
+    }
+    fn link_latency(self, rng: &mut StdRng) -> Latency {
+        let (lo, hi) = match self {
+            Tier::Cloud => (1.0, 3.0),
+            Tier::Two | Tier::Three => (15.0, 30.0),
+            Tier::Edge => (5.0, 10.0),
+        };
+        // Whole tenths of a millisecond keep the files readable.
+        let ms: f64 = rng.random_range(lo..=hi);
+        Latency::from_millis_f64((ms * 10.0).round() / 10.0)
+    }
+    fn capacity(self, rng: &mut StdRng) -> (Cpu, Bytes) {
+        match self {
+            Tier::Cloud => (Cpu::from_cores(64), Bytes::new(128 << 30)),
+            Tier::Two => (Cpu::from_cores(16), Bytes::new(32 << 30)),
+            Tier::Three => (Cpu::from_cores(8), Bytes::new(16 << 30)),
+            Tier::Edge => {
+                let cores = rng.random_range(2..=4u64);
+                (Cpu::from_cores(cores), Bytes::new((cores * 2) << 30))
+            }
+        }
+    }
+    /// GIRAFF's testbed parameters: edge AA~U(0,0.3), BB~U(0.3,0.6), electricity 1.0;
+    /// tier 3 AA~U(0,0.1), BB~U(0.2,0.4), 0.95; tier 2 and cloud AA=0.01, BB=0.1, 0.9.
+    fn pricing(self, rng: &mut StdRng) -> toml::Table {
+        let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+        let (aa, bb, electricity) = match self {
+            Tier::Cloud | Tier::Two => (0.01, 0.1, 0.9),
+            Tier::Three => (
+                round(rng.random_range(0.0..0.1)),
+                round(rng.random_range(0.2..0.4)),
+                0.95,
+            ),
+            Tier::Edge => (
+                round(rng.random_range(0.0..0.3)),
+                round(rng.random_range(0.3..0.6)),
+                1.0,
+            ),
+        };
+        let mut t = toml::Table::new();
+        t.insert("model".into(), toml::Value::String("quadratic".into()));
+        t.insert("aa".into(), toml::Value::Float(aa));
+        t.insert("bb".into(), toml::Value::Float(bb));
+        t.insert("electricity".into(), toml::Value::Float(electricity));
+        t
+    }
+}
+
+impl NodeSpec {
+    /// Serializes this node back to a `[[node]]` table (used to save generated topologies).
+    pub fn to_toml(&self) -> toml::Table {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), self.name.clone().into());
+        t.insert("owner".into(), self.owner.clone().into());
+        t.insert(
+            "tags".into(),
+            toml::Value::Array(self.tags.iter().cloned().map(toml::Value::from).collect()),
+        );
+        if let Some(p) = &self.parent {
+            t.insert("parent".into(), p.clone().into());
+        }
+        if let Some(l) = self.latency {
+            t.insert("latency".into(), l.to_string().into());
+        }
+        t.insert("cpu".into(), self.cpu.to_string().into());
+        t.insert("memory".into(), self.memory.to_string().into());
+        t.insert("strategy".into(), self.strategy.clone().into());
+        t.insert("pricing".into(), toml::Value::Table(self.pricing.clone()));
+        if let Some(c) = &self.chaos {
+            t.insert("chaos".into(), toml::Value::Table(c.clone()));
+        }
+        if let Some(n) = self.max_auctions_in_flight {
+            t.insert(
+                "max_auctions_in_flight".into(),
+                toml::Value::Integer(n as i64),
+            );
+        }
+        t
+    }
+}
+
+impl Topology {
+    /// The topology as a topology file's text; parsing it gives the same topology.
+    pub fn to_toml_string(&self) -> Result<String, toml::ser::Error> {
+        let mut m = toml::Table::new();
+        m.insert(
+            "auction_rule".into(),
+            self.marketplace.auction_rule.clone().into(),
+        );
+        m.insert(
+            "auction_timeout_ms".into(),
+            toml::Value::Integer(self.marketplace.auction_timeout_ms as i64),
+        );
+        if let Some(h) = self.marketplace.heartbeat_interval_ms {
+            m.insert(
+                "heartbeat_interval_ms".into(),
+                toml::Value::Integer(h as i64),
+            );
+        }
+        let mut root = toml::Table::new();
+        root.insert("marketplace".into(), toml::Value::Table(m));
+        root.insert(
+            "node".into(),
+            toml::Value::Array(
+                self.nodes
+                    .iter()
+                    .map(|n| toml::Value::Table(n.to_toml()))
+                    .collect(),
+            ),
+        );
+        toml::to_string(&root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = r#"
+[marketplace]
+auction_rule = "vickrey"
+auction_timeout_ms = 1500
+
+[[node]]
+name = "cloud"
+owner = "cloud-co"
+tags = ["cloud"]
+cpu = "16 cpu"
+memory = "32 GiB"
+pricing = { model = "quadratic", aa = 0.01, bb = 0.1, electricity = 0.9 }
+
+[[node]]
+name = "regional-1"
+parent = "cloud"
+latency = "15 ms"
+owner = "metro-net"
+cpu = "8 cpu"
+memory = "16 GiB"
+pricing = { model = "quadratic", aa = 0.05, bb = 0.3, electricity = 0.95 }
+
+[[node]]
+name = "edge-1"
+parent = "regional-1"
+latency = "5 ms"
+owner = "alice"
+tags = ["edge"]
+cpu = "2 cpu"
+memory = "4 GiB"
+strategy = "edge_first"
+pricing = { model = "linear", price_cpu = 1.0, price_memory = 0.5 }
+chaos = { bid_delay = "10 s" }
+"#;
+
+    fn replace(from: &str, to: &str) -> Result<Topology, TopologyError> {
+        assert!(SMALL.contains(from), "test edit `{from}` not found");
+        Topology::parse(&SMALL.replacen(from, to, 1))
+    }
+
+    fn message(r: Result<Topology, TopologyError>) -> String {
+        r.expect_err("topology should be refused").to_string()
+    }
+
+    #[test]
+    fn a_small_tree_parses_with_units_and_passthrough_tables() {
+        let t = Topology::parse(SMALL).unwrap();
+        assert_eq!(t.marketplace().auction_timeout_ms, 1500);
+        assert_eq!(t.nodes().len(), 3);
+        let edge = t.node("edge-1").unwrap();
+        assert_eq!(edge.cpu, Cpu::from_cores(2));
+        assert_eq!(edge.memory, Bytes::new(4 << 30));
+        assert_eq!(edge.latency, Some(Latency::from_millis(5)));
+        assert_eq!(edge.strategy, "edge_first");
+        assert_eq!(edge.pricing["model"].as_str(), Some("linear"));
+        assert_eq!(
+            edge.chaos.as_ref().unwrap()["bid_delay"].as_str(),
+            Some("10 s")
+        );
+        assert_eq!(t.node("cloud").unwrap().strategy, "auction");
+        assert_eq!(t.depth("edge-1"), Some(2));
+        assert_eq!(t.roots().count(), 1);
+        assert_eq!(
+            t.leaves().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+            ["edge-1"]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_name_is_refused_naming_the_node() {
+        let m = message(replace("name = \"edge-1\"", "name = \"cloud\""));
+        assert!(m.contains("`cloud`") && m.contains("more than one"), "{m}");
+    }
+
+    #[test]
+    fn an_unknown_parent_is_refused_naming_the_node_and_the_parent() {
+        let m = message(replace("parent = \"regional-1\"", "parent = \"nowhere\""));
+        assert!(m.contains("`edge-1`") && m.contains("`nowhere`"), "{m}");
+    }
+
+    #[test]
+    fn a_cycle_of_parents_is_refused() {
+        let text = SMALL.replacen(
+            "name = \"cloud\"\n",
+            "name = \"cloud\"\nparent = \"edge-1\"\nlatency = \"1 ms\"\n",
+            1,
+        );
+        let m = message(Topology::parse(&text));
+        assert!(m.contains("cycle"), "{m}");
+        assert!(m.contains("cloud") && m.contains("edge-1"), "{m}");
+    }
+
+    #[test]
+    fn several_roots_are_allowed() {
+        let text = SMALL.replacen("parent = \"cloud\"\nlatency = \"15 ms\"\n", "", 1);
+        let t = Topology::parse(&text).unwrap();
+        assert_eq!(t.roots().count(), 2);
+    }
+
+    #[test]
+    fn bad_units_are_refused_naming_the_node_and_the_field() {
+        let m = message(replace("memory = \"4 GiB\"", "memory = \"lots\""));
+        assert!(m.contains("`edge-1`: memory:"), "{m}");
+        let m = message(replace("cpu = \"8 cpu\"", "cpu = \"8 parsecs\""));
+        assert!(m.contains("`regional-1`: cpu:"), "{m}");
+        let m = message(replace("latency = \"5 ms\"", "latency = \"5 furlongs\""));
+        assert!(m.contains("`edge-1`: latency:"), "{m}");
+        let m = message(replace("bid_delay = \"10 s\"", "bid_delay = \"soon\""));
+        assert!(m.contains("`edge-1`: chaos.bid_delay:"), "{m}");
+    }
+
+    #[test]
+    fn missing_and_meaningless_fields_are_refused() {
+        let m = message(replace("latency = \"5 ms\"\n", ""));
+        assert!(m.contains("`edge-1`: latency: is required"), "{m}");
+        let m = message(replace(
+            "name = \"cloud\"\n",
+            "name = \"cloud\"\nlatency = \"3 ms\"\n",
+        ));
+        assert!(m.contains("`cloud`: latency"), "{m}");
+        let m = message(replace("owner = \"alice\"\n", ""));
+        assert!(m.contains("`edge-1`: owner: is required"), "{m}");
+        let m = message(replace(
+            "strategy = \"edge_first\"",
+            "strategy = \"greedy\"",
+        ));
+        assert!(
+            m.contains("`edge-1`: strategy") && m.contains("edge_ward"),
+            "{m}"
+        );
+        let m = message(replace(
+            "auction_rule = \"vickrey\"",
+            "auction_rule = \"dutch\"",
+        ));
+        assert!(m.contains("auction_rule"), "{m}");
+        let m = message(replace("name = \"edge-1\"", "name = \"edge 1/x\""));
+        assert!(m.contains("name"), "{m}");
+        let m = message(replace("owner = \"alice\"", "owner = \"alice\"\ncpus = 3"));
+        assert!(m.contains("cpus"), "{m}");
+    }
+
+    #[test]
+    fn a_topology_round_trips_through_its_file_form() {
+        let t = Topology::parse(SMALL).unwrap();
+        let back = Topology::parse(&t.to_toml_string().unwrap()).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn the_generated_benchmark_tree_has_four_tiers_and_fifty_nodes() {
+        let t = Topology::generated_tree(50, 4, 7).unwrap();
+        assert_eq!(t.nodes().len(), 50);
+        assert_eq!(t.roots().count(), 1);
+        let max_depth = t.nodes().iter().filter_map(|n| t.depth(&n.name)).max();
+        assert_eq!(max_depth, Some(3));
+        for n in t.nodes() {
+            let depth = t.depth(&n.name).unwrap();
+            let leaf = t.children(&n.name).next().is_none();
+            // Only the last tier is edge, and every non-edge node has children.
+            assert_eq!(leaf, depth == 3, "{} at depth {depth}", n.name);
+            assert_eq!(n.tags.contains(&"edge".to_string()), depth == 3);
+            if let Some(l) = n.latency {
+                let ms = l.as_millis_f64();
+                let range = if depth == 3 { 5.0..=10.0 } else { 15.0..=30.0 };
+                assert!(range.contains(&ms), "{}: {ms} ms", n.name);
+            }
+            let aa = n.pricing["aa"].as_float().unwrap();
+            let bb = n.pricing["bb"].as_float().unwrap();
+            match depth {
+                0 | 1 => assert_eq!((aa, bb), (0.01, 0.1)),
+                2 => assert!((0.0..0.1).contains(&aa) && (0.2..0.4).contains(&bb)),
+                _ => assert!((0.0..0.3).contains(&aa) && (0.3..0.6).contains(&bb)),
+            }
+        }
+        let edges = t.leaves().count();
+        assert!(
+            edges > 25,
+            "the edge should be the widest tier, got {edges}"
+        );
+        let owners: BTreeSet<_> = t.nodes().iter().map(|n| n.owner.as_str()).collect();
+        assert!(owners.len() >= 4, "{owners:?}");
+    }
+
+    #[test]
+    fn the_generator_is_deterministic_per_seed() {
+        assert_eq!(
+            Topology::generated_tree(20, 3, 1).unwrap(),
+            Topology::generated_tree(20, 3, 1).unwrap()
+        );
+        assert_ne!(
+            Topology::generated_tree(20, 3, 1).unwrap(),
+            Topology::generated_tree(20, 3, 2).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_generator_handles_small_and_impossible_shapes() {
+        for (n, d) in [(1, 1), (2, 2), (4, 4), (5, 4), (7, 3), (200, 4), (13, 6)] {
+            let t = Topology::generated_tree(n, d, 3).unwrap();
+            assert_eq!(t.nodes().len(), n);
+            let max_depth = t.nodes().iter().filter_map(|x| t.depth(&x.name)).max();
+            assert_eq!(max_depth, Some(d - 1), "{n} nodes, depth {d}");
+        }
+        assert!(Topology::generated_tree(3, 4, 0).is_err());
+        assert!(Topology::generated_tree(5, 0, 0).is_err());
+        assert!(Topology::generated_tree(5, 1, 0).is_err());
+    }
+
+    #[test]
+    fn the_shipped_local_topology_is_valid_and_spans_three_tiers_and_four_owners() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/topologies/local.toml");
+        let t = Topology::from_file(path).unwrap();
+        assert!(t.nodes().len() >= 7);
+        let max_depth = t.nodes().iter().filter_map(|n| t.depth(&n.name)).max();
+        assert_eq!(max_depth, Some(2));
+        let owners: BTreeSet<_> = t.nodes().iter().map(|n| n.owner.as_str()).collect();
+        assert!(owners.len() >= 4, "{owners:?}");
+        for n in t.nodes() {
+            if let Some(l) = n.latency {
+                let ms = l.as_millis_f64();
+                let range = match t.depth(&n.name) {
+                    Some(1) => 10.0..=20.0,
+                    _ => 3.0..=8.0,
+                };
+                assert!(range.contains(&ms), "{}: {ms} ms", n.name);
+            }
+        }
+    }
+}
