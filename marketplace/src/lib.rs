@@ -19,6 +19,7 @@
 
 pub mod error;
 pub mod node_client;
+pub mod release_batch;
 pub mod repository;
 pub mod routes;
 pub mod service;

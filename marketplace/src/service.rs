@@ -6,6 +6,7 @@
 //! the fog nodes.
 
 use crate::node_client::{NodeCallError, NodeClient};
+use crate::release_batch::ReleaseBatcher;
 use crate::repository::{
     AuctionRecord, AuctionResult, BidRecord, NodeRecord, PlacementRecord, PlacementState,
     RepoError, Repository, outcome,
@@ -193,6 +194,7 @@ pub struct AuctionView {
 pub struct Marketplace {
     repo: Repository,
     nodes: NodeClient,
+    releases: ReleaseBatcher,
     federation_key: String,
     enrollment_secret: Vec<u8>,
     rule: AuctionRule,
@@ -317,8 +319,10 @@ fn provisioned_state(answer: &serde_json::Value) -> PlacementState {
 
 impl Marketplace {
     pub fn new(repo: Repository, http: reqwest::Client, config: MarketplaceConfig) -> Self {
+        let nodes = NodeClient::new(http, &config.federation_key);
         Self {
-            nodes: NodeClient::new(http, &config.federation_key),
+            nodes: nodes.clone(),
+            releases: ReleaseBatcher::new(nodes),
             repo,
             federation_key: config.federation_key,
             enrollment_secret: config.enrollment_secret.into_bytes(),
@@ -853,16 +857,9 @@ impl Marketplace {
             by_node.entry(b.node_id).or_default().push(b.id);
         }
         for (node, bid_ids) in by_node {
-            let Some(n) = registry.get(&node) else {
-                continue;
-            };
-            let client = self.nodes.clone();
-            let url = n.url.clone();
-            tokio::spawn(async move {
-                if let Err(e) = client.release(&url, bid_ids, SIDE_CALL_TIMEOUT).await {
-                    tracing::debug!(%node, error = %e, "release failed; the hold will expire");
-                }
-            });
+            if let Some(n) = registry.get(&node) {
+                self.releases.release(&n.url, bid_ids);
+            }
         }
     }
 

@@ -222,6 +222,8 @@ pub fn node_config(
     t.insert("enrollment_secret".into(), enrollment_secret.into());
     t.insert("state_dir".into(), state_dir.display().to_string().into());
     t.insert("strategy".into(), node.strategy.clone().into());
+    // Many nodes share this machine: one HTTP worker each keeps threads near the core count.
+    t.insert("http_workers".into(), 1.into());
     if let Some(n) = node.max_auctions_in_flight {
         t.insert(
             "max_auctions_in_flight".into(),

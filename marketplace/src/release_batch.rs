@@ -1,0 +1,80 @@
+//! Batches the release of losing holds per node.
+//!
+//! Every auction leaves a hold on each losing node. Releasing them one call per node per
+//! auction costs as many HTTP calls as there are bidders, for every placement. Instead, bid ids
+//! are queued per node URL and flushed at most every [`FLUSH_EVERY`]: under load one call per
+//! node carries the releases of many auctions, and a hold is still freed well before it would
+//! expire on its own.
+
+use crate::node_client::NodeClient;
+use model::BidId;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long releases wait to be batched.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct ReleaseBatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: NodeClient,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    by_url: HashMap<String, Vec<BidId>>,
+    flush_scheduled: bool,
+}
+
+impl ReleaseBatcher {
+    pub fn new(client: NodeClient) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                pending: Mutex::new(Pending::default()),
+            }),
+        }
+    }
+
+    /// Queues the release of `bid_ids` on the node at `url`; a flush follows within
+    /// [`FLUSH_EVERY`].
+    pub fn release(&self, url: &str, bid_ids: Vec<BidId>) {
+        if bid_ids.is_empty() {
+            return;
+        }
+        let schedule = {
+            let mut p = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.by_url.entry(url.to_string()).or_default().extend(bid_ids);
+            !std::mem::replace(&mut p.flush_scheduled, true)
+        };
+        if schedule {
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(FLUSH_EVERY).await;
+                inner.flush().await;
+            });
+        }
+    }
+}
+
+impl Inner {
+    async fn flush(&self) {
+        let batch = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.flush_scheduled = false;
+            std::mem::take(&mut p.by_url)
+        };
+        let calls = batch.into_iter().map(|(url, bid_ids)| async move {
+            if let Err(e) = self.client.release(&url, bid_ids, CALL_TIMEOUT).await {
+                tracing::debug!(%url, error = %e, "release failed; the holds will expire");
+            }
+        });
+        futures::future::join_all(calls).await;
+    }
+}
