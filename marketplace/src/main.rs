@@ -39,6 +39,11 @@ struct Cli {
     #[arg(long, env = "FOGMARKET_HEARTBEAT_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     heartbeat_interval_ms: u64,
+    /// Hours an SLA that is over (finished, cancelled, failed or never placed) is kept with its
+    /// auction and bids before it is deleted.
+    #[arg(long, env = "FOGMARKET_HISTORY_RETENTION_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    history_retention_hours: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,6 +91,7 @@ async fn run() -> anyhow::Result<()> {
         auction_rule: cli.auction_rule,
         auction_timeout: Duration::from_millis(cli.auction_timeout_ms),
         heartbeat_interval: Duration::from_millis(cli.heartbeat_interval_ms),
+        history_retention: Duration::from_secs(cli.history_retention_hours * 3600),
         ..Settings::new(cli.database_url, secret)
     };
     let app = Application::build(settings).await?;

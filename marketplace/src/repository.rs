@@ -729,6 +729,39 @@ impl Repository {
     }
 
     /// Marks active placements whose lifetime ended by `now` as finished; returns how many.
+    /// Deletes SLAs that are over (no active placement, nothing updated since `cutoff`, created
+    /// before `cutoff`) with their auctions, bids and placements, in one transaction. Returns
+    /// how many SLAs were deleted.
+    pub async fn purge_history(&self, cutoff: Timestamp) -> Result<u64, RepoError> {
+        // Placeholders: $1 = cutoff, $2..$4 = the active states.
+        const OVER: &str = "SELECT s.id FROM slas s WHERE s.created_at_ms < $1 AND NOT EXISTS \
+             (SELECT 1 FROM placements p WHERE p.sla_id = s.id \
+              AND (p.state IN ($2, $3, $4) OR p.updated_at_ms >= $1))";
+        let statements = [
+            format!(
+                "DELETE FROM bids WHERE auction_id IN (SELECT a.id FROM auctions a WHERE a.sla_id IN ({OVER}))"
+            ),
+            format!("DELETE FROM placements WHERE sla_id IN ({OVER})"),
+            format!("DELETE FROM auctions WHERE sla_id IN ({OVER})"),
+            format!("DELETE FROM slas WHERE id IN ({OVER})"),
+        ];
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = 0;
+        for sql in statements {
+            // Audited: constant SQL assembled from literals; every value is bound.
+            let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(ms(cutoff))
+                .bind(PlacementState::Reserved.as_str())
+                .bind(PlacementState::Provisioning.as_str())
+                .bind(PlacementState::Live.as_str())
+                .execute(&mut *tx)
+                .await?;
+            deleted = done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     pub async fn finish_due_placements(&self, now: Timestamp) -> Result<u64, RepoError> {
         let done = sqlx::query(
             "UPDATE placements SET state = $1, updated_at_ms = $2 \

@@ -562,6 +562,24 @@ impl Marketplace {
         Ok(n)
     }
 
+    /// Retention step: deletes SLAs that have been over for longer than `retention`, with their
+    /// auctions, bids and placements, so the history does not grow forever.
+    pub async fn purge_history(
+        &self,
+        now: Timestamp,
+        retention: Duration,
+    ) -> Result<u64, ServiceError> {
+        let cutoff = Timestamp::from_millis(
+            now.as_millis()
+                .saturating_sub(retention.as_millis().min(u64::MAX as u128) as u64),
+        );
+        let n = self.repo.purge_history(cutoff).await?;
+        if n > 0 {
+            tracing::info!(count = n, "deleted SLAs older than the history retention");
+        }
+        Ok(n)
+    }
+
     // -- auctions -----------------------------------------------------------------------------
 
     async fn resolve_target(&self, target: &str) -> Result<NodeRecord, ServiceError> {

@@ -28,6 +28,9 @@ pub struct Settings {
     pub expiry_interval: Duration,
     /// Largest accepted request body (bigger ones get 413).
     pub max_body_bytes: usize,
+    /// How long SLAs whose placements are all over (finished, cancelled, failed, or never
+    /// placed) are kept with their auctions and bids before they are deleted.
+    pub history_retention: Duration,
 }
 
 impl Settings {
@@ -42,6 +45,7 @@ impl Settings {
             heartbeat_interval: Duration::from_millis(1000),
             expiry_interval: Duration::from_secs(1),
             max_body_bytes: 256 * 1024,
+            history_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 

@@ -125,6 +125,7 @@ impl Application {
         let expiry = tokio::spawn(expiry_loop(
             self.market.clone(),
             self.settings.expiry_interval,
+            self.settings.history_retention,
         ));
         let liveness = tokio::spawn(liveness_loop(
             self.market.clone(),
@@ -138,14 +139,25 @@ impl Application {
     }
 }
 
-/// Marks placements whose lifetime ended as finished, every `every`.
-async fn expiry_loop(market: Marketplace, every: Duration) {
+/// How often the history retention step runs.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Marks placements whose lifetime ended as finished, every `every`; deletes history older
+/// than `retention` every [`PURGE_EVERY`].
+async fn expiry_loop(market: Marketplace, every: Duration, retention: Duration) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
         if let Err(e) = market.finish_due_placements(Timestamp::now()).await {
             tracing::warn!(error = %e, "expiry step failed");
+        }
+        if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            last_purge = Some(std::time::Instant::now());
+            if let Err(e) = market.purge_history(Timestamp::now(), retention).await {
+                tracing::warn!(error = %e, "history retention step failed");
+            }
         }
     }
 }

@@ -350,6 +350,87 @@ async fn state_survives_closing_and_reopening(db: &TestDb) {
     assert_eq!(repo.placements_for_sla(s.id).await.unwrap().len(), 1);
 }
 
+/// One SLA placed on `n` in `state`, created at 1 000 and last updated at `updated`, with one
+/// bid per auction; `None` = the auction found no host (no placement).
+async fn closed_sla(
+    repo: &Repository,
+    n: &NodeRecord,
+    state: Option<PlacementState>,
+    updated: u64,
+) -> (SlaId, AuctionId) {
+    let created = Timestamp::from_millis(1_000);
+    let s = sla(1, None);
+    let auction = AuctionId::new();
+    repo.insert_sla_and_auction(&s, n.id, auction, AuctionRule::Vickrey, created)
+        .await
+        .unwrap();
+    let b = bid(n, 1.0);
+    let placements = state
+        .map(|state| PlacementRecord {
+            sla_id: s.id,
+            node_id: n.id,
+            bid_id: b.id,
+            auction_id: auction,
+            price: Price::new(1.0).unwrap(),
+            state,
+            created_at: created,
+            ends_at: Timestamp::from_millis(updated),
+            updated_at: Timestamp::from_millis(updated),
+        })
+        .into_iter()
+        .collect();
+    repo.record_auction_result(&AuctionResult {
+        auction_id: auction,
+        finished_at: created,
+        outcome: outcome::AWARDED.into(),
+        refusals: vec![],
+        bids: vec![BidRecord {
+            auction_id: auction,
+            bid: b,
+            won: state.is_some(),
+            refused_accept: false,
+        }],
+        placements,
+    })
+    .await
+    .unwrap();
+    (s.id, auction)
+}
+
+async fn history_older_than_the_retention_is_purged_but_active_placements_stay(db: &TestDb) {
+    let repo = open(db).await;
+    let n = node("n", None, Timestamp::from_millis(1_000));
+    repo.upsert_node(&n).await.unwrap();
+    let finished = closed_sla(&repo, &n, Some(PlacementState::Finished), 2_000).await;
+    let never_placed = closed_sla(&repo, &n, None, 1_000).await;
+    let live = closed_sla(&repo, &n, Some(PlacementState::Live), 2_000).await;
+    let recent = closed_sla(&repo, &n, Some(PlacementState::Cancelled), 20_000).await;
+
+    let purged = repo
+        .purge_history(Timestamp::from_millis(10_000))
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    for (sla, auction) in [finished, never_placed] {
+        assert!(repo.sla(sla).await.unwrap().is_none());
+        assert!(repo.auction(auction).await.unwrap().is_none());
+        assert!(repo.bids(auction).await.unwrap().is_empty());
+        assert!(repo.placements_for_sla(sla).await.unwrap().is_empty());
+    }
+    for (sla, auction) in [live, recent] {
+        assert!(repo.sla(sla).await.unwrap().is_some());
+        assert_eq!(repo.bids(auction).await.unwrap().len(), 1);
+        assert_eq!(repo.placements_for_sla(sla).await.unwrap().len(), 1);
+    }
+    // Nothing left to purge at the same cutoff.
+    assert_eq!(
+        repo.purge_history(Timestamp::from_millis(10_000))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 macro_rules! repository_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -379,4 +460,5 @@ repository_suite!(
     an_auction_with_bids_and_placements_reads_back,
     placement_states_move_and_expire,
     state_survives_closing_and_reopening,
+    history_older_than_the_retention_is_purged_but_active_placements_stay,
 );
