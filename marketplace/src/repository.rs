@@ -185,6 +185,10 @@ pub struct PlacementRecord {
     pub created_at: Timestamp,
     pub ends_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Where the function is invoked once the node reports it live.
+    pub invoke_url: Option<String>,
+    /// Why provisioning failed, as the node reported it.
+    pub error: Option<String>,
 }
 
 /// Everything an auction produced, written in one transaction.
@@ -319,6 +323,8 @@ fn placement_from_row(row: &AnyRow) -> Result<PlacementRecord, RepoError> {
         created_at: ts(row.try_get("created_at_ms")?),
         ends_at: ts(row.try_get("ends_at_ms")?),
         updated_at: ts(row.try_get("updated_at_ms")?),
+        invoke_url: row.try_get("invoke_url")?,
+        error: row.try_get("error")?,
     })
 }
 
@@ -332,7 +338,8 @@ fn sla_from_row(row: &AnyRow) -> Result<SlaRecord, RepoError> {
 
 macro_rules! placement_columns {
     () => {
-        "sla_id, node_id, bid_id, auction_id, price, state, created_at_ms, ends_at_ms, updated_at_ms"
+        "sla_id, node_id, bid_id, auction_id, price, state, created_at_ms, ends_at_ms, updated_at_ms, \
+         invoke_url, error"
     };
 }
 
@@ -728,6 +735,32 @@ impl Repository {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Records what a node answered to provisioning: the new state, and the invocation URL or
+    /// the reason it failed.
+    pub async fn set_placement_provisioned(
+        &self,
+        sla: SlaId,
+        node: NodeId,
+        state: PlacementState,
+        invoke_url: Option<&str>,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, RepoError> {
+        let done = sqlx::query(
+            "UPDATE placements SET state = $1, updated_at_ms = $2, invoke_url = $3, error = $4 \
+             WHERE sla_id = $5 AND node_id = $6",
+        )
+        .bind(state.as_str())
+        .bind(ms(now))
+        .bind(invoke_url.map(str::to_string))
+        .bind(error.map(str::to_string))
+        .bind(sla.to_string())
+        .bind(node.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Marks active placements whose lifetime ended by `now` as finished; returns how many.
     /// Deletes SLAs that are over (no active placement, nothing updated since `cutoff`, created
     /// before `cutoff`) with their auctions, bids and placements, in one transaction. Returns
@@ -790,7 +823,7 @@ async fn insert_placement(
     sqlx::query(concat!(
         "INSERT INTO placements (",
         placement_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     ))
     .bind(p.sla_id.to_string())
     .bind(p.node_id.to_string())
@@ -801,6 +834,8 @@ async fn insert_placement(
     .bind(ms(p.created_at))
     .bind(ms(p.ends_at))
     .bind(ms(p.updated_at))
+    .bind(p.invoke_url.clone())
+    .bind(p.error.clone())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -29,6 +29,9 @@ pub const MAX_SIGNATURE_SKEW: Duration = Duration::from_secs(30);
 pub const MISSED_HEARTBEATS: u32 = 3;
 /// Timeout of the best-effort calls (release, cancel, provision).
 const SIDE_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// A node deploys the function and waits for it to be ready (its own deadline, 30 s by
+/// default) before it answers a provisioning call.
+const PROVISION_TIMEOUT: Duration = Duration::from_secs(65);
 const MAX_NAME_LEN: usize = 128;
 const MAX_URL_LEN: usize = 2048;
 const MAX_TAGS: usize = 64;
@@ -89,6 +92,12 @@ pub struct WinnerView {
     pub port: u16,
     pub state: PlacementState,
     pub ends_at: Timestamp,
+    /// Where the function is invoked, once live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoke_url: Option<String>,
+    /// Why provisioning failed on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -310,11 +319,16 @@ fn overall_state(placements: &[PlacementRecord]) -> String {
 }
 
 /// A node's answer to provisioning -> our state (`live` when it says so).
-fn provisioned_state(answer: &serde_json::Value) -> PlacementState {
-    match answer.get("state").and_then(|s| s.as_str()) {
+/// A node's answer to `POST /api/provision/{slaId}`: its placement with `state`, and
+/// `invokeUrl` once live or `error` when the deployment failed.
+fn provisioned(answer: &serde_json::Value) -> (PlacementState, Option<String>, Option<String>) {
+    let text = |k: &str| answer.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let state = match answer.get("state").and_then(|s| s.as_str()) {
         Some("live") => PlacementState::Live,
+        Some("failed") => PlacementState::Failed,
         _ => PlacementState::Provisioning,
-    }
+    };
+    (state, text("invokeUrl"), text("error"))
 }
 
 impl Marketplace {
@@ -811,6 +825,8 @@ impl Marketplace {
                     created_at: finished_at,
                     ends_at: finished_at.plus(sla.duration.as_duration()),
                     updated_at: finished_at,
+                    invoke_url: None,
+                    error: None,
                 })
                 .collect()
         } else {
@@ -912,26 +928,33 @@ impl Marketplace {
             v
         };
         let calls = targets.iter().map(|(_, n)| async move {
-            self.nodes.provision(&n.url, sla, SIDE_CALL_TIMEOUT).await
+            self.nodes.provision(&n.url, sla, PROVISION_TIMEOUT).await
         });
         let results = futures::future::join_all(calls).await;
         let mut errors = Vec::new();
         for ((p, n), r) in targets.iter().zip(results) {
-            let state = match r {
-                Ok(answer) => provisioned_state(&answer),
+            let (state, invoke_url, error) = match r {
+                Ok(answer) => provisioned(&answer),
                 Err(
                     e @ (NodeCallError::Refused(_) | NodeCallError::Status { status: 404, .. }),
-                ) => {
-                    errors.push(format!("node `{}`: {e}", n.name));
-                    PlacementState::Failed
-                }
+                ) => (PlacementState::Failed, None, Some(e.to_string())),
                 Err(e) => {
                     errors.push(format!("node `{}`: {e}", n.name));
                     continue;
                 }
             };
+            if let Some(e) = &error {
+                errors.push(format!("node `{}`: {e}", n.name));
+            }
             self.repo
-                .set_placement_state(sla, p.node_id, state, now)
+                .set_placement_provisioned(
+                    sla,
+                    p.node_id,
+                    state,
+                    invoke_url.as_deref(),
+                    error.as_deref(),
+                    now,
+                )
                 .await?;
         }
         Ok(errors)
@@ -1051,6 +1074,8 @@ impl Marketplace {
                 port,
                 state: p.state,
                 ends_at: p.ends_at,
+                invoke_url: p.invoke_url.clone(),
+                error: p.error.clone(),
             });
         }
         winners.sort_by(|a, b| a.bid.bid.cmp(&b.bid.bid).then(a.node_id.cmp(&b.node_id)));
@@ -1161,6 +1186,8 @@ mod tests {
             created_at: Timestamp::default(),
             ends_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            invoke_url: None,
+            error: None,
         }
     }
 

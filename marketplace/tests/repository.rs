@@ -156,6 +156,8 @@ async fn an_auction_with_bids_and_placements_reads_back(db: &TestDb) {
         created_at: now,
         ends_at: Timestamp::from_millis(40_000),
         updated_at: now,
+        invoke_url: None,
+        error: None,
     };
     repo.record_auction_result(&AuctionResult {
         auction_id: auction,
@@ -241,6 +243,8 @@ async fn placement_states_move_and_expire(db: &TestDb) {
             created_at: now,
             ends_at: Timestamp::from_millis(ends),
             updated_at: now,
+            invoke_url: None,
+            error: None,
         })
         .await
         .unwrap();
@@ -329,6 +333,8 @@ async fn state_survives_closing_and_reopening(db: &TestDb) {
             created_at: now,
             ends_at: Timestamp::from_millis(60_000),
             updated_at: now,
+            invoke_url: None,
+            error: None,
         })
         .await
         .unwrap();
@@ -376,6 +382,8 @@ async fn closed_sla(
             created_at: created,
             ends_at: Timestamp::from_millis(updated),
             updated_at: Timestamp::from_millis(updated),
+            invoke_url: None,
+            error: None,
         })
         .into_iter()
         .collect();
@@ -431,6 +439,49 @@ async fn history_older_than_the_retention_is_purged_but_active_placements_stay(d
     );
 }
 
+async fn provisioning_outcomes_are_recorded_with_url_or_error(db: &TestDb) {
+    let repo = open(db).await;
+    let n = node("n", None, Timestamp::from_millis(1_000));
+    repo.upsert_node(&n).await.unwrap();
+    let (live, _) = closed_sla(&repo, &n, Some(PlacementState::Reserved), 50_000).await;
+    let (failed, _) = closed_sla(&repo, &n, Some(PlacementState::Reserved), 50_000).await;
+    let url = "http://127.0.0.1:1234/function/fogfn-x";
+    assert!(
+        repo.set_placement_provisioned(
+            live,
+            n.id,
+            PlacementState::Live,
+            Some(url),
+            None,
+            Timestamp::from_millis(3_000)
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        repo.set_placement_provisioned(
+            failed,
+            n.id,
+            PlacementState::Failed,
+            None,
+            Some("image unknown"),
+            Timestamp::from_millis(3_000)
+        )
+        .await
+        .unwrap()
+    );
+    let p = &repo.placements_for_sla(live).await.unwrap()[0];
+    assert_eq!(
+        (p.state, p.invoke_url.as_deref(), p.error.as_deref()),
+        (PlacementState::Live, Some(url), None)
+    );
+    let p = &repo.placements_for_sla(failed).await.unwrap()[0];
+    assert_eq!(
+        (p.state, p.invoke_url.as_deref(), p.error.as_deref()),
+        (PlacementState::Failed, None, Some("image unknown"))
+    );
+}
+
 macro_rules! repository_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -461,4 +512,5 @@ repository_suite!(
     placement_states_move_and_expire,
     state_survives_closing_and_reopening,
     history_older_than_the_retention_is_purged_but_active_placements_stay,
+    provisioning_outcomes_are_recorded_with_url_or_error,
 );
