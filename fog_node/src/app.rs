@@ -74,6 +74,8 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
+        self.node
+            .set_main_runtime(tokio::runtime::Handle::current());
         let tasks = [
             tokio::spawn(membership::membership_loop(
                 self.node.clone(),
@@ -94,6 +96,7 @@ impl Application {
         for t in tasks {
             t.abort();
         }
+        self.node.shutdown_faas().await;
         self.node.save();
         result
     }

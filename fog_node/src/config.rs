@@ -63,6 +63,9 @@ pub struct Config {
     /// share one machine (the local launcher does).
     #[serde(default)]
     pub http_workers: Option<usize>,
+    /// Where winning placements are deployed.
+    #[serde(default)]
+    pub faas: FaasConfig,
     #[serde(default)]
     pub chaos: ChaosConfig,
 }
@@ -92,6 +95,58 @@ impl Default for LatencyConfig {
             sigma_margin: default_sigma_margin(),
         }
     }
+}
+
+/// Which OpenFaaS gateway hosts this node's functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaasBackend {
+    /// The node starts the embedded OpenFaaS-compatible gateway itself (on first use), which
+    /// runs functions as local processes: zero set-up.
+    #[default]
+    Embedded,
+    /// A real OpenFaaS gateway (faas-netes, faasd) at `gateway_url`.
+    Openfaas,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaasConfig {
+    #[serde(default)]
+    pub backend: FaasBackend,
+    /// The OpenFaaS gateway, for `backend = "openfaas"`.
+    #[serde(default)]
+    pub gateway_url: Option<String>,
+    /// Basic-auth user of the gateway's `/system/*` API (OpenFaaS: `admin`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic-auth password; prefer the env override `FOG_NODE_FAAS__PASSWORD`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// How long a deployed function may take to become ready before it is rolled back.
+    #[serde(default = "default_ready_timeout")]
+    pub ready_timeout: Latency,
+    /// Embedded gateway: the directory holding the `fn-<name>` executables; default: next to
+    /// the `fog-node` binary.
+    #[serde(default)]
+    pub catalog_dir: Option<PathBuf>,
+}
+
+impl Default for FaasConfig {
+    fn default() -> Self {
+        Self {
+            backend: FaasBackend::default(),
+            gateway_url: None,
+            username: None,
+            password: None,
+            ready_timeout: default_ready_timeout(),
+            catalog_dir: None,
+        }
+    }
+}
+
+fn default_ready_timeout() -> Latency {
+    Latency::from_millis(30_000)
 }
 
 /// Fault injection for experiments and tests. Everything is off by default.
@@ -210,6 +265,23 @@ impl Config {
             return Err(FieldError::new(
                 "latency.sigma_margin",
                 "must be a finite number >= 0",
+            ));
+        }
+        if self.faas.backend == FaasBackend::Openfaas {
+            match &self.faas.gateway_url {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                _ => {
+                    return Err(FieldError::new(
+                        "faas.gateway_url",
+                        "is required for backend = \"openfaas\" and must be an http(s) URL",
+                    ));
+                }
+            }
+        }
+        if self.faas.username.is_some() != self.faas.password.is_some() {
+            return Err(FieldError::new(
+                "faas.password",
+                "faas.username and faas.password go together",
             ));
         }
         if self.http_workers == Some(0) {

@@ -3,7 +3,8 @@
 //! It owns the node's configuration ([`config`]), its enrollment and heartbeats with the
 //! marketplace and its neighbour latency probes ([`membership`]), bidding and relaying SLAs
 //! over the overlay tree by placement strategy ([`bidding`]), resource holds, reservations and
-//! placement lifetime ([`node`]), and the HTTP API ([`routes`]). Pure rules (pricing,
+//! placement lifetime ([`node`]), deployment to OpenFaaS — a real gateway or the embedded one
+//! ([`faas`], [`provision`]) — and the HTTP API ([`routes`]). Pure rules (pricing,
 //! strategies, ledger, latency model) live in `model`.
 
 pub mod app;
@@ -11,8 +12,10 @@ pub mod bidding;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod faas;
 pub mod membership;
 pub mod node;
+pub mod provision;
 pub mod routes;
 
 pub use app::Application;

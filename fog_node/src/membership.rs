@@ -165,10 +165,13 @@ pub async fn probe_loop(node: Arc<Node>) {
     }
 }
 
-/// Expires holds and ends placements every 200 ms.
+/// Expires holds and ends placements every 200 ms, removing their functions.
 pub async fn lifetime_loop(node: Arc<Node>) {
     loop {
-        node.tick(Timestamp::now());
+        let ended = node.tick(Timestamp::now());
+        if let Err(e) = crate::provision::remove_deployed(&node, &ended).await {
+            tracing::warn!(error = %e, "ended placements' functions could not be removed");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -38,8 +38,12 @@ pub struct Identity {
 pub enum PlacementState {
     /// Accepted: resources reserved until `ends_at`.
     Reserved,
-    /// Provisioning requested (the FaaS deployment itself arrives with the FaaS issue).
-    Provisioned,
+    /// Deployed to the FaaS gateway, waiting for a ready replica.
+    Provisioning,
+    /// Deployed and ready: invoke at `invokeUrl`.
+    Live,
+    /// The deployment failed or never became ready; rolled back, resources freed.
+    Failed,
     Finished,
     Cancelled,
 }
@@ -50,6 +54,16 @@ pub struct Placement {
     pub sla_id: SlaId,
     pub bid_id: BidId,
     pub function_name: String,
+    pub sla: Sla,
+    /// The OpenFaaS service name once deployed (`fogfn-<slaId>`).
+    #[serde(default)]
+    pub deployed_as: Option<String>,
+    /// Where the function is invoked once live.
+    #[serde(default)]
+    pub invoke_url: Option<String>,
+    /// Why provisioning failed.
+    #[serde(default)]
+    pub error: Option<String>,
     pub resources: Resources,
     pub price: Price,
     pub state: PlacementState,
@@ -83,6 +97,10 @@ pub struct Node {
     auctions_in_flight: AtomicUsize,
     pub client: SignedClient,
     rng: Mutex<StdRng>,
+    faas: tokio::sync::OnceCell<crate::provision::FaasHandle>,
+    /// The runtime the node's loops run on; the embedded gateway is started there rather than
+    /// on the HTTP worker that happens to handle the first provisioning call.
+    main_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 /// Saved in `state_dir/state.json` so a restarted node keeps its id and reservations.
@@ -122,7 +140,21 @@ impl Node {
             auctions_in_flight: AtomicUsize::new(0),
             client: SignedClient::new(),
             rng: Mutex::new(StdRng::from_os_rng()),
+            faas: tokio::sync::OnceCell::new(),
+            main_runtime: std::sync::OnceLock::new(),
         }
+    }
+
+    pub(crate) fn set_main_runtime(&self, handle: tokio::runtime::Handle) {
+        let _ = self.main_runtime.set(handle);
+    }
+
+    pub(crate) fn main_runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.main_runtime.get()
+    }
+
+    pub(crate) fn faas_cell(&self) -> &tokio::sync::OnceCell<crate::provision::FaasHandle> {
+        &self.faas
     }
 
     pub fn name(&self) -> &str {
@@ -268,6 +300,10 @@ impl Node {
                     sla_id,
                     bid_id: req.bid_id,
                     function_name: req.sla.function_live_name.clone(),
+                    sla: req.sla.clone(),
+                    deployed_as: None,
+                    invoke_url: None,
+                    error: None,
                     resources,
                     price: req.price,
                     state: PlacementState::Reserved,
@@ -301,8 +337,13 @@ impl Node {
         held.len()
     }
 
-    pub fn provision(&self, sla_id: SlaId) -> Result<Placement, ApiError> {
-        let placement = {
+    /// Applies `f` to an active placement and saves; `NotFound` when there is none.
+    pub fn update_placement<R>(
+        &self,
+        sla_id: SlaId,
+        f: impl FnOnce(&mut Placement) -> R,
+    ) -> Result<R, ApiError> {
+        let r = {
             let mut book = self.book();
             let p = book
                 .placements
@@ -311,11 +352,26 @@ impl Node {
                 .ok_or_else(|| {
                     ApiError::NotFound(format!("no active placement for SLA {sla_id}"))
                 })?;
-            p.state = PlacementState::Provisioned;
-            p.clone()
+            f(p)
         };
         self.save();
-        Ok(placement)
+        Ok(r)
+    }
+
+    /// Ends a placement whose deployment failed: frees its resources, keeps the record.
+    pub fn fail(&self, sla_id: SlaId, error: String, now: Timestamp) -> Option<Placement> {
+        let placement = {
+            let mut book = self.book();
+            let p = book.placements.get_mut(&sla_id)?;
+            p.state = PlacementState::Failed;
+            p.error = Some(error);
+            p.closed_at = Some(now);
+            let p = p.clone();
+            book.ledger.release_sla(sla_id);
+            p
+        };
+        self.save();
+        Some(placement)
     }
 
     pub fn cancel(&self, sla_id: SlaId, now: Timestamp) -> Result<Placement, ApiError> {
@@ -341,8 +397,8 @@ impl Node {
 
     /// One step of the lifetime loop: expire holds, finish placements whose SLA ended, forget
     /// closed placements after [`FINISHED_RETENTION`].
-    pub fn tick(&self, now: Timestamp) -> Vec<SlaId> {
-        let ended: Vec<SlaId> = {
+    pub fn tick(&self, now: Timestamp) -> Vec<Placement> {
+        let ended: Vec<Placement> = {
             let mut book = self.book();
             let tick = book.ledger.tick(now);
             let mut ended = Vec::new();
@@ -350,7 +406,7 @@ impl Node {
                 if let Some(p) = book.placements.get_mut(&sla_id) {
                     p.state = PlacementState::Finished;
                     p.closed_at = Some(now);
-                    ended.push(sla_id);
+                    ended.push(p.clone());
                 }
             }
             book.placements.retain(|_, p| match p.closed_at {
@@ -360,8 +416,8 @@ impl Node {
             ended
         };
         if !ended.is_empty() {
-            for sla_id in &ended {
-                tracing::info!(%sla_id, "placement finished: SLA duration over, resources freed");
+            for p in &ended {
+                tracing::info!(sla_id = %p.sla_id, "placement finished: SLA duration over, resources freed");
             }
             self.save();
         }

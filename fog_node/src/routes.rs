@@ -117,7 +117,7 @@ async fn provision(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     verify(&node, &req, &body)?;
-    let placement = node.provision(sla_id(&path)?)?;
+    let placement = crate::provision::provision(node.get_ref(), sla_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(placement))
 }
 
@@ -129,5 +129,9 @@ async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     verify(&node, &req, &body)?;
     let placement = node.cancel(sla_id(&path)?, Timestamp::now())?;
+    if let Err(e) = crate::provision::remove_deployed(&node, std::slice::from_ref(&placement)).await
+    {
+        tracing::warn!(error = %e, "cancelled placement's function could not be removed");
+    }
     Ok(HttpResponse::Ok().json(placement))
 }

@@ -2,152 +2,18 @@
 //! identities and neighbours are installed by hand, and requests are signed like the
 //! marketplace signs them.
 
-use fog_node::node::{Identity, Node};
+mod common;
+
+use common::*;
 use fog_node::{Application, Config};
 use model::Sla;
 use model::auth;
-use model::ids::{AuctionId, BidId, NodeId, SlaId};
+use model::ids::{AuctionId, BidId, NodeId};
 use model::latency::PathLatency;
-use model::protocol::{
-    AcceptRequest, BidRequest, BidResponse, Neighbour, RefusalReason, Relation, ReleaseRequest,
-};
+use model::protocol::{AcceptRequest, BidRequest, BidResponse, RefusalReason, ReleaseRequest};
 use model::time::Timestamp;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const KEY: &[u8] = b"test-federation-key";
-
-struct TestNode {
-    node: Arc<Node>,
-    url: String,
-    id: NodeId,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-/// A marketplace URL nobody listens on (a port bound and released by the OS).
-fn dead_url() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}", l.local_addr().unwrap())
-}
-
-async fn spawn_node(name: &str, extra: &str) -> TestNode {
-    spawn_node_with(name, "2 cpu", extra).await
-}
-
-async fn spawn_node_with(name: &str, cpu: &str, extra: &str) -> TestNode {
-    let text = format!(
-        r#"
-        name = "{name}"
-        owner = "owner-{name}"
-        marketplace_url = "{}"
-        enrollment_secret = "unused"
-        capacity = {{ cpu = "{cpu}", memory = "2 GiB" }}
-        {extra}
-        "#,
-        dead_url()
-    );
-    let config = Config::from_toml(&text).expect("valid test config");
-    let app = Application::build(config).expect("node binds");
-    let node = app.node();
-    let url = app.url().to_string();
-    let id = NodeId::new();
-    node.set_identity(Identity {
-        node_id: id,
-        federation_key: KEY.to_vec(),
-    });
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
-    wait_healthy(&url).await;
-    TestNode {
-        node,
-        url,
-        id,
-        _stop: tx,
-    }
-}
-
-async fn wait_healthy(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client.get(format!("{url}/api/health")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} never became healthy");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn neighbour(of: &TestNode, relation: Relation) -> Neighbour {
-    Neighbour {
-        node_id: of.id,
-        name: of.node.name().to_string(),
-        url: of.url.clone(),
-        relation,
-        alive: true,
-        tags: vec![],
-    }
-}
-
-/// Links `parent` and `child` both ways.
-fn link(parent: &TestNode, children: &[&TestNode]) {
-    let mut list: Vec<Neighbour> = parent
-        .node
-        .neighbours()
-        .into_iter()
-        .map(|n| n.info)
-        .collect();
-    for c in children {
-        list.push(neighbour(c, Relation::Child));
-        let mut up: Vec<Neighbour> = c.node.neighbours().into_iter().map(|n| n.info).collect();
-        up.push(neighbour(parent, Relation::Parent));
-        c.node.set_neighbours(up);
-    }
-    parent.node.set_neighbours(list);
-}
-
-fn sla(overrides: Value) -> Sla {
-    let mut body = json!({
-        "memory": "256 MB", "cpu": "500 m", "latencyMax": "100 ms", "duration": "30 s",
-        "functionImage": "ghcr.io/acme/echo:1", "functionLiveName": "echo", "inputMaxSize": "1 KB"
-    });
-    for (k, v) in overrides.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    Sla::from_json(&body, SlaId::new(), "sla").unwrap()
-}
-
-async fn signed_post(url: &str, path: &str, body: &impl serde::Serialize) -> reqwest::Response {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let header = auth::sign(KEY, "marketplace", Timestamp::now(), "POST", path, &bytes);
-    reqwest::Client::new()
-        .post(format!("{url}{path}"))
-        .header("authorization", header)
-        .header("content-type", "application/json")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn ask(target: &TestNode, sla: &Sla, timeout_ms: u64) -> BidResponse {
-    let req = BidRequest {
-        auction_id: AuctionId::new(),
-        sla: sla.clone(),
-        node_origin: None,
-        accumulated_latency: PathLatency::ZERO,
-        timeout_ms,
-        path: vec![],
-    };
-    let resp = signed_post(&target.url, "/api/bid", &req).await;
-    assert!(resp.status().is_success(), "bid answered {}", resp.status());
-    resp.json().await.unwrap()
-}
 
 fn names(r: &BidResponse) -> Vec<String> {
     let mut v: Vec<String> = r.bids.iter().map(|b| b.node_name.clone()).collect();
@@ -244,7 +110,10 @@ async fn accepting_a_bid_reserves_until_the_sla_ends_and_then_frees_the_node() {
     assert_eq!(a.node.book().ledger.reserved(now).cpu, s.cpu);
     // Drive the lifetime step with a chosen time instead of waiting.
     let ended = a.node.tick(now.plus(Duration::from_millis(1001)));
-    assert_eq!(ended, vec![s.id]);
+    assert_eq!(
+        ended.iter().map(|p| p.sla_id).collect::<Vec<_>>(),
+        vec![s.id]
+    );
     assert_eq!(
         a.node
             .book()

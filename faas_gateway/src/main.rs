@@ -1,0 +1,54 @@
+//! `faas-gateway --listen ADDR [--catalog DIR] [--basic-auth user:password]`: the embedded
+//! OpenFaaS-compatible gateway as a process. Prints `listening on http://IP:PORT` once bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use faas_gateway::{Gateway, GatewaySettings, default_catalog_dir};
+
+#[derive(Parser)]
+#[command(about = "Embedded OpenFaaS-compatible gateway running functions as local processes")]
+struct Args {
+    #[arg(long, env = "FAAS_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of `fn-<name>` executables (default: next to this binary).
+    #[arg(long, env = "FAAS_GATEWAY_CATALOG")]
+    catalog: Option<PathBuf>,
+    /// `user:password` required on /system/* routes.
+    #[arg(long, env = "FAAS_GATEWAY_BASIC_AUTH")]
+    basic_auth: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut settings = GatewaySettings::new(
+        args.listen,
+        args.catalog.unwrap_or_else(default_catalog_dir),
+    );
+    if let Some(auth) = args.basic_auth {
+        let (user, password) = auth
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--basic-auth must be user:password"))?;
+        settings.basic_auth = Some((user.to_string(), password.to_string()));
+    }
+    let gateway = Gateway::build(settings).await?;
+    println!("listening on {}", gateway.url());
+    gateway.run_until_stopped(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,335 @@
+//! OpenFaaS gateway client: deploy (PUT, falling back to POST like faas-cli), status, list,
+//! scale, delete (DELETE with a JSON body), invoke. Basic auth, timeouts, bounded retries on
+//! transport errors and 5xx for idempotent calls, and tolerant of the zero fields the real
+//! gateway omits. The same client talks to a real OpenFaaS or to the embedded gateway.
+
+use reqwest::{Client, Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `limits` / `requests` of a deployment, as Kubernetes quantities ("128Mi", "500m").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+}
+
+/// The deploy request (`POST`/`PUT /system/functions`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionDeployment {
+    pub service: String,
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_process: Option<String>,
+    pub env_vars: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<FunctionResources>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<FunctionResources>,
+}
+
+/// A function's status (`GET /system/function/{name}`). Every field defaults, because the
+/// real gateway omits zero values.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FunctionStatus {
+    pub name: String,
+    pub image: String,
+    pub namespace: Option<String>,
+    pub env_process: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub invocation_count: f64,
+    pub replicas: u64,
+    pub available_replicas: u64,
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FaasError {
+    #[error("OpenFaaS gateway {url}: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("OpenFaaS gateway answered {status} to {method} {url}: {body}")]
+    Status {
+        method: String,
+        url: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("OpenFaaS gateway {url}: unreadable answer: {reason}")]
+    Decode { url: String, reason: String },
+}
+
+impl FaasError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            FaasError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+    fn retryable(&self) -> bool {
+        match self {
+            FaasError::Transport { .. } => true,
+            FaasError::Status { status, .. } => status.is_server_error(),
+            FaasError::Decode { .. } => false,
+        }
+    }
+}
+
+/// Client of one OpenFaaS gateway.
+#[derive(Clone)]
+pub struct OpenFaasClient {
+    http: Client,
+    base: String,
+    auth: Option<(String, String)>,
+    timeout: Duration,
+    retries: u32,
+}
+
+/// What an invocation returned.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl OpenFaasClient {
+    /// `base` is the gateway URL (`http://127.0.0.1:8080`); `auth` the Basic credentials of
+    /// `/system/*`, if the gateway requires them.
+    pub fn new(http: Client, base: &str, auth: Option<(String, String)>) -> Self {
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            auth,
+            timeout: Duration::from_secs(10),
+            retries: 2,
+        }
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The URL that invokes `name`.
+    pub fn function_url(&self, name: &str) -> String {
+        format!("{}/function/{name}", self.base)
+    }
+
+    async fn send_once(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<(StatusCode, String), FaasError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .timeout(self.timeout);
+        if let Some((user, password)) = &self.auth {
+            req = req.basic_auth(user, Some(password));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_vec());
+        }
+        let resp = req.send().await.map_err(|e| FaasError::Transport {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| FaasError::Transport {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        if status.is_success() {
+            Ok((status, text))
+        } else {
+            Err(FaasError::Status {
+                method: method.to_string(),
+                url,
+                status,
+                body: text.trim().chars().take(1000).collect(),
+            })
+        }
+    }
+
+    /// Sends with bounded retries (backoff 100 ms, 200 ms, ...) when `idempotent`.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+        idempotent: bool,
+    ) -> Result<(StatusCode, String), FaasError> {
+        let mut attempt = 0;
+        loop {
+            match self.send_once(&method, path, body).await {
+                Err(e) if idempotent && e.retryable() && attempt < self.retries => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "retrying OpenFaaS call");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Deploys or updates: `PUT` first, `POST` when the function does not exist (404), as
+    /// faas-cli does.
+    pub async fn deploy(&self, d: &FunctionDeployment) -> Result<(), FaasError> {
+        let body = serde_json::to_vec(d).map_err(|e| FaasError::Decode {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        match self
+            .send(Method::PUT, "/system/functions", Some(&body), true)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => self
+                .send(Method::POST, "/system/functions", Some(&body), false)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `None` when the function does not exist.
+    pub async fn status(&self, name: &str) -> Result<Option<FunctionStatus>, FaasError> {
+        let path = format!("/system/function/{name}");
+        match self.send(Method::GET, &path, None, true).await {
+            Ok((_, text)) => decode(&self.base, &text).map(Some),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<FunctionStatus>, FaasError> {
+        let (_, text) = self
+            .send(Method::GET, "/system/functions", None, true)
+            .await?;
+        // A gateway may answer `null` for an empty list.
+        let list: Option<Vec<FunctionStatus>> = decode(&self.base, &text)?;
+        Ok(list.unwrap_or_default())
+    }
+
+    pub async fn scale(&self, name: &str, replicas: u64) -> Result<(), FaasError> {
+        let body = serde_json::json!({ "serviceName": name, "replicas": replicas });
+        let path = format!("/system/scale-function/{name}");
+        self.send(Method::POST, &path, Some(body.to_string().as_bytes()), true)
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes a function; `Ok(false)` when it did not exist.
+    pub async fn delete(&self, name: &str) -> Result<bool, FaasError> {
+        let body = serde_json::json!({ "functionName": name });
+        match self
+            .send(
+                Method::DELETE,
+                "/system/functions",
+                Some(body.to_string().as_bytes()),
+                true,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Invokes `name` (with an optional sub-path and query, e.g. `"sub/path?x=1"`).
+    pub async fn invoke(
+        &self,
+        name: &str,
+        sub_path: &str,
+        method: Method,
+        body: Vec<u8>,
+    ) -> Result<Invocation, FaasError> {
+        let url = format!(
+            "{}/{}",
+            self.function_url(name),
+            sub_path.trim_start_matches('/')
+        );
+        let resp = self
+            .http
+            .request(method, &url)
+            .timeout(self.timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| FaasError::Transport {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| FaasError::Transport {
+            url,
+            reason: e.to_string(),
+        })?;
+        Ok(Invocation {
+            status,
+            headers,
+            body: body.to_vec(),
+        })
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(url: &str, text: &str) -> Result<T, FaasError> {
+    serde_json::from_str(text).map_err(|e| FaasError::Decode {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_with_omitted_zero_fields_decodes_with_defaults() {
+        let s: FunctionStatus =
+            serde_json::from_str(r#"{"name":"echo","image":"x/echo"}"#).unwrap();
+        assert_eq!(s.available_replicas, 0);
+        assert_eq!(s.invocation_count, 0.0);
+        let list: Option<Vec<FunctionStatus>> = serde_json::from_str("null").unwrap();
+        assert!(list.is_none());
+    }
+
+    #[test]
+    fn a_deployment_serializes_with_openfaas_field_names() {
+        let d = FunctionDeployment {
+            service: "fogfn-1".into(),
+            image: "ghcr.io/acme/echo:1".into(),
+            env_process: Some("cat".into()),
+            limits: Some(FunctionResources {
+                memory: Some("128Mi".into()),
+                cpu: Some("500m".into()),
+            }),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(v["service"], "fogfn-1");
+        assert_eq!(v["envProcess"], "cat");
+        assert_eq!(v["limits"]["memory"], "128Mi");
+        assert!(v.get("requests").is_none());
+        assert!(v["envVars"].is_object());
+    }
+}

@@ -1,0 +1,254 @@
+//! Provisioning: deploying a won placement to the node's OpenFaaS gateway, waiting until it is
+//! ready (rolling back when it never is), and removing it when the SLA ends or is cancelled.
+//!
+//! The backend is either the embedded gateway (started by the node on first use, running
+//! functions as local processes) or a real OpenFaaS gateway; the same client talks to both.
+
+use crate::config::{Config, FaasBackend};
+use crate::error::ApiError;
+use crate::faas::{FaasError, FunctionDeployment, FunctionResources, OpenFaasClient};
+use crate::node::{Node, Placement, PlacementState};
+use model::time::Timestamp;
+use model::{Sla, SlaId};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+/// The node's FaaS backend: a client, and the embedded gateway when the node runs one.
+pub struct FaasHandle {
+    pub client: OpenFaasClient,
+    embedded: Mutex<Option<EmbeddedGateway>>,
+}
+
+struct EmbeddedGateway {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// OpenFaaS service name of a placement.
+pub fn service_name(sla_id: SlaId) -> String {
+    format!("fogfn-{sla_id}")
+}
+
+/// The OpenFaaS deployment of an SLA: its image, cpu/memory as both requests and limits, its
+/// replicas as scale labels, and the SLA and ids in env vars.
+pub fn deployment_for(sla: &Sla, service: &str, node_name: &str) -> FunctionDeployment {
+    let mut env_vars = sla.env_vars.clone();
+    env_vars.insert("FOGMARKET_SLA_ID".into(), sla.id.to_string());
+    env_vars.insert("FOGMARKET_NODE_NAME".into(), node_name.to_string());
+    env_vars.insert(
+        "FOGMARKET_SLA".into(),
+        serde_json::to_string(sla).unwrap_or_default(),
+    );
+    let replicas = sla.replicas.to_string();
+    let labels = BTreeMap::from([
+        ("com.openfaas.scale.min".to_string(), replicas.clone()),
+        ("com.openfaas.scale.max".to_string(), replicas),
+        ("fogmarket.sla-id".to_string(), sla.id.to_string()),
+        (
+            "fogmarket.function".to_string(),
+            sla.function_live_name.clone(),
+        ),
+    ]);
+    let resources = FunctionResources {
+        memory: Some(sla.memory.as_u64().to_string()),
+        cpu: Some(format!("{}m", sla.cpu.millis())),
+    };
+    FunctionDeployment {
+        service: service.to_string(),
+        image: sla.function_image.clone(),
+        namespace: None,
+        env_process: sla.env_process.clone(),
+        env_vars,
+        labels,
+        annotations: BTreeMap::new(),
+        limits: Some(resources.clone()),
+        requests: Some(resources),
+    }
+}
+
+async fn start_backend(config: &Config, http: reqwest::Client) -> anyhow::Result<FaasHandle> {
+    let auth = config
+        .faas
+        .username
+        .clone()
+        .zip(config.faas.password.clone());
+    match config.faas.backend {
+        FaasBackend::Openfaas => {
+            let url = config.faas.gateway_url.clone().ok_or_else(|| {
+                anyhow::anyhow!("faas.gateway_url is required for backend = \"openfaas\"")
+            })?;
+            Ok(FaasHandle {
+                client: OpenFaasClient::new(http, &url, auth),
+                embedded: Mutex::new(None),
+            })
+        }
+        FaasBackend::Embedded => {
+            let catalog = config
+                .faas
+                .catalog_dir
+                .clone()
+                .unwrap_or_else(faas_gateway::default_catalog_dir);
+            let mut settings =
+                faas_gateway::GatewaySettings::new(SocketAddr::from(([127, 0, 0, 1], 0)), catalog);
+            settings.extra_env = vec![("FOGMARKET_NODE_NAME".into(), config.name.clone())];
+            settings.ready_timeout = config.faas.ready_timeout.as_duration();
+            let gateway = faas_gateway::Gateway::build(settings).await?;
+            let url = gateway.url();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(gateway.run_until_stopped(async {
+                let _ = stopped.await;
+            }));
+            tracing::info!(%url, "embedded OpenFaaS gateway started");
+            Ok(FaasHandle {
+                client: OpenFaasClient::new(http, &url, None),
+                embedded: Mutex::new(Some(EmbeddedGateway { stop, task })),
+            })
+        }
+    }
+}
+
+impl Node {
+    /// The FaaS backend, started on first use.
+    pub async fn faas(&self) -> Result<&FaasHandle, ApiError> {
+        let start = || async {
+            let config = self.config.clone();
+            let http = self.client.http().clone();
+            match self.main_runtime() {
+                Some(rt) => rt
+                    .spawn(async move { start_backend(&config, http).await })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("FaaS backend start-up task failed: {e}"))?,
+                None => start_backend(&config, http).await,
+            }
+        };
+        self.faas_cell()
+            .get_or_try_init(start)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot start the FaaS backend: {e:#}")))
+    }
+
+    /// Stops the embedded gateway (killing its function processes), if one was started.
+    pub async fn shutdown_faas(&self) {
+        let Some(handle) = self.faas_cell().get() else {
+            return;
+        };
+        if let Some(gw) = handle.embedded.lock().await.take() {
+            let _ = gw.stop.send(());
+            match gw.task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "embedded gateway stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "embedded gateway task failed"),
+            }
+        }
+    }
+}
+
+/// Polls the gateway until the function has a ready replica, or the deadline passes.
+async fn wait_ready(
+    client: &OpenFaasClient,
+    service: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match client.status(service).await {
+            Ok(Some(s)) if s.available_replicas > 0 => return Ok(()),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "status while waiting for readiness"),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "function {service} did not become ready within {timeout:?}"
+            ));
+        }
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Deploys a reserved placement and waits until it is ready. Idempotent: a placement that is
+/// already live (or being provisioned) is returned as it is. A deployment that fails or never
+/// becomes ready is removed and the placement is `failed` (resources freed); the answer is
+/// still 200 with that state, so the marketplace records why.
+pub async fn provision(node: &Arc<Node>, sla_id: SlaId) -> Result<Placement, ApiError> {
+    let current = node.update_placement(sla_id, |p| {
+        if p.state == PlacementState::Reserved {
+            p.state = PlacementState::Provisioning;
+            None
+        } else {
+            Some(p.clone())
+        }
+    })?;
+    if let Some(p) = current {
+        return Ok(p);
+    }
+    let sla = node.update_placement(sla_id, |p| p.sla.clone())?;
+    let service = service_name(sla_id);
+    let faas = match node.faas().await {
+        Ok(f) => f,
+        Err(e) => return failed(node, sla_id, e.to_string()),
+    };
+    let deployment = deployment_for(&sla, &service, node.name());
+    if let Err(e) = faas.client.deploy(&deployment).await {
+        return failed(node, sla_id, e.to_string());
+    }
+    let _ = node.update_placement(sla_id, |p| p.deployed_as = Some(service.clone()));
+    let timeout = node.config.faas.ready_timeout.as_duration();
+    if let Err(e) = wait_ready(&faas.client, &service, timeout).await {
+        remove(&faas.client, &service).await;
+        return failed(node, sla_id, e);
+    }
+    let url = faas.client.function_url(&service);
+    let live = node.update_placement(sla_id, |p| {
+        p.state = PlacementState::Live;
+        p.invoke_url = Some(url.clone());
+        p.clone()
+    });
+    match live {
+        Ok(p) => {
+            tracing::info!(%sla_id, %url, "function live");
+            Ok(p)
+        }
+        Err(e) => {
+            // Cancelled or ended while it was being deployed: take it down again.
+            remove(&faas.client, &service).await;
+            Err(e)
+        }
+    }
+}
+
+fn failed(node: &Node, sla_id: SlaId, error: String) -> Result<Placement, ApiError> {
+    tracing::warn!(%sla_id, %error, "provisioning failed; placement rolled back");
+    node.fail(sla_id, error, Timestamp::now())
+        .ok_or_else(|| ApiError::NotFound(format!("no placement for SLA {sla_id}")))
+}
+
+async fn remove(client: &OpenFaasClient, service: &str) {
+    match client.delete(service).await {
+        Ok(_) => tracing::info!(%service, "function removed"),
+        Err(e) => tracing::warn!(%service, error = %e, "cannot remove function"),
+    }
+}
+
+/// Removes the deployed functions of placements that ended or were cancelled.
+pub async fn remove_deployed(node: &Node, placements: &[Placement]) -> Result<(), FaasError> {
+    let deployed: Vec<&String> = placements
+        .iter()
+        .filter_map(|p| p.deployed_as.as_ref())
+        .collect();
+    if deployed.is_empty() {
+        return Ok(());
+    }
+    let Ok(faas) = node.faas().await else {
+        return Ok(());
+    };
+    for service in deployed {
+        remove(&faas.client, service).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Provisioning on the embedded OpenFaaS-compatible gateway with the real `fn-echo` function:
+//! deploy on provision, invoke, remove at the end of the SLA; roll back what never gets ready.
+
+mod common;
+
+use common::*;
+use model::time::Timestamp;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+async fn node_with_catalog(name: &str) -> TestNode {
+    let extra = format!(
+        "[faas]\ncatalog_dir = \"{}\"\nready_timeout = \"10 s\"",
+        catalog_dir().display()
+    );
+    spawn_node(name, &extra).await
+}
+
+#[tokio::test]
+async fn a_provisioned_placement_is_live_invocable_and_removed_when_the_sla_ends() {
+    let n = node_with_catalog("host").await;
+    let s =
+        sla(json!({"functionImage": "ghcr.io/acme/echo:1.2", "duration": "10 min", "replicas": 2}));
+    win(&n, &s).await;
+    let resp = signed_post(&n.url, &format!("/api/provision/{}", s.id), &json!({})).await;
+    assert_eq!(resp.status(), 200);
+    let placement: Value = resp.json().await.unwrap();
+    assert_eq!(placement["state"], "live", "{placement}");
+    let url = placement["invokeUrl"]
+        .as_str()
+        .expect("invoke URL")
+        .to_string();
+    assert!(url.ends_with(&format!("/function/fogfn-{}", s.id)), "{url}");
+
+    // The function really runs, and knows which node and SLA it serves.
+    let client = reqwest::Client::new();
+    let r = client.post(&url).body("hello fog").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-served-by-node"], "host");
+    assert_eq!(r.headers()["x-sla-id"].to_str().unwrap(), s.id.to_string());
+    assert_eq!(r.text().await.unwrap(), "hello fog");
+
+    // A second provision call is idempotent.
+    let again: Value = signed_post(&n.url, &format!("/api/provision/{}", s.id), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["state"], "live");
+
+    // End of the SLA (driven with a chosen time), then the lifetime loop removes the function.
+    let ended = n.node.tick(Timestamp::now().plus(Duration::from_secs(601)));
+    assert_eq!(ended.len(), 1);
+    fog_node::provision::remove_deployed(&n.node, &ended)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = client.post(&url).body("x").send().await.unwrap().status();
+        if status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "function still answers {status} after removal"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_image_fails_provisioning_and_frees_the_node() {
+    let n = node_with_catalog("host").await;
+    let s = sla(json!({"functionImage": "ghcr.io/acme/no-such-function:1", "cpu": "1 cpu"}));
+    win(&n, &s).await;
+    let placement: Value = signed_post(&n.url, &format!("/api/provision/{}", s.id), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(placement["state"], "failed", "{placement}");
+    let error = placement["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("echo"),
+        "the error lists the available functions: {error}"
+    );
+    assert_eq!(
+        n.node.book().ledger.used(Timestamp::now()).cpu,
+        model::Cpu::ZERO
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_live_placement_removes_its_function() {
+    let n = node_with_catalog("host").await;
+    let s = sla(json!({"functionImage": "ghcr.io/acme/echo:1"}));
+    win(&n, &s).await;
+    let placement: Value = signed_post(&n.url, &format!("/api/provision/{}", s.id), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = placement["invokeUrl"].as_str().expect("live").to_string();
+    let bytes = Vec::new();
+    let path = format!("/api/placement/{}", s.id);
+    let header = model::auth::sign(
+        KEY,
+        "marketplace",
+        Timestamp::now(),
+        "DELETE",
+        &path,
+        &bytes,
+    );
+    let client = reqwest::Client::new();
+    let resp = client
+        .delete(format!("{}{path}", n.url))
+        .header("authorization", header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        client.post(&url).body("x").send().await.unwrap().status(),
+        404
+    );
+}
