@@ -135,6 +135,7 @@ federation_tests!(
     bad_input_is_refused_naming_the_field_or_every_nodes_reason,
     a_latency_budget_too_small_for_any_other_node_is_refused_with_latency_reasons,
     concurrent_placements_never_overcommit_a_node,
+    provisioned_functions_run_until_their_sla_ends_and_are_then_removed,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -876,5 +877,113 @@ async fn concurrent_placements_never_overcommit_a_node(backend: &Backend) {
     );
     for (id, on) in &hosted {
         assert_eq!(on.len(), 1, "{id} is reserved on {on:?}");
+    }
+}
+
+/// PUT with `?provision=true`: the winner deploys the function to its embedded gateway before
+/// the answer; the answer carries the invoke URL.
+async fn place_and_provision(t: &TestFed, sla: Value, target: &str) -> Value {
+    let resp = t
+        .client
+        .put(t.url("/api/function?provision=true"))
+        .json(&json!({"sla": sla, "targetNode": target}))
+        .send()
+        .await
+        .expect("PUT /api/function?provision=true answers");
+    let status = resp.status();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    body
+}
+
+async fn provisioned_functions_run_until_their_sla_ends_and_are_then_removed(backend: &Backend) {
+    let t = start(backend, topology(&seven_nodes(), 3000)).await;
+    let mut echo = sla("100 m", "64 MB", "4 s", "1000 ms");
+    echo["envVars"] = json!({"GREETING": "hi"});
+    let mut figlet = sla("100 m", "64 MB", "4 s", "1000 ms");
+    figlet["functionImage"] = json!("ghcr.io/fogmarket/figlet:latest");
+    figlet["functionLiveName"] = json!("figlet");
+
+    let echo = place_and_provision(&t, echo, "e12").await;
+    let figlet = place_and_provision(&t, figlet, "e22").await;
+    for placed in [&echo, &figlet] {
+        assert_eq!(placed["state"], "live", "{placed:#}");
+        assert_eq!(placed["chosen"]["state"], "live", "{placed:#}");
+    }
+    let echo_url = echo["chosen"]["invokeUrl"]
+        .as_str()
+        .expect("echo invoke URL")
+        .to_string();
+    let figlet_url = figlet["chosen"]["invokeUrl"]
+        .as_str()
+        .expect("figlet invoke URL")
+        .to_string();
+
+    // Invoke both for real.
+    let r = t
+        .client
+        .post(&echo_url)
+        .body("ping from a sensor")
+        .send()
+        .await
+        .expect("echo answers");
+    assert_eq!(r.status(), StatusCode::OK);
+    let winner = t.name_of(
+        echo["chosen"]["bid"]["nodeId"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("winner id"),
+    );
+    assert_eq!(
+        r.headers()["x-served-by-node"].to_str().unwrap_or_default(),
+        winner
+    );
+    assert_eq!(
+        r.headers()["x-sla-id"].to_str().unwrap_or_default(),
+        echo["sla"]["id"].as_str().unwrap_or_default()
+    );
+    assert_eq!(r.text().await.unwrap_or_default(), "ping from a sensor");
+    let r = t
+        .client
+        .post(&figlet_url)
+        .body("fog")
+        .send()
+        .await
+        .expect("figlet answers");
+    assert_eq!(r.status(), StatusCode::OK);
+    let banner = r.text().await.unwrap_or_default();
+    assert!(
+        banner.lines().count() >= 4 && banner.contains('_'),
+        "not a banner: {banner:?}"
+    );
+
+    // When the SLAs end, the functions are removed from the gateways and marked finished.
+    for (placed, url) in [(&echo, &echo_url), (&figlet, &figlet_url)] {
+        let id: SlaId = placed["sla"]["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("sla id");
+        poll_until(
+            Duration::from_secs(20),
+            "the placement to finish",
+            || async { (t.function_state(id).await == "finished").then_some(()) },
+        )
+        .await;
+        poll_until(
+            Duration::from_secs(10),
+            "the function to be removed",
+            || async {
+                let status = t
+                    .client
+                    .post(url.as_str())
+                    .body("x")
+                    .send()
+                    .await
+                    .ok()?
+                    .status();
+                (status == StatusCode::NOT_FOUND).then_some(())
+            },
+        )
+        .await;
     }
 }
