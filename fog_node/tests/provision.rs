@@ -124,3 +124,85 @@ async fn cancelling_a_live_placement_removes_its_function() {
         404
     );
 }
+
+#[tokio::test]
+async fn the_openfaas_client_speaks_the_gateway_contract() {
+    use fog_node::faas::{FunctionDeployment, OpenFaasClient};
+    use std::collections::BTreeMap;
+    let settings = faas_gateway::GatewaySettings::new(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        catalog_dir(),
+    );
+    let gateway = faas_gateway::Gateway::build(settings)
+        .await
+        .expect("gateway binds");
+    let url = gateway.url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let client = OpenFaasClient::new(reqwest::Client::new(), &url, None);
+
+    assert!(client.list().await.unwrap().is_empty());
+    assert!(client.status("echo").await.unwrap().is_none());
+    let mut d = FunctionDeployment {
+        service: "echo".into(),
+        image: "ghcr.io/acme/echo:1".into(),
+        labels: BTreeMap::from([("com.openfaas.scale.min".into(), "1".into())]),
+        ..Default::default()
+    };
+    // First deploy: PUT answers 404, the client falls back to POST.
+    client.deploy(&d).await.unwrap();
+    let ready = async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = client.status("echo").await.unwrap()
+                && s.available_replicas >= 1
+            {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "echo never became ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let status = ready.await;
+    assert_eq!(status.name, "echo");
+    // Second deploy of the same service is an update (PUT).
+    d.env_vars.insert("X".into(), "1".into());
+    client.deploy(&d).await.unwrap();
+    assert_eq!(client.list().await.unwrap().len(), 1);
+
+    client.scale("echo", 2).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client
+        .status("echo")
+        .await
+        .unwrap()
+        .map(|s| s.available_replicas)
+        != Some(2)
+    {
+        assert!(Instant::now() < deadline, "echo never reached 2 replicas");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = client
+        .invoke(
+            "echo",
+            "sub/path?delay_ms=1",
+            reqwest::Method::POST,
+            b"abc".to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.status, 200);
+    assert_eq!(out.body, b"abc");
+    assert!(out.headers.contains_key("x-call-id"));
+
+    assert!(client.delete("echo").await.unwrap());
+    assert!(
+        !client.delete("echo").await.unwrap(),
+        "a second delete finds nothing"
+    );
+    assert!(client.status("echo").await.unwrap().is_none());
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
