@@ -33,20 +33,7 @@ pub struct Identity {
     pub federation_key: Vec<u8>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum PlacementState {
-    /// Accepted: resources reserved until `ends_at`.
-    Reserved,
-    /// Deployed to the FaaS gateway, waiting for a ready replica.
-    Provisioning,
-    /// Deployed and ready: invoke at `invokeUrl`.
-    Live,
-    /// The deployment failed or never became ready; rolled back, resources freed.
-    Failed,
-    Finished,
-    Cancelled,
-}
+pub use model::protocol::PlacementState;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

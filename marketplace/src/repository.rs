@@ -8,7 +8,7 @@
 use model::auction::AuctionRule;
 use model::protocol::{Bid, Refusal, Resources};
 use model::{AuctionId, BidId, Bytes, Cpu, NodeId, Price, Sla, SlaId, Timestamp};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::fmt;
@@ -63,62 +63,7 @@ impl Backend {
     }
 }
 
-/// State of one placement (one SLA on one hosting node).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PlacementState {
-    /// Accepted by the node: resources reserved, not deployed yet.
-    Reserved,
-    Provisioning,
-    Live,
-    Failed,
-    /// The lifetime (`duration`) ended.
-    Finished,
-    Cancelled,
-}
-
-impl PlacementState {
-    pub const ACTIVE: [PlacementState; 3] = [
-        PlacementState::Reserved,
-        PlacementState::Provisioning,
-        PlacementState::Live,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PlacementState::Reserved => "reserved",
-            PlacementState::Provisioning => "provisioning",
-            PlacementState::Live => "live",
-            PlacementState::Failed => "failed",
-            PlacementState::Finished => "finished",
-            PlacementState::Cancelled => "cancelled",
-        }
-    }
-    /// Still holding resources on its node.
-    pub fn is_active(self) -> bool {
-        Self::ACTIVE.contains(&self)
-    }
-}
-
-impl fmt::Display for PlacementState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for PlacementState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "reserved" => PlacementState::Reserved,
-            "provisioning" => PlacementState::Provisioning,
-            "live" => PlacementState::Live,
-            "failed" => PlacementState::Failed,
-            "finished" => PlacementState::Finished,
-            "cancelled" => PlacementState::Cancelled,
-            other => return Err(format!("unknown placement state `{other}`")),
-        })
-    }
-}
+pub use model::protocol::PlacementState;
 
 /// A registered fog node.
 #[derive(Debug, Clone, PartialEq)]

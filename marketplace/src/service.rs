@@ -323,9 +323,11 @@ fn overall_state(placements: &[PlacementRecord]) -> String {
 /// `invokeUrl` once live or `error` when the deployment failed.
 fn provisioned(answer: &serde_json::Value) -> (PlacementState, Option<String>, Option<String>) {
     let text = |k: &str| answer.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let state = match answer.get("state").and_then(|s| s.as_str()) {
-        Some("live") => PlacementState::Live,
-        Some("failed") => PlacementState::Failed,
+    let reported = answer
+        .get("state")
+        .and_then(|s| serde_json::from_value::<PlacementState>(s.clone()).ok());
+    let state = match reported {
+        Some(s @ (PlacementState::Live | PlacementState::Failed)) => s,
         _ => PlacementState::Provisioning,
     };
     (state, text("invokeUrl"), text("error"))

@@ -9,6 +9,7 @@ use crate::time::Timestamp;
 use crate::units::{Bytes, Cpu, Price};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::str::FromStr;
 
 /// Version of these messages; a node refuses messages of another major version.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -243,6 +244,67 @@ pub struct Neighbour {
 #[serde(rename_all = "camelCase")]
 pub struct HeartbeatResponse {
     pub neighbours: Vec<Neighbour>,
+}
+
+/// State of one placement (one SLA on one hosting node), the same at the node and at the
+/// marketplace; the node reports it in its answer to provisioning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementState {
+    /// Accepted by the node: resources reserved, not deployed yet.
+    Reserved,
+    /// Deployed to the FaaS gateway, waiting for a ready replica.
+    Provisioning,
+    /// Deployed and ready.
+    Live,
+    /// The deployment failed or never became ready; rolled back, resources freed.
+    Failed,
+    /// The lifetime (`duration`) ended.
+    Finished,
+    Cancelled,
+}
+
+impl PlacementState {
+    pub const ACTIVE: [PlacementState; 3] = [
+        PlacementState::Reserved,
+        PlacementState::Provisioning,
+        PlacementState::Live,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlacementState::Reserved => "reserved",
+            PlacementState::Provisioning => "provisioning",
+            PlacementState::Live => "live",
+            PlacementState::Failed => "failed",
+            PlacementState::Finished => "finished",
+            PlacementState::Cancelled => "cancelled",
+        }
+    }
+    /// Still holding resources on its node.
+    pub fn is_active(self) -> bool {
+        Self::ACTIVE.contains(&self)
+    }
+}
+
+impl fmt::Display for PlacementState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PlacementState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "reserved" => PlacementState::Reserved,
+            "provisioning" => PlacementState::Provisioning,
+            "live" => PlacementState::Live,
+            "failed" => PlacementState::Failed,
+            "finished" => PlacementState::Finished,
+            "cancelled" => PlacementState::Cancelled,
+            other => return Err(format!("unknown placement state `{other}`")),
+        })
+    }
 }
 
 /// The JSON body of every error answer, from the marketplace and from fog nodes.
