@@ -21,11 +21,11 @@ test:
         cargo test --workspace --no-fail-fast; \
     fi
 
-# Run a benchmark on release builds (`auction`); results in bench/results/. Extra flags go to the benchmark
+# Run a benchmark on release builds (`auction`, `faas`); results in bench/results/. Extra flags go to the benchmark
 bench name *flags:
     case "{{name}}" in \
-        auction) ;; \
-        *) echo "unknown benchmark '{{name}}' (known: auction)" >&2; exit 2 ;; \
+        auction|faas) ;; \
+        *) echo "unknown benchmark '{{name}}' (known: auction, faas)" >&2; exit 2 ;; \
     esac
     cargo build --release --workspace --bins
     cargo run --release -p testbed -- bench {{name}} {{flags}}

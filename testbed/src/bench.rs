@@ -44,7 +44,7 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
-    fn of(h: &Histogram<u64>) -> Self {
+    pub(crate) fn of(h: &Histogram<u64>) -> Self {
         let ms = |us: u64| us as f64 / 1000.0;
         Self {
             requests: h.len(),
@@ -191,20 +191,20 @@ pub fn bench_sla() -> serde_json::Value {
     })
 }
 
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+pub(crate) fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     // 1 us .. 10 min, 3 significant digits.
     Histogram::new_with_bounds(1, 600_000_000, 3).context("cannot create histogram")
 }
 
 #[derive(Default)]
-struct WorkerResult {
-    ok: u64,
-    failures: BTreeMap<String, u64>,
+pub(crate) struct WorkerResult {
+    pub(crate) ok: u64,
+    pub(crate) failures: BTreeMap<String, u64>,
 }
 
 /// Runs `concurrency` closed-loop workers for `duration`; `request` sends one request and says
 /// whether it succeeded (`Err(kind)` otherwise).
-async fn closed_loop<F, Fut>(
+pub(crate) async fn closed_loop<F, Fut>(
     duration: Duration,
     concurrency: usize,
     request: F,

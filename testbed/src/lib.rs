@@ -8,10 +8,13 @@
 //!   deadlines, and kills everything on drop. Used by `just run`, the multi-process integration
 //!   tests and the benchmark.
 //! - [`bench`]: the closed-loop auction benchmark behind `just bench auction`.
+//! - [`bench_faas`]: the embedded gateway's cold start, overhead and memory benchmark behind
+//!   `just bench faas`.
 //!
 //! Running on Grid'5000 (EnosLib) and Kubernetes arrives with later issues.
 
 pub mod bench;
+pub mod bench_faas;
 pub mod launcher;
 pub mod topology;
 

@@ -1,10 +1,12 @@
-//! `testbed`: run a local federation (`testbed run`) or a benchmark (`testbed bench auction`).
+//! `testbed`: run a local federation (`testbed run`) or a benchmark (`testbed bench auction`,
+//! `testbed bench faas`).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use testbed::bench::{AuctionBenchOptions, run_auction_bench};
+use testbed::bench_faas::{FaasBenchOptions, run_faas_bench};
 use testbed::{Federation, LaunchOptions, Topology, default_bin_dir};
 
 #[derive(Parser)]
@@ -70,6 +72,31 @@ enum Bench {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Directory holding `marketplace` and `fog-node` (default: next to this executable).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+    /// The embedded FaaS gateway: cold starts, overhead against calling the function directly,
+    /// memory per idle replica.
+    Faas {
+        /// Deploy -> first 200 samples.
+        #[arg(long, default_value_t = 30)]
+        cold_starts: usize,
+        /// How long to load each target (direct, gateway) after a 1 s warm-up, e.g. `10s`.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Size of each request body of the load.
+        #[arg(long, default_value_t = 64)]
+        body_bytes: usize,
+        /// Replicas whose idle memory is measured.
+        #[arg(long, default_value_t = 5)]
+        idle_replicas: usize,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        /// Directory holding `faas-gateway` and `fn-echo`, also the gateway's catalog
+        /// (default: next to this executable).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
     },
@@ -168,6 +195,36 @@ async fn main() -> anyhow::Result<()> {
                 "wrote {} and {}",
                 out.join("auction.json").display(),
                 out.join("auction.md").display()
+            );
+            Ok(())
+        }
+        Command::Bench {
+            bench:
+                Bench::Faas {
+                    cold_starts,
+                    duration,
+                    concurrency,
+                    body_bytes,
+                    idle_replicas,
+                    out,
+                    bin_dir: explicit_bin_dir,
+                },
+        } => {
+            let options = FaasBenchOptions {
+                cold_starts,
+                duration,
+                concurrency,
+                body_bytes,
+                idle_replicas,
+                out: out.clone(),
+                bin_dir: bin_dir(explicit_bin_dir, false)?,
+            };
+            let report = run_faas_bench(&options).await?;
+            println!("{}", report.markdown());
+            println!(
+                "wrote {} and {}",
+                out.join("faas.json").display(),
+                out.join("faas.md").display()
             );
             Ok(())
         }
