@@ -206,3 +206,35 @@ async fn the_openfaas_client_speaks_the_gateway_contract() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_openfaas_client_authenticates_and_reports_what_the_gateway_answered() {
+    use fog_node::faas::OpenFaasClient;
+    let mut settings = faas_gateway::GatewaySettings::new(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        catalog_dir(),
+    );
+    settings.basic_auth = Some(("admin".into(), "s3cret".into()));
+    let gateway = faas_gateway::Gateway::build(settings)
+        .await
+        .expect("gateway binds");
+    let url = gateway.url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let anonymous = OpenFaasClient::new(http.clone(), &url, None);
+    let err = anonymous.list().await.unwrap_err();
+    assert_eq!(err.status(), Some(reqwest::StatusCode::UNAUTHORIZED));
+    assert!(err.to_string().contains("401"), "{err}");
+    let wrong = OpenFaasClient::new(http.clone(), &url, Some(("admin".into(), "nope".into())));
+    assert_eq!(
+        wrong.list().await.unwrap_err().status(),
+        Some(reqwest::StatusCode::UNAUTHORIZED)
+    );
+    let admin = OpenFaasClient::new(http, &url, Some(("admin".into(), "s3cret".into())));
+    assert!(admin.list().await.unwrap().is_empty());
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
