@@ -332,33 +332,43 @@ async fn logs(state: web::Data<AppState>, q: web::Query<LogParams>) -> GatewayRe
         .streaming(history.chain(live)))
 }
 
-fn invocation(req: &HttpRequest, body: web::Bytes) -> (String, Invocation) {
+fn invocation(req: &HttpRequest, body: web::Bytes) -> GatewayResult<(String, Invocation)> {
     let name = req.match_info().get("name").unwrap_or_default().to_string();
     let tail = req.match_info().get("tail").unwrap_or_default();
-    let headers = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
-        .collect();
+    // actix's `http` 0.2 types to hyper's `http` 1.
+    let mut headers = http::HeaderMap::with_capacity(req.headers().len());
+    for (k, v) in req.headers() {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_str().as_bytes()),
+            http::HeaderValue::from_bytes(v.as_bytes()),
+        ) {
+            headers.append(k, v);
+        }
+    }
+    let method = http::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| GatewayError::BadRequest(format!("bad method {:?}", req.method().as_str())))?;
+    let mut path = String::with_capacity(tail.len() + 1);
+    path.push('/');
+    path.push_str(tail);
     let inv = Invocation {
-        method: req.method().as_str().to_string(),
-        path: format!("/{tail}"),
+        method,
+        path,
         query: req.query_string().to_string(),
         headers,
         body,
         peer: req.peer_addr().map(|a| a.ip().to_string()),
         host: Some(req.connection_info().host().to_string()),
     };
-    (name, inv)
+    Ok((name, inv))
 }
 
 fn to_response(r: InvocationResponse) -> HttpResponse {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut res = HttpResponse::build(status);
-    for (k, v) in r.headers {
+    for (k, v) in &r.headers {
         if let (Ok(k), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_bytes(&v),
+            HeaderName::from_bytes(k.as_str().as_bytes()),
+            HeaderValue::from_bytes(v.as_bytes()),
         ) {
             res.append_header((k, v));
         }
@@ -371,7 +381,7 @@ async fn invoke(
     req: HttpRequest,
     body: web::Bytes,
 ) -> GatewayResult<HttpResponse> {
-    let (name, inv) = invocation(&req, body);
+    let (name, inv) = invocation(&req, body)?;
     Ok(to_response(state.service.invoke(&name, inv).await?))
 }
 
@@ -381,7 +391,7 @@ async fn invoke_async(
     req: HttpRequest,
     body: web::Bytes,
 ) -> GatewayResult<HttpResponse> {
-    let (name, mut inv) = invocation(&req, body);
+    let (name, mut inv) = invocation(&req, body)?;
     // 404 now rather than in the background.
     state.service.status(&name, None)?;
     let call_id = req
@@ -390,10 +400,10 @@ async fn invoke_async(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    inv.headers
-        .retain(|(k, _)| !k.eq_ignore_ascii_case("x-call-id"));
-    inv.headers
-        .push(("X-Call-Id".into(), call_id.clone().into_bytes()));
+    inv.headers.remove("x-call-id");
+    if let Ok(v) = http::HeaderValue::from_str(&call_id) {
+        inv.headers.insert("x-call-id", v);
+    }
     let callback = req
         .headers()
         .get("x-callback-url")

@@ -7,10 +7,18 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::uri::Authority;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus::{Counter, Histogram};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -35,19 +43,60 @@ const HEALTHY_UPTIME: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Headers that concern one connection, never forwarded (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
+const HOP_BY_HOP: [HeaderName; 11] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::CONTENT_LENGTH,
 ];
+
+const X_CALL_ID: HeaderName = HeaderName::from_static("x-call-id");
+const X_START_TIME: HeaderName = HeaderName::from_static("x-start-time");
+const X_DURATION_SECONDS: HeaderName = HeaderName::from_static("x-duration-seconds");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Replaces every `name` header by `value` (none: removes them).
+fn set_header(headers: &mut HeaderMap, name: HeaderName, value: Option<HeaderValue>) {
+    match value {
+        Some(v) => {
+            headers.insert(name, v);
+        }
+        None => {
+            headers.remove(name);
+        }
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.iter().any(|h| h == name)
+}
+
+/// `headers` without the hop-by-hop ones (all their values).
+fn without_hop_by_hop(headers: HeaderMap) -> HeaderMap {
+    if !headers.keys().any(is_hop_by_hop) {
+        return headers;
+    }
+    let mut out = HeaderMap::with_capacity(headers.len());
+    let mut name = None;
+    for (k, v) in headers {
+        // `into_iter` gives the name with the first value of each name only.
+        if let Some(k) = k {
+            name = (!is_hop_by_hop(&k)).then_some(k);
+        }
+        if let Some(k) = &name {
+            out.append(k.clone(), v);
+        }
+    }
+    out
+}
 
 /// The service's configuration (the subset of [`crate::GatewaySettings`] it needs).
 #[derive(Debug, Clone)]
@@ -105,7 +154,11 @@ struct Replica {
     instance: String,
     state: ReplicaState,
     addr: Option<SocketAddr>,
-    in_flight: usize,
+    /// `addr` as a URI authority, for the upstream request.
+    authority: Option<Authority>,
+    /// Requests in flight; shared with the [`Lease`]s, which give their slot back without the
+    /// registry lock. Only incremented under the registry lock.
+    in_flight: Arc<AtomicUsize>,
     ready_at: Option<Instant>,
     /// Kills the replica's process group when the replica leaves the registry.
     group: Option<ProcessGroup>,
@@ -122,7 +175,9 @@ struct FunctionEntry {
     waiting: Arc<AtomicUsize>,
     /// Bumped whenever a replica becomes ready or goes, waking queued requests.
     changed: watch::Sender<u64>,
-    invocations: u64,
+    invocations: Arc<AtomicU64>,
+    /// Metric handles of this function, kept across redeploys.
+    metrics: Arc<FnMetrics>,
     failures: u32,
     next_start_at: Instant,
 }
@@ -130,6 +185,26 @@ struct FunctionEntry {
 impl FunctionEntry {
     fn notify(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// A function's per-invocation metric handles, resolved once instead of a label lookup per
+/// request. Created lazily so that series appear only once used, as with `with_label_values`.
+struct FnMetrics {
+    /// `name.namespace`, the `function_name` label.
+    label: String,
+    started: OnceLock<Counter>,
+    /// `code="200"` series of `gateway_function_invocation_total` and `gateway_functions_seconds`.
+    ok: OnceLock<(Counter, Histogram)>,
+}
+
+impl FnMetrics {
+    fn new(key: &FnKey) -> Self {
+        FnMetrics {
+            label: key.to_string(),
+            started: OnceLock::new(),
+            ok: OnceLock::new(),
+        }
     }
 }
 
@@ -143,12 +218,12 @@ pub struct StepReport {
 /// A request to invoke a function, as received.
 #[derive(Debug, Clone, Default)]
 pub struct Invocation {
-    pub method: String,
+    pub method: Method,
     /// The sub-path after the function name, starting with `/`.
     pub path: String,
     /// The raw query string, without `?`.
     pub query: String,
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: HeaderMap,
     pub body: Bytes,
     pub peer: Option<String>,
     pub host: Option<String>,
@@ -158,7 +233,7 @@ pub struct Invocation {
 #[derive(Debug, Clone)]
 pub struct InvocationResponse {
     pub status: u16,
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: HeaderMap,
     pub body: Bytes,
 }
 
@@ -265,7 +340,8 @@ impl Service {
                             replicas: Vec::new(),
                             waiting: Arc::new(AtomicUsize::new(0)),
                             changed: watch::channel(0).0,
-                            invocations: 0,
+                            invocations: Arc::new(AtomicU64::new(0)),
+                            metrics: Arc::new(FnMetrics::new(&key)),
                             failures: 0,
                             next_start_at: now,
                         },
@@ -416,6 +492,17 @@ impl Service {
     /// Resolves `name` (maybe `name.namespace`) to a deployed function.
     fn resolve(&self, full: &str, namespace: Option<&str>) -> GatewayResult<FnKey> {
         let fns = self.inner.functions.lock().unwrap();
+        resolve_in(&fns, full, namespace)
+    }
+}
+
+/// [`Service::resolve`] with the registry already locked.
+fn resolve_in(
+    fns: &HashMap<FnKey, FunctionEntry>,
+    full: &str,
+    namespace: Option<&str>,
+) -> GatewayResult<FnKey> {
+    {
         let (name, ns) = api::split_name(full, namespace);
         let key = FnKey {
             name: name.to_string(),
@@ -434,7 +521,9 @@ impl Service {
         }
         Err(GatewayError::FunctionNotFound(full.to_string()))
     }
+}
 
+impl Service {
     pub fn list(&self, namespace: Option<&str>) -> Vec<FunctionStatus> {
         let ns = namespace
             .filter(|n| !n.is_empty())
@@ -477,7 +566,7 @@ impl Service {
                 },
                 pid: r.group.as_ref().map(ProcessGroup::pid),
                 port: r.addr.map(|a| a.port()),
-                in_flight: r.in_flight,
+                in_flight: r.in_flight.load(Ordering::SeqCst),
             })
             .collect())
     }
@@ -576,7 +665,11 @@ impl Service {
         {
             let mut fns = self.inner.functions.lock().unwrap();
             for (key, f) in fns.iter_mut() {
-                let in_flight: usize = f.replicas.iter().map(|r| r.in_flight).sum();
+                let in_flight: usize = f
+                    .replicas
+                    .iter()
+                    .map(|r| r.in_flight.load(Ordering::SeqCst))
+                    .sum();
                 let waiting = f.waiting.load(Ordering::SeqCst);
                 let input = ScaleInput {
                     desired: f.desired,
@@ -602,7 +695,8 @@ impl Service {
                                 ReplicaState::Starting
                             },
                             addr: None,
-                            in_flight: 0,
+                            authority: None,
+                            in_flight: Arc::new(AtomicUsize::new(0)),
                             ready_at: classic.then_some(now),
                             group: None,
                         });
@@ -620,7 +714,7 @@ impl Service {
                         while excess > 0 && i > 0 {
                             i -= 1;
                             let r = &f.replicas[i];
-                            if r.state == want_state && r.in_flight == 0 {
+                            if r.state == want_state && r.in_flight.load(Ordering::SeqCst) == 0 {
                                 let r = f.replicas.remove(i);
                                 report.stopped.push(r.instance.clone());
                                 stopped.push(r);
@@ -691,6 +785,7 @@ impl Service {
                     let r = f.replicas.iter_mut().find(|r| r.id == id)?;
                     r.state = ReplicaState::Ready;
                     r.addr = Some(started.addr);
+                    r.authority = Authority::try_from(started.addr.to_string()).ok();
                     r.ready_at = Some(Instant::now());
                     r.group = Some(std::mem::replace(&mut started.group, ProcessGroup::none()));
                     Some(f)
@@ -771,62 +866,73 @@ impl Service {
             .unwrap_or_default()
             .as_nanos()
             .to_string();
-        let key = self.resolve(full_name, None)?;
-        let label = key.to_string();
-        self.inner
-            .metrics
-            .invocation_started
-            .with_label_values(&[&label])
+        // One lock: resolve, the function's handles, and a ready replica when there is one.
+        let (key, fm, invocations, lease) = {
+            let mut fns = self.inner.functions.lock().unwrap();
+            let key = resolve_in(&fns, full_name, None)?;
+            let f = fns
+                .get_mut(&key)
+                .ok_or_else(|| GatewayError::FunctionNotFound(full_name.to_string()))?;
+            let lease = try_lease(f);
+            (key, f.metrics.clone(), f.invocations.clone(), lease)
+        };
+        let m = &self.inner.metrics;
+        fm.started
+            .get_or_init(|| m.invocation_started.with_label_values(&[&fm.label]))
             .inc();
-        let call_id = header(&req.headers, "x-call-id")
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        req.headers.retain(|(k, _)| {
-            !k.eq_ignore_ascii_case("x-call-id") && !k.eq_ignore_ascii_case("x-start-time")
-        });
-        req.headers
-            .push(("X-Call-Id".into(), call_id.clone().into_bytes()));
-        req.headers
-            .push(("X-Start-Time".into(), start_nanos.clone().into_bytes()));
+        // The caller's id (as UTF-8, lossily) or a new one.
+        let call_id = match req.headers.get(X_CALL_ID) {
+            Some(v) if std::str::from_utf8(v.as_bytes()).is_ok() => Some(v.clone()),
+            Some(v) => HeaderValue::from_str(&String::from_utf8_lossy(v.as_bytes())).ok(),
+            None => HeaderValue::from_str(&new_call_id()).ok(),
+        };
+        let start_value = HeaderValue::from_str(&start_nanos).ok();
+        set_header(&mut req.headers, X_CALL_ID, call_id.clone());
+        set_header(&mut req.headers, X_START_TIME, start_value.clone());
 
-        let result = self.invoke_inner(&key, req).await;
+        let result = match lease {
+            Some(lease) => self.run(lease, req).await,
+            None => match self.acquire(&key).await {
+                Ok(lease) => self.run(lease, req).await,
+                Err(e) => Err(e),
+            },
+        };
         let elapsed = started.elapsed().as_secs_f64();
-        let code = match &result {
+        let status = match &result {
             Ok(r) => r.status,
             Err(e) => actix_web::ResponseError::status_code(e).as_u16(),
+        };
+        if status == 200 {
+            let (total, seconds) = fm.ok.get_or_init(|| {
+                (
+                    m.invocation_total.with_label_values(&[&fm.label, "200"]),
+                    m.functions_seconds.with_label_values(&[&fm.label, "200"]),
+                )
+            });
+            total.inc();
+            seconds.observe(elapsed);
+        } else {
+            let code = status.to_string();
+            m.invocation_total
+                .with_label_values(&[&fm.label, &code])
+                .inc();
+            m.functions_seconds
+                .with_label_values(&[&fm.label, &code])
+                .observe(elapsed);
         }
-        .to_string();
-        let m = &self.inner.metrics;
-        m.invocation_total.with_label_values(&[&label, &code]).inc();
-        m.functions_seconds
-            .with_label_values(&[&label, &code])
-            .observe(elapsed);
-        if let Some(f) = self.inner.functions.lock().unwrap().get_mut(&key) {
-            f.invocations += 1;
-        }
+        invocations.fetch_add(1, Ordering::Relaxed);
         let mut resp = result?;
-        resp.headers.retain(|(k, _)| {
-            !["x-call-id", "x-start-time", "x-duration-seconds"]
-                .iter()
-                .any(|h| k.eq_ignore_ascii_case(h))
-        });
-        resp.headers
-            .push(("X-Call-Id".into(), call_id.into_bytes()));
-        resp.headers
-            .push(("X-Start-Time".into(), start_nanos.into_bytes()));
-        resp.headers.push((
-            "X-Duration-Seconds".into(),
-            format!("{elapsed:.6}").into_bytes(),
-        ));
+        set_header(&mut resp.headers, X_CALL_ID, call_id);
+        set_header(&mut resp.headers, X_START_TIME, start_value);
+        set_header(
+            &mut resp.headers,
+            X_DURATION_SECONDS,
+            HeaderValue::from_str(&format!("{elapsed:.6}")).ok(),
+        );
         Ok(resp)
     }
 
-    async fn invoke_inner(
-        &self,
-        key: &FnKey,
-        req: Invocation,
-    ) -> GatewayResult<InvocationResponse> {
-        let lease = self.acquire(key).await?;
+    async fn run(&self, lease: Lease, req: Invocation) -> GatewayResult<InvocationResponse> {
         match lease.spec.mode {
             Mode::Http => self.forward(&lease, req).await,
             Mode::Classic => self.exec(&lease, req).await,
@@ -844,21 +950,8 @@ impl Service {
                 let f = fns
                     .get_mut(key)
                     .ok_or_else(|| GatewayError::FunctionNotFound(key.name.clone()))?;
-                if let Some(r) = f
-                    .replicas
-                    .iter_mut()
-                    .filter(|r| r.state == ReplicaState::Ready)
-                    .min_by_key(|r| r.in_flight)
-                {
-                    r.in_flight += 1;
-                    return Ok(Lease {
-                        service: self.clone(),
-                        key: key.clone(),
-                        replica: r.id,
-                        instance: r.instance.clone(),
-                        addr: r.addr,
-                        spec: f.spec.clone(),
-                    });
+                if let Some(lease) = try_lease(f) {
+                    return Ok(lease);
                 }
                 if slot.is_none() {
                     let capacity = self.inner.config.queue_capacity;
@@ -883,79 +976,78 @@ impl Service {
     }
 
     async fn forward(&self, lease: &Lease, req: Invocation) -> GatewayResult<InvocationResponse> {
-        let addr = lease.addr.ok_or_else(|| {
+        let authority = lease.authority.clone().ok_or_else(|| {
             GatewayError::Internal(anyhow::anyhow!("replica {} has no address", lease.instance))
         })?;
-        let mut url = format!("http://{addr}{}", req.path);
-        if !req.query.is_empty() {
-            url.push('?');
-            url.push_str(&req.query);
-        }
-        let method = reqwest::Method::from_bytes(req.method.as_bytes())
-            .map_err(|_| GatewayError::BadRequest(format!("bad method {:?}", req.method)))?;
+        let key = &lease.spec.key;
+        let uri = upstream_uri(authority, &req.path, &req.query).map_err(|message| {
+            GatewayError::Upstream {
+                function: key.to_string(),
+                message,
+            }
+        })?;
         let timeout = self.inner.config.upstream_timeout;
-        let mut headers = reqwest::header::HeaderMap::new();
-        let mut forwarded_for = None;
-        for (k, v) in &req.headers {
-            if HOP_BY_HOP.iter().any(|h| k.eq_ignore_ascii_case(h)) {
-                continue;
-            }
-            if k.eq_ignore_ascii_case("x-forwarded-for") {
-                forwarded_for = Some(String::from_utf8_lossy(v).into_owned());
-                continue;
-            }
-            if let (Ok(name), Ok(value)) = (
-                reqwest::header::HeaderName::from_bytes(k.as_bytes()),
-                reqwest::header::HeaderValue::from_bytes(v),
-            ) {
-                headers.append(name, value);
-            }
-        }
+        let mut headers = without_hop_by_hop(req.headers);
+        // The last X-Forwarded-For received, extended with the peer.
+        let forwarded_for = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .next_back()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        headers.remove(X_FORWARDED_FOR);
         let xff = match (forwarded_for, &req.peer) {
             (Some(prev), Some(peer)) => Some(format!("{prev}, {peer}")),
             (Some(prev), None) => Some(prev),
             (None, peer) => peer.clone(),
         };
-        if let Some(v) = xff.and_then(|v| reqwest::header::HeaderValue::from_str(&v).ok()) {
-            headers.insert("x-forwarded-for", v);
+        if let Some(v) = xff.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(X_FORWARDED_FOR, v);
         }
         if let Some(v) = req
             .host
             .as_deref()
-            .and_then(|v| reqwest::header::HeaderValue::from_str(v).ok())
+            .and_then(|v| HeaderValue::from_str(v).ok())
         {
-            headers.insert("x-forwarded-host", v);
+            headers.insert(X_FORWARDED_HOST, v);
         }
-        let upstream_err = |e: reqwest::Error| {
-            if e.is_timeout() {
-                GatewayError::UpstreamTimeout(lease.key.to_string())
+        // As reqwest's default did.
+        if !headers.contains_key(http::header::ACCEPT) {
+            headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        }
+        let mut request = http::Request::new(Full::new(req.body));
+        *request.method_mut() = req.method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        // Errors as reqwest reported them: a timeout anywhere in the chain is a 504.
+        let upstream_err = |e: &(dyn std::error::Error + 'static), message: String| {
+            if is_timeout(e) {
+                GatewayError::UpstreamTimeout(key.to_string())
             } else {
                 GatewayError::Upstream {
-                    function: lease.key.to_string(),
-                    message: format!("{e:#}"),
+                    function: key.to_string(),
+                    message,
                 }
             }
         };
-        let resp = self
-            .inner
-            .http
-            .request(method, url)
-            .headers(headers)
-            .body(req.body)
-            .timeout(timeout)
-            .send()
+        let uri = request.uri().clone();
+        let exchange = async {
+            let resp = upstream_client()
+                .request(request)
+                .await
+                .map_err(|e| upstream_err(&e, format!("error sending request for url ({uri})")))?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| upstream_err(&e, "request or response body error".into()))?;
+            Ok::<_, GatewayError>((parts, body.to_bytes()))
+        };
+        let (parts, body) = tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(upstream_err)?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
-            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
-            .collect();
-        let body = resp.bytes().await.map_err(upstream_err)?;
+            .map_err(|_| GatewayError::UpstreamTimeout(key.to_string()))??;
+        let headers = without_hop_by_hop(parts.headers);
         Ok(InvocationResponse {
-            status,
+            status: parts.status.as_u16(),
             headers,
             body,
         })
@@ -964,19 +1056,24 @@ impl Service {
     /// Classic watchdog: the body on stdin, stdout as the response, headers as `Http_*` env.
     async fn exec(&self, lease: &Lease, req: Invocation) -> GatewayResult<InvocationResponse> {
         let mut env = vec![
-            ("Http_Method".to_string(), req.method.clone()),
+            ("Http_Method".to_string(), req.method.as_str().to_string()),
             ("Http_Query".to_string(), req.query.clone()),
             ("Http_Path".to_string(), req.path.clone()),
         ];
         for (k, v) in &req.headers {
-            if let Ok(v) = std::str::from_utf8(v) {
-                env.push((format!("Http_{}", canonical_env_header(k)), v.to_string()));
+            if let Ok(v) = std::str::from_utf8(v.as_bytes()) {
+                env.push((
+                    format!("Http_{}", canonical_env_header(k.as_str())),
+                    v.to_string(),
+                ));
             }
         }
-        let content_type = header(&req.headers, "content-type")
-            .map(|v| v.to_vec())
-            .unwrap_or_else(|| b"text/plain".to_vec());
-        let key = &lease.key;
+        let content_type = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("text/plain"));
+        let key = &lease.spec.key;
         let out = process::run_classic(
             &lease.spec.process,
             env,
@@ -1014,15 +1111,22 @@ impl Service {
                 .push(&key.name, &key.namespace, &lease.instance, line);
         }
         if out.status.success() {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::CONTENT_TYPE, content_type);
             Ok(InvocationResponse {
                 status: 200,
-                headers: vec![("Content-Type".into(), content_type)],
+                headers,
                 body: Bytes::from(out.stdout),
             })
         } else {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain"),
+            );
             Ok(InvocationResponse {
                 status: 500,
-                headers: vec![("Content-Type".into(), b"text/plain".to_vec())],
+                headers,
                 body: Bytes::from(format!("{}\n{stderr}", out.status)),
             })
         }
@@ -1059,24 +1163,157 @@ impl ProcessGroup {
 
 /// A replica chosen for one request; gives the slot back when dropped.
 struct Lease {
-    service: Service,
-    key: FnKey,
-    replica: u64,
-    instance: String,
-    addr: Option<SocketAddr>,
     spec: Arc<FunctionSpec>,
+    instance: String,
+    authority: Option<Authority>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let mut fns = self.service.inner.functions.lock().unwrap();
-        if let Some(r) = fns
-            .get_mut(&self.key)
-            .and_then(|f| f.replicas.iter_mut().find(|r| r.id == self.replica))
-        {
-            r.in_flight = r.in_flight.saturating_sub(1);
-        }
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
+}
+
+/// The ready replica of `f` with the fewest requests in flight, leased.
+fn try_lease(f: &mut FunctionEntry) -> Option<Lease> {
+    let r = f
+        .replicas
+        .iter()
+        .filter(|r| r.state == ReplicaState::Ready)
+        .min_by_key(|r| r.in_flight.load(Ordering::SeqCst))?;
+    r.in_flight.fetch_add(1, Ordering::SeqCst);
+    Some(Lease {
+        spec: f.spec.clone(),
+        instance: r.instance.clone(),
+        authority: r.authority.clone(),
+        in_flight: r.in_flight.clone(),
+    })
+}
+
+/// The upstream HTTP client of this thread: a keep-alive pool per thread keeps each connection's
+/// task on the thread (actix worker) that uses it.
+fn upstream_client() -> Client<HttpConnector, Full<Bytes>> {
+    thread_local! {
+        static CLIENT: Client<HttpConnector, Full<Bytes>> = {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector)
+        };
+    }
+    CLIENT.with(Client::clone)
+}
+
+/// `http://{authority}{path}?{query}`, as reqwest (the `url` crate) would send it: built
+/// directly when `path` and `query` need no normalisation, through `url` otherwise.
+fn upstream_uri(authority: Authority, path: &str, query: &str) -> Result<Uri, String> {
+    let plain = |s: &str| {
+        s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b':'
+                        | b'@'
+                        | b'/'
+                        | b'%'
+                )
+        })
+    };
+    // `.`, `..` and their percent-encoded forms, which `url` resolves.
+    let dot_segment = path.split('/').any(|seg| {
+        [".", "..", "%2e", ".%2e", "%2e.", "%2e%2e"]
+            .iter()
+            .any(|d| seg.eq_ignore_ascii_case(d))
+    });
+    if path.starts_with('/') && plain(path) && plain(query) && !dot_segment {
+        let mut pq = String::with_capacity(path.len() + query.len() + 1);
+        pq.push_str(path);
+        if !query.is_empty() {
+            pq.push('?');
+            pq.push_str(query);
+        }
+        let pq = http::uri::PathAndQuery::try_from(pq).map_err(|e| e.to_string())?;
+        return Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(authority)
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| e.to_string());
+    }
+    let mut url = format!("http://{authority}{path}");
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    let parsed =
+        reqwest::Url::parse(&url).map_err(|e| format!("builder error for url ({url}): {e}"))?;
+    Uri::try_from(parsed.as_str()).map_err(|e| format!("builder error for url ({parsed}): {e}"))
+}
+
+/// Whether `e` or one of its sources is a timeout (as `reqwest::Error::is_timeout`).
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+            || err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// A random (version 4) call id; a per-thread generator seeded from the OS, rather than a
+/// system call per request.
+fn new_call_id() -> String {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<(u64, u64)> = {
+            let seed = uuid::Uuid::new_v4().as_u64_pair();
+            Cell::new(seed)
+        };
+    }
+    fn splitmix(x: u64) -> u64 {
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let (a, b) = STATE.with(|s| {
+        let (x, y) = s.get();
+        let x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        s.set((x, y));
+        (splitmix(x), splitmix(x ^ y))
+    });
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&a.to_le_bytes());
+    bytes[8..].copy_from_slice(&b.to_le_bytes());
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// One place in a function's queue, freed when dropped (served, timed out or cancelled).
@@ -1114,7 +1351,7 @@ fn status_of(f: &FunctionEntry) -> FunctionStatus {
         limits: d.limits.clone(),
         requests: d.requests.clone(),
         read_only_root_filesystem: d.read_only_root_filesystem,
-        invocation_count: f.invocations as f64,
+        invocation_count: f.invocations.load(Ordering::Relaxed) as f64,
         replicas: f.desired,
         available_replicas: available,
         created_at: humantime::format_rfc3339_seconds(f.created_at).to_string(),
@@ -1132,13 +1369,6 @@ fn rss_bytes(pid: u32) -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * page.max(4096) as u64)
-}
-
-fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_slice())
 }
 
 /// `x-custom-header` -> `X_Custom_Header`, as the classic watchdog names `Http_*` variables.
@@ -1173,6 +1403,58 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_millis(200));
         assert_eq!(backoff(4), Duration::from_millis(800));
         assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn upstream_uri_is_what_reqwest_would_send() {
+        let authority = Authority::from_static("127.0.0.1:8081");
+        for (path, query) in [
+            ("/", ""),
+            ("/", "a=1&b=two"),
+            ("/a/b/c", "x=%20y"),
+            ("/a/./b/../c", ""),
+            ("/a/%2E%2e/c", "q"),
+            ("/a b/ü", "x=a b&y='\"#frag"),
+            ("//double", ""),
+            ("/a?b", "c"),
+            ("/%zz/ok-._~!$&()*+,;=:@", "k=v"),
+        ] {
+            let mut url = format!("http://{authority}{path}");
+            if !query.is_empty() {
+                url.push('?');
+                url.push_str(query);
+            }
+            let expected = Uri::try_from(reqwest::Url::parse(&url).unwrap().as_str()).unwrap();
+            assert_eq!(
+                upstream_uri(authority.clone(), path, query).unwrap(),
+                expected,
+                "{path:?} {query:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn call_ids_are_distinct_v4_uuids() {
+        let a = uuid::Uuid::parse_str(&new_call_id()).unwrap();
+        let b = uuid::Uuid::parse_str(&new_call_id()).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.get_version_num(), 4);
+        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_with_all_their_values() {
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("close"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        h.append("te", HeaderValue::from_static("a"));
+        h.append("te", HeaderValue::from_static("b"));
+        h.append("content-type", HeaderValue::from_static("text/plain"));
+        let out = without_hop_by_hop(h);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out.get_all("x-a").iter().count(), 2);
+        assert!(!out.contains_key("te") && !out.contains_key("connection"));
     }
 
     #[test]
