@@ -2,8 +2,8 @@
 //!
 //! Units ([`units`]), ids ([`ids`]), the SLA ([`sla`]), wire messages ([`protocol`]), request
 //! signing ([`auth`]), auction rules ([`auction`]), pricing models ([`pricing`]), the latency
-//! model ([`latency`]), placement strategies ([`strategy`]) and the per-node resource ledger
-//! ([`ledger`]). Nothing here does I/O or reads the clock: time is a parameter
+//! model ([`latency`]), placement strategies ([`strategy`]), the per-node resource ledger
+//! ([`ledger`]) and run-time offloading weights ([`offload`]). Nothing here does I/O or reads the clock: time is a parameter
 //! ([`time::Timestamp`]), so the services and a simulator run the same code.
 
 pub mod auction;
@@ -11,6 +11,7 @@ pub mod auth;
 pub mod ids;
 pub mod latency;
 pub mod ledger;
+pub mod offload;
 pub mod pricing;
 pub mod protocol;
 pub mod sla;
