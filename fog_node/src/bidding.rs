@@ -176,13 +176,15 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
         let now = Timestamp::now();
         let bid_id = BidId::new();
         let expires_at = hold_expiry(now);
-        let held = node
-            .book()
-            .ledger
-            .try_hold(bid_id, check.needs, expires_at, now);
+        // Hold and read the resulting utilisation under one lock.
+        let held = {
+            let mut book = node.book();
+            book.ledger
+                .try_hold(bid_id, check.needs, expires_at, now)
+                .map(|()| book.ledger.utilisation(now))
+        };
         match held {
-            Ok(()) => {
-                let utilisation = node.book().ledger.utilisation(now);
+            Ok(utilisation) => {
                 out.bids.push(Bid {
                     node_id: me,
                     id: bid_id,

@@ -169,9 +169,7 @@ pub async fn probe_loop(node: Arc<Node>) {
 pub async fn lifetime_loop(node: Arc<Node>) {
     loop {
         let ended = node.tick(Timestamp::now());
-        if let Err(e) = crate::provision::remove_deployed(&node, &ended).await {
-            tracing::warn!(error = %e, "ended placements' functions could not be removed");
-        }
+        crate::provision::remove_deployed(&node, &ended).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -236,10 +236,6 @@ impl Node {
         }
     }
 
-    pub fn is_parent(&self, n: &NeighbourState) -> bool {
-        n.info.relation == Relation::Parent
-    }
-
     // ---------------------------------------------------------------------------------------
     // Placements
 
@@ -345,23 +341,15 @@ impl Node {
         Ok(r)
     }
 
-    /// Ends a placement whose deployment failed: frees its resources, keeps the record.
-    pub fn fail(&self, sla_id: SlaId, error: String, now: Timestamp) -> Option<Placement> {
-        let placement = {
-            let mut book = self.book();
-            let p = book.placements.get_mut(&sla_id)?;
-            p.state = PlacementState::Failed;
-            p.error = Some(error);
-            p.closed_at = Some(now);
-            let p = p.clone();
-            book.ledger.release_sla(sla_id);
-            p
-        };
-        self.save();
-        Some(placement)
-    }
-
-    pub fn cancel(&self, sla_id: SlaId, now: Timestamp) -> Result<Placement, ApiError> {
+    /// Closes an active placement as `Failed` (with the reason) or `Cancelled`: frees its
+    /// resources and keeps the record for [`FINISHED_RETENTION`].
+    fn close(
+        &self,
+        sla_id: SlaId,
+        state: PlacementState,
+        error: Option<String>,
+        now: Timestamp,
+    ) -> Result<Placement, ApiError> {
         let placement = {
             let mut book = self.book();
             let p = book
@@ -371,13 +359,29 @@ impl Node {
                 .ok_or_else(|| {
                     ApiError::NotFound(format!("no active placement for SLA {sla_id}"))
                 })?;
-            p.state = PlacementState::Cancelled;
+            p.state = state;
+            p.error = error.or(p.error.take());
             p.closed_at = Some(now);
             let p = p.clone();
             book.ledger.release_sla(sla_id);
             p
         };
         self.save();
+        Ok(placement)
+    }
+
+    /// Ends a placement whose deployment failed: frees its resources, keeps the record.
+    pub fn fail(
+        &self,
+        sla_id: SlaId,
+        error: String,
+        now: Timestamp,
+    ) -> Result<Placement, ApiError> {
+        self.close(sla_id, PlacementState::Failed, Some(error), now)
+    }
+
+    pub fn cancel(&self, sla_id: SlaId, now: Timestamp) -> Result<Placement, ApiError> {
+        let placement = self.close(sla_id, PlacementState::Cancelled, None, now)?;
         tracing::info!(%sla_id, "cancelled placement");
         Ok(placement)
     }
@@ -553,10 +557,5 @@ impl Node {
             placements,
             neighbours,
         }
-    }
-
-    /// The SLA-level resources this node would need (all replicas).
-    pub fn needs(sla: &Sla) -> Resources {
-        Resources::for_sla(sla)
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::config::{Config, FaasBackend};
 use crate::error::ApiError;
-use crate::faas::{FaasError, FunctionDeployment, FunctionResources, OpenFaasClient};
+use crate::faas::{FunctionDeployment, FunctionResources, OpenFaasClient};
 use crate::node::{Node, Placement, PlacementState};
 use model::time::Timestamp;
 use model::{Sla, SlaId};
@@ -225,7 +225,6 @@ pub async fn provision(node: &Arc<Node>, sla_id: SlaId) -> Result<Placement, Api
 fn failed(node: &Node, sla_id: SlaId, error: String) -> Result<Placement, ApiError> {
     tracing::warn!(%sla_id, %error, "provisioning failed; placement rolled back");
     node.fail(sla_id, error, Timestamp::now())
-        .ok_or_else(|| ApiError::NotFound(format!("no placement for SLA {sla_id}")))
 }
 
 async fn remove(client: &OpenFaasClient, service: &str) {
@@ -236,19 +235,18 @@ async fn remove(client: &OpenFaasClient, service: &str) {
 }
 
 /// Removes the deployed functions of placements that ended or were cancelled.
-pub async fn remove_deployed(node: &Node, placements: &[Placement]) -> Result<(), FaasError> {
+pub async fn remove_deployed(node: &Node, placements: &[Placement]) {
     let deployed: Vec<&String> = placements
         .iter()
         .filter_map(|p| p.deployed_as.as_ref())
         .collect();
     if deployed.is_empty() {
-        return Ok(());
+        return;
     }
     let Ok(faas) = node.faas().await else {
-        return Ok(());
+        return;
     };
     for service in deployed {
         remove(&faas.client, service).await;
     }
-    Ok(())
 }

@@ -129,9 +129,6 @@ async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     verify(&node, &req, &body)?;
     let placement = node.cancel(sla_id(&path)?, Timestamp::now())?;
-    if let Err(e) = crate::provision::remove_deployed(&node, std::slice::from_ref(&placement)).await
-    {
-        tracing::warn!(error = %e, "cancelled placement's function could not be removed");
-    }
+    crate::provision::remove_deployed(&node, std::slice::from_ref(&placement)).await;
     Ok(HttpResponse::Ok().json(placement))
 }
