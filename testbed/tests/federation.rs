@@ -54,7 +54,9 @@ impl Backend {
         let name = format!("fm_it_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to FOGMARKET_TEST_POSTGRES_URL: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot connect to FOGMARKET_TEST_POSTGRES_URL={admin:?}: {e}")
+            });
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await

@@ -73,7 +73,7 @@ async fn pg_admin(url: &str) -> sqlx::PgConnection {
     use sqlx::Connection;
     sqlx::PgConnection::connect(url)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to FOGMARKET_TEST_POSTGRES_URL: {e}"))
+        .unwrap_or_else(|e| panic!("cannot connect to FOGMARKET_TEST_POSTGRES_URL={url:?}: {e}"))
 }
 
 /// `postgres://u:p@h:5432/admin?x` -> `postgres://u:p@h:5432/<db>?x`.
