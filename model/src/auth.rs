@@ -93,6 +93,69 @@ pub fn verify(
     Ok(sender.to_string())
 }
 
+/// Header carrying the forwarding signature of a data-plane request between fog nodes.
+pub const FORWARD_HEADER: &str = "x-fogmarket-forward";
+/// Header with the number of fog nodes the request crossed before the receiver (covered by
+/// the forwarding signature).
+pub const HOPS_HEADER: &str = "x-fogmarket-hops";
+/// Header with the kind of forward (`access`: an access node routing to a host; `offload`: a
+/// host shedding load to a peer), covered by the forwarding signature.
+pub const ROUTE_HEADER: &str = "x-fogmarket-route";
+
+/// What a forwarding signature binds besides sender, time and body: the request target
+/// (path and query), the hop count and the route kind. A header captured on one request
+/// cannot be reused with another target, body, hop count or kind.
+fn forward_target(path_and_query: &str, hops: u32, kind: &str) -> String {
+    format!("{path_and_query}\nhops={hops}\nroute={kind}")
+}
+
+/// The `X-Fogmarket-Forward` value for a forwarded invocation: `Fogmarket <sender>:<ms>:<hex>`
+/// over sender, timestamp, method, path and query, hop count, route kind and body.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_forward(
+    key: &[u8],
+    sender: &str,
+    now: Timestamp,
+    method: &str,
+    path_and_query: &str,
+    hops: u32,
+    kind: &str,
+    body: &[u8],
+) -> String {
+    sign(
+        key,
+        sender,
+        now,
+        method,
+        &forward_target(path_and_query, hops, kind),
+        body,
+    )
+}
+
+/// Checks an `X-Fogmarket-Forward` value against the request as received; returns the sender.
+#[allow(clippy::too_many_arguments)]
+pub fn verify_forward(
+    key: &[u8],
+    header: Option<&str>,
+    now: Timestamp,
+    max_skew: Duration,
+    method: &str,
+    path_and_query: &str,
+    hops: u32,
+    kind: &str,
+    body: &[u8],
+) -> Result<String, AuthError> {
+    verify(
+        key,
+        header,
+        now,
+        max_skew,
+        method,
+        &forward_target(path_and_query, hops, kind),
+        body,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +192,53 @@ mod tests {
         let forged = h.replacen("node-a", "node-b", 1);
         assert_eq!(
             v(KEY, &forged, "/api/bid", b"{}"),
+            Err(AuthError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_forward_signature_binds_hops_route_kind_and_query() {
+        let now = Timestamp::from_millis(5_000_000);
+        let h = sign_forward(
+            KEY,
+            "n1",
+            now,
+            "POST",
+            "/function/f?x=1",
+            1,
+            "offload",
+            b"hi",
+        );
+        let v = |pq: &str, hops: u32, kind: &str| {
+            verify_forward(KEY, Some(&h), now, SKEW, "POST", pq, hops, kind, b"hi")
+        };
+        assert_eq!(v("/function/f?x=1", 1, "offload").unwrap(), "n1");
+        assert_eq!(
+            v("/function/f?x=1", 0, "offload"),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            v("/function/f?x=1", 1, "access"),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            v("/function/f?x=2", 1, "offload"),
+            Err(AuthError::BadSignature)
+        );
+        // A plain API signature is not a forwarding signature.
+        let api = sign(KEY, "n1", now, "POST", "/function/f?x=1", b"hi");
+        assert_eq!(
+            verify_forward(
+                KEY,
+                Some(&api),
+                now,
+                SKEW,
+                "POST",
+                "/function/f?x=1",
+                1,
+                "offload",
+                b"hi"
+            ),
             Err(AuthError::BadSignature)
         );
     }

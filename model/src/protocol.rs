@@ -319,3 +319,88 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refusals: Vec<Refusal>,
 }
+
+/// The marketplace's routing table: every federation node and, for every live placement,
+/// the nodes hosting it. Fog nodes long-poll it (`GET /api/routes?after=<version>&waitMs=…`)
+/// and route `/function/{name}` invocations from it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTable {
+    /// Increases on every change of a live placement or of a node's liveness.
+    pub version: u64,
+    pub generated_at: Timestamp,
+    pub nodes: Vec<RouteNode>,
+    pub functions: Vec<FunctionRoute>,
+}
+
+/// A federation node as the data plane needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteNode {
+    pub node_id: NodeId,
+    pub name: String,
+    pub url: String,
+    /// Heartbeating, by the marketplace's view.
+    pub alive: bool,
+}
+
+/// One live placement (one SLA) and where it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionRoute {
+    pub sla_id: SlaId,
+    /// The OpenFaaS service name on every hosting node's gateway (`fogfn-<slaId>`); also the
+    /// name clients use in `/function/{service}`.
+    pub service: String,
+    /// The SLA's `functionLiveName`; `/function/{name}` also resolves by it (the newest live
+    /// placement of that name wins when several share it).
+    pub name: String,
+    pub image: String,
+    /// The node the client named as the data source (devices attach there).
+    pub target_node: NodeId,
+    /// The SLA's latency budget in milliseconds (forward only within it).
+    pub latency_max_ms: f64,
+    /// When the SLA's lifetime ends; nodes stop routing to it then, without waiting for
+    /// the next table.
+    pub expires_at: Timestamp,
+    /// Nodes hosting the function (state `live`).
+    pub hosts: Vec<NodeId>,
+}
+
+/// Per-function load a fog node reports to one peer in a [`LoadReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionLoadReport {
+    /// OpenFaaS service name (`fogfn-<slaId>`).
+    pub service: String,
+    /// User requests per second arriving at the sender (sliding window).
+    pub rate: f64,
+    /// Requests per second the sender sustains for this function, when known.
+    #[serde(default)]
+    pub capacity: Option<f64>,
+    #[serde(default)]
+    pub queue_len: u32,
+    #[serde(default)]
+    pub in_flight: u32,
+    /// Capacity the sender offers (leases to) the receiver for this function.
+    #[serde(default)]
+    pub offer: Option<crate::offload::CapacityOffer>,
+    /// node_margin: the sender's margin shared with the receiver (usage percent).
+    #[serde(default)]
+    pub margin: Option<f64>,
+}
+
+/// Control message between fog nodes: `POST /fog/v1/load`, signed like every federation
+/// call; the answer is the receiver's own report for the sender (push-pull), so one exchange
+/// refreshes both sides and measures the round-trip time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadReport {
+    /// Must equal [`PROTOCOL_VERSION`]'s major; receivers refuse other versions with 400.
+    pub version: u32,
+    pub from: NodeId,
+    /// Increases with every report the sender makes; a receiver ignores older ones.
+    pub seq: u64,
+    pub sent_at: Timestamp,
+    pub functions: Vec<FunctionLoadReport>,
+}
