@@ -103,6 +103,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unauthorized(_) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
             }
+            ServiceError::Forbidden(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
             ServiceError::NodeCallFailed(_) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "node_call_failed", message)
             }

@@ -136,6 +136,29 @@ pub struct PlacementRecord {
     pub error: Option<String>,
 }
 
+/// A `live` placement joined with its SLA (see [`Repository::live_placements`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LivePlacement {
+    pub sla_id: SlaId,
+    /// The hosting node.
+    pub node_id: NodeId,
+    pub ends_at: Timestamp,
+    pub sla: Sla,
+    /// The node the client named as the data source.
+    pub target_node: NodeId,
+}
+
+/// What a heartbeat changed (see [`Repository::record_heartbeat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatOutcome {
+    /// No node has this id.
+    Unknown,
+    /// The node was alive at the same URL.
+    Unchanged,
+    /// The node was dead and is alive again, or its URL changed.
+    Changed,
+}
+
 /// Everything an auction produced, written in one transaction.
 #[derive(Debug, Clone)]
 pub struct AuctionResult {
@@ -437,15 +460,52 @@ impl Repository {
         rows.iter().map(node_from_row).collect()
     }
 
-    /// Records a heartbeat; `false` when the node is unknown.
+    /// Records a heartbeat: the node's reservations, its URL when given, and that it was seen
+    /// `now` (alive). Says whether the node is unknown, or whether its liveness or URL (what
+    /// the route table shows of it) changed.
     pub async fn record_heartbeat(
         &self,
         id: NodeId,
         reserved: Resources,
         url: Option<&str>,
         now: Timestamp,
-    ) -> Result<bool, RepoError> {
-        let done = sqlx::query(
+    ) -> Result<HeartbeatOutcome, RepoError> {
+        // The usual case first: alive already and at the same URL.
+        let same = sqlx::query(
+            "UPDATE nodes SET reserved_cpu_millis = $1, reserved_memory_bytes = $2, \
+             last_seen_ms = $3 WHERE id = $4 AND alive = 1 AND url = COALESCE($5, url)",
+        )
+        .bind(u(reserved.cpu.millis()))
+        .bind(u(reserved.memory.as_u64()))
+        .bind(ms(now))
+        .bind(id.to_string())
+        .bind(url.map(str::to_string))
+        .execute(&self.pool)
+        .await?;
+        if same.rows_affected() > 0 {
+            return Ok(HeartbeatOutcome::Unchanged);
+        }
+        // Dead until now, or at another URL. `last_seen_ms = now` in the same statement, so the
+        // liveness sweep cannot undo the revival unnoticed.
+        let changed = sqlx::query(
+            "UPDATE nodes SET reserved_cpu_millis = $1, reserved_memory_bytes = $2, \
+             url = COALESCE($3, url), last_seen_ms = $4, alive = 1 \
+             WHERE id = $5 AND (alive = 0 OR url <> COALESCE($3, url))",
+        )
+        .bind(u(reserved.cpu.millis()))
+        .bind(u(reserved.memory.as_u64()))
+        .bind(url.map(str::to_string))
+        .bind(ms(now))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if changed.rows_affected() > 0 {
+            return Ok(HeartbeatOutcome::Changed);
+        }
+        // Neither: the node is unknown, or a concurrent request (a heartbeat or a registration
+        // of the same node) changed the row between the two statements and reported that
+        // change itself. Record this heartbeat anyway.
+        let any = sqlx::query(
             "UPDATE nodes SET reserved_cpu_millis = $1, reserved_memory_bytes = $2, \
              url = COALESCE($3, url), last_seen_ms = $4, alive = 1 WHERE id = $5",
         )
@@ -456,7 +516,11 @@ impl Repository {
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(if any.rows_affected() > 0 {
+            HeartbeatOutcome::Unchanged
+        } else {
+            HeartbeatOutcome::Unknown
+        })
     }
 
     /// Marks alive nodes not seen since `cutoff` as dead; returns how many.
@@ -660,6 +724,30 @@ impl Repository {
         rows.iter().map(placement_from_row).collect()
     }
 
+    /// Every `live` placement with its SLA, oldest SLA first, then by SLA id and node id:
+    /// what the route table is built from.
+    pub async fn live_placements(&self) -> Result<Vec<LivePlacement>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT p.sla_id, p.node_id, p.ends_at_ms, s.body, s.target_node \
+             FROM placements p JOIN slas s ON s.id = p.sla_id WHERE p.state = $1 \
+             ORDER BY s.created_at_ms, p.sla_id, p.node_id",
+        )
+        .bind(PlacementState::Live.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LivePlacement {
+                    sla_id: parse_col(row, "placements", "sla_id")?,
+                    node_id: parse_col(row, "placements", "node_id")?,
+                    ends_at: ts(row.try_get("ends_at_ms")?),
+                    sla: json_col(row, "slas", "body")?,
+                    target_node: parse_col(row, "slas", "target_node")?,
+                })
+            })
+            .collect()
+    }
+
     /// Moves one placement to `state`; `false` when there is no such placement.
     pub async fn set_placement_state(
         &self,
@@ -706,7 +794,6 @@ impl Repository {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Marks active placements whose lifetime ended by `now` as finished; returns how many.
     /// Deletes SLAs that are over (no active placement, nothing updated since `cutoff`, created
     /// before `cutoff`) with their auctions, bids and placements, in one transaction. Returns
     /// how many SLAs were deleted.
@@ -740,6 +827,7 @@ impl Repository {
         Ok(deleted)
     }
 
+    /// Marks active placements whose lifetime ended by `now` as finished; returns how many.
     pub async fn finish_due_placements(&self, now: Timestamp) -> Result<u64, RepoError> {
         let done = sqlx::query(
             "UPDATE placements SET state = $1, updated_at_ms = $2 \

@@ -5,7 +5,7 @@
 //! JSON 400 naming the problem, never as a panic or a 5xx.
 
 use crate::error::ApiError;
-use crate::service::{Marketplace, PlaceRequest, ServiceError};
+use crate::service::{Marketplace, PlaceRequest, ROUTES_PATH, ServiceError};
 use actix_web::http::StatusCode;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -28,7 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/fog", web::get().to(fog))
         .route("/api/auctions/{id}", web::get().to(get_auction))
         .route("/api/register", web::post().to(register))
-        .route("/api/heartbeat/{node_id}", web::post().to(heartbeat));
+        .route("/api/heartbeat/{node_id}", web::post().to(heartbeat))
+        .route(ROUTES_PATH, web::get().to(routes));
 }
 
 /// JSON 404 for unknown paths.
@@ -99,6 +100,34 @@ fn truthy(field: &str, v: &str) -> Result<bool, ApiError> {
             "must be true or false",
         )),
     }
+}
+
+/// The value of query parameter `name` as a `u64`; `None` when absent. A value that is not a
+/// whole number, or a parameter given twice, is a 400 naming it.
+fn query_u64(query: &str, name: &str, what: &str) -> Result<Option<u64>, ApiError> {
+    let mut found = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != name {
+            continue;
+        }
+        if found.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                name,
+                "given more than once",
+            ));
+        }
+        let n = v.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_request",
+                name,
+                format!("must be {what}, got `{v}`"),
+            )
+        })?;
+        found = Some(n);
+    }
+    Ok(found)
 }
 
 async fn health() -> HttpResponse {
@@ -244,4 +273,34 @@ async fn heartbeat(
         )
         .await?;
     Ok(HttpResponse::Ok().json(resp))
+}
+
+/// `GET /api/routes?after=<version>&waitMs=<ms>`: the route table, long-polled by fog nodes.
+async fn routes(
+    req: HttpRequest,
+    payload: web::Payload,
+    market: web::Data<Marketplace>,
+) -> Result<HttpResponse, ApiError> {
+    let after = query_u64(
+        req.query_string(),
+        "after",
+        "a route table version (a whole number)",
+    )?;
+    let wait_ms = query_u64(
+        req.query_string(),
+        "waitMs",
+        "a whole number of milliseconds",
+    )?;
+    let body = read_body(&req, payload, limit(&req)).await?;
+    let table = market
+        .routes(
+            authorization(&req),
+            req.path(),
+            &body,
+            after,
+            wait_ms,
+            Timestamp::now(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(&*table))
 }

@@ -4,24 +4,33 @@
 //! Handlers call these functions with already-extracted input and the current time; the
 //! functions call `model` for the pure logic, [`Repository`] for state and [`NodeClient`] for
 //! the fog nodes.
+//!
+//! The route table (`GET /api/routes`) is versioned here: every change that alters it (a
+//! placement goes live, is cancelled, fails or finishes; a node registers, dies or comes back)
+//! bumps a counter after the change is committed, and long-polls wait on that counter, holding
+//! neither a database connection nor a thread. The table is built from the database once per
+//! version and shared by every poll.
 
 use crate::node_client::{NodeCallError, NodeClient};
 use crate::release_batch::ReleaseBatcher;
 use crate::repository::{
-    AuctionRecord, AuctionResult, BidRecord, NodeRecord, PlacementRecord, PlacementState,
-    RepoError, Repository, outcome,
+    AuctionRecord, AuctionResult, BidRecord, HeartbeatOutcome, NodeRecord, PlacementRecord,
+    PlacementState, RepoError, Repository, outcome,
 };
 use model::auction::{AuctionRule, Award, run_auction};
 use model::latency::PathLatency;
 use model::protocol::{
-    AcceptRequest, AcceptResponse, Bid, BidRequest, HeartbeatRequest, HeartbeatResponse, Neighbour,
-    PROTOCOL_VERSION, Refusal, RefusalReason, RegisterRequest, RegisterResponse, Relation,
-    Resources,
+    AcceptRequest, AcceptResponse, Bid, BidRequest, FunctionRoute, HeartbeatRequest,
+    HeartbeatResponse, Neighbour, PROTOCOL_VERSION, Refusal, RefusalReason, RegisterRequest,
+    RegisterResponse, Relation, Resources, RouteNode, RouteTable,
 };
 use model::{AuctionId, BidId, FieldError, NodeId, Price, Sla, SlaId, Timestamp, auth};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Signatures older (or newer) than this are refused.
 pub const MAX_SIGNATURE_SKEW: Duration = Duration::from_secs(30);
@@ -32,6 +41,10 @@ const SIDE_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// A node deploys the function and waits for it to be ready (its own deadline, 30 s by
 /// default) before it answers a provisioning call.
 const PROVISION_TIMEOUT: Duration = Duration::from_secs(65);
+/// Longest a route long-poll may wait (`waitMs`).
+pub const MAX_ROUTE_WAIT_MS: u64 = 30_000;
+/// The path fog nodes sign their route polls with (`GET`, no query, empty body).
+pub const ROUTES_PATH: &str = "/api/routes";
 const MAX_NAME_LEN: usize = 128;
 const MAX_URL_LEN: usize = 2048;
 const MAX_TAGS: usize = 64;
@@ -62,6 +75,9 @@ pub enum ServiceError {
     Conflict(String),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// Validly signed, but not by someone allowed to ask (403 `forbidden`).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("{0}")]
     NodeCallFailed(String),
     #[error(transparent)]
@@ -92,9 +108,14 @@ pub struct WinnerView {
     pub port: u16,
     pub state: PlacementState,
     pub ends_at: Timestamp,
-    /// Where the function is invoked, once live.
+    /// Where clients invoke the function while this placement is live: the target (access)
+    /// node's data plane, `<targetNodeUrl>/function/fogfn-<slaId>`; the federation routes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invoke_url: Option<String>,
+    /// This node's own gateway URL for the function, as it reported at provisioning (the
+    /// direct path, bypassing the federation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_url: Option<String>,
     /// Why provisioning failed on this node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -120,6 +141,10 @@ pub struct FunctionView {
     pub auction_id: Option<AuctionId>,
     /// Overall state: the least advanced active placement, else failed/finished/cancelled.
     pub state: String,
+    /// Where clients invoke the function while a placement is live: the target (access)
+    /// node's data plane, `<targetNodeUrl>/function/fogfn-<slaId>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoke_url: Option<String>,
     pub created_at: Timestamp,
     /// Node calls that failed while provisioning or cancelling (best effort).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -210,6 +235,62 @@ pub struct Marketplace {
     auction_timeout: Duration,
     call_margin: Duration,
     heartbeat_interval: Duration,
+    routes: Arc<RouteBook>,
+}
+
+/// Version, cache and stop signal of the route table, shared by every clone of the service.
+struct RouteBook {
+    /// Bumped after every committed change that alters the table.
+    version: watch::Sender<u64>,
+    /// `true` once the marketplace stops: waiting polls answer at once.
+    stopping: watch::Sender<bool>,
+    /// The table of the latest version built; the lock is held while building, so concurrent
+    /// polls after one change wait for one build instead of each reading the database.
+    cache: tokio::sync::Mutex<Option<Arc<RouteTable>>>,
+    builds: AtomicU64,
+    waiting: AtomicUsize,
+}
+
+/// Counters of the route table, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteStats {
+    /// The current version.
+    pub version: u64,
+    /// Tables built from the database since start.
+    pub builds: u64,
+    /// Long-polls waiting for a change right now.
+    pub waiting: usize,
+}
+
+/// Counts a waiting long-poll for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The OpenFaaS service name of an SLA's deployment on every hosting node (the fog node names
+/// it so: `fogfn-<slaId>`); also the name clients use in `/function/{name}`.
+pub fn service_name(sla: SlaId) -> String {
+    format!("fogfn-{sla}")
+}
+
+/// The data-plane URL of a function on a node: `<nodeUrl>/function/fogfn-<slaId>`.
+pub fn data_plane_url(node_url: &str, sla: SlaId) -> String {
+    format!(
+        "{}/function/{}",
+        node_url.trim_end_matches('/'),
+        service_name(sla)
+    )
 }
 
 /// Configuration of [`Marketplace::new`].
@@ -346,6 +427,15 @@ impl Marketplace {
             auction_timeout: config.auction_timeout,
             call_margin: config.call_margin,
             heartbeat_interval: config.heartbeat_interval,
+            routes: Arc::new(RouteBook {
+                // Wall-clock milliseconds: greater than any version a node may hold from an
+                // earlier run of the marketplace (see `bump_routes`).
+                version: watch::Sender::new(Timestamp::now().as_millis()),
+                stopping: watch::Sender::new(false),
+                cache: tokio::sync::Mutex::new(None),
+                builds: AtomicU64::new(0),
+                waiting: AtomicUsize::new(0),
+            }),
         }
     }
 
@@ -455,6 +545,7 @@ impl Marketplace {
             RepoError::Conflict(m) => ServiceError::Conflict(m),
             e => e.into(),
         })?;
+        self.bump_routes();
         tracing::info!(node_id = %id, name = %req.name, url = %req.url, "node registered");
         Ok(RegisterResponse {
             node_id: id,
@@ -500,15 +591,22 @@ impl Marketplace {
         if let Some(url) = &req.url {
             check_url("url", url)?;
         }
-        if !self
+        match self
             .repo
             .record_heartbeat(id, req.reserved, req.url.as_deref(), now)
             .await?
         {
-            return Err(ServiceError::NotFound {
-                what: "node",
-                id: id.to_string(),
-            });
+            HeartbeatOutcome::Unknown => {
+                return Err(ServiceError::NotFound {
+                    what: "node",
+                    id: id.to_string(),
+                });
+            }
+            HeartbeatOutcome::Changed => {
+                tracing::info!("node is alive again or moved");
+                self.bump_routes();
+            }
+            HeartbeatOutcome::Unchanged => {}
         }
         let all = self.repo.list_nodes().await?;
         let me = all.iter().find(|n| n.id == id);
@@ -560,6 +658,7 @@ impl Marketplace {
         let cutoff = Timestamp::from_millis(now.as_millis().saturating_sub(silence_ms));
         let n = self.repo.mark_nodes_dead_since(cutoff).await?;
         if n > 0 {
+            self.bump_routes();
             tracing::warn!(
                 count = n,
                 "nodes missed {MISSED_HEARTBEATS} heartbeats: marked dead"
@@ -573,6 +672,7 @@ impl Marketplace {
     pub async fn finish_due_placements(&self, now: Timestamp) -> Result<u64, ServiceError> {
         let n = self.repo.finish_due_placements(now).await?;
         if n > 0 {
+            self.bump_routes();
             tracing::info!(count = n, "placements reached the end of their lifetime");
         }
         Ok(n)
@@ -594,6 +694,163 @@ impl Marketplace {
             tracing::info!(count = n, "deleted SLAs older than the history retention");
         }
         Ok(n)
+    }
+
+    // -- route table --------------------------------------------------------------------------
+
+    /// Records that the route table changed. Call after the change is committed: a table built
+    /// from the database labels itself with the version read before its queries.
+    ///
+    /// The version is a hybrid clock, `max(previous + 1, now in unix ms)`: it increases on every
+    /// bump and stays close to the wall clock, so a restarted marketplace (starting at `now`)
+    /// is ahead of any version a node kept from the previous run.
+    fn bump_routes(&self) {
+        let now = Timestamp::now().as_millis();
+        self.routes
+            .version
+            .send_modify(|v| *v = v.saturating_add(1).max(now));
+    }
+
+    /// Version, builds and waiting polls of the route table.
+    pub fn route_stats(&self) -> RouteStats {
+        RouteStats {
+            version: *self.routes.version.borrow(),
+            builds: self.routes.builds.load(Ordering::Relaxed),
+            waiting: self.routes.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Ends every waiting route long-poll now (each answers the current table) and makes later
+    /// polls answer without waiting. Called when the marketplace stops.
+    pub fn stop_route_polls(&self) {
+        self.routes.stopping.send_replace(true);
+    }
+
+    /// The route table of the current version, from the cache or built once from the database.
+    pub async fn route_table(&self) -> Result<Arc<RouteTable>, ServiceError> {
+        let mut cache = self.routes.cache.lock().await;
+        // Read under the lock and before the queries: the table holds at least every change
+        // committed before this version was published.
+        let version = *self.routes.version.borrow();
+        if let Some(table) = cache.as_ref()
+            && table.version == version
+        {
+            return Ok(table.clone());
+        }
+        let table = Arc::new(self.build_route_table(version).await?);
+        self.routes.builds.fetch_add(1, Ordering::Relaxed);
+        *cache = Some(table.clone());
+        Ok(table)
+    }
+
+    async fn build_route_table(&self, version: u64) -> Result<RouteTable, ServiceError> {
+        let generated_at = Timestamp::now();
+        let nodes = self
+            .repo
+            .list_nodes()
+            .await?
+            .into_iter()
+            .map(|n| RouteNode {
+                node_id: n.id,
+                name: n.name,
+                url: n.url,
+                alive: n.alive,
+            })
+            .collect();
+        let mut functions: Vec<FunctionRoute> = Vec::new();
+        let mut index: HashMap<SlaId, usize> = HashMap::new();
+        for p in self.repo.live_placements().await? {
+            if let Some(&i) = index.get(&p.sla_id) {
+                let f = &mut functions[i];
+                f.hosts.push(p.node_id);
+                f.expires_at = f.expires_at.min(p.ends_at);
+                continue;
+            }
+            index.insert(p.sla_id, functions.len());
+            functions.push(FunctionRoute {
+                sla_id: p.sla_id,
+                service: service_name(p.sla_id),
+                name: p.sla.function_live_name,
+                image: p.sla.function_image,
+                target_node: p.target_node,
+                latency_max_ms: p.sla.latency_max.as_millis_f64(),
+                expires_at: p.ends_at,
+                hosts: vec![p.node_id],
+            });
+        }
+        Ok(RouteTable {
+            version,
+            generated_at,
+            nodes,
+            functions,
+        })
+    }
+
+    /// `GET /api/routes?after=&waitMs=`: signed with the federation key by a registered node.
+    /// Answers the current table at once when its version is greater than `after` (or `after`
+    /// is absent); otherwise waits up to `wait_ms` (at most [`MAX_ROUTE_WAIT_MS`]) for a newer
+    /// version, then answers the current table. While waiting it holds no database connection.
+    #[tracing::instrument(skip_all)]
+    pub async fn routes(
+        &self,
+        authorization: Option<&str>,
+        path: &str,
+        body: &[u8],
+        after: Option<u64>,
+        wait_ms: Option<u64>,
+        now: Timestamp,
+    ) -> Result<Arc<RouteTable>, ServiceError> {
+        let sender = auth::verify(
+            self.federation_key.as_bytes(),
+            authorization,
+            now,
+            MAX_SIGNATURE_SKEW,
+            "GET",
+            path,
+            body,
+        )
+        .map_err(unauthorized)?;
+        let wait_ms = wait_ms.unwrap_or(0);
+        if wait_ms > MAX_ROUTE_WAIT_MS {
+            return Err(ServiceError::InvalidRequest(FieldError::new(
+                "waitMs",
+                format!("must be at most {MAX_ROUTE_WAIT_MS} (milliseconds), got {wait_ms}"),
+            )));
+        }
+        // Subscribe before reading the table: a change after this point wakes the wait below.
+        let mut versions = self.routes.version.subscribe();
+        let mut stopping = self.routes.stopping.subscribe();
+        let table = self.route_table().await?;
+        let registered = sender
+            .parse::<NodeId>()
+            .is_ok_and(|id| table.nodes.iter().any(|n| n.node_id == id));
+        if !registered {
+            return Err(ServiceError::Forbidden(format!(
+                "signed by `{sender}`, which is not a registered node"
+            )));
+        }
+        let Some(after) = after else {
+            return Ok(table);
+        };
+        if table.version > after || wait_ms == 0 {
+            return Ok(table);
+        }
+        {
+            let _waiting = Waiting::new(&self.routes.waiting);
+            let deadline = tokio::time::sleep(Duration::from_millis(wait_ms));
+            tokio::pin!(deadline);
+            loop {
+                if *versions.borrow_and_update() > after || *stopping.borrow_and_update() {
+                    break;
+                }
+                tokio::select! {
+                    () = &mut deadline => break,
+                    changed = versions.changed() => if changed.is_err() { break },
+                    changed = stopping.changed() => if changed.is_err() { break },
+                }
+            }
+        }
+        self.route_table().await
     }
 
     // -- auctions -----------------------------------------------------------------------------
@@ -934,6 +1191,7 @@ impl Marketplace {
         });
         let results = futures::future::join_all(calls).await;
         let mut errors = Vec::new();
+        let mut changed = false;
         for ((p, n), r) in targets.iter().zip(results) {
             let (state, invoke_url, error) = match r {
                 Ok(answer) => provisioned(&answer),
@@ -948,7 +1206,8 @@ impl Marketplace {
             if let Some(e) = &error {
                 errors.push(format!("node `{}`: {e}", n.name));
             }
-            self.repo
+            let updated = self
+                .repo
                 .set_placement_provisioned(
                     sla,
                     p.node_id,
@@ -957,7 +1216,20 @@ impl Marketplace {
                     error.as_deref(),
                     now,
                 )
-                .await?;
+                .await;
+            match updated {
+                Ok(u) => changed |= u,
+                Err(e) => {
+                    // Earlier placements of this SLA may have changed: tell the route pollers.
+                    if changed {
+                        self.bump_routes();
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        if changed {
+            self.bump_routes();
         }
         Ok(errors)
     }
@@ -1015,14 +1287,28 @@ impl Marketplace {
         });
         let results = futures::future::join_all(calls).await;
         let mut errors = Vec::new();
+        let mut changed = false;
         for ((p, _), r) in targets.iter().zip(results) {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "cancel call failed; the node frees at end of lifetime");
                 errors.push(e);
             }
-            self.repo
+            let updated = self
+                .repo
                 .set_placement_state(sla, p.node_id, PlacementState::Cancelled, now)
-                .await?;
+                .await;
+            match updated {
+                Ok(u) => changed |= u,
+                Err(e) => {
+                    if changed {
+                        self.bump_routes();
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        if changed {
+            self.bump_routes();
         }
         let mut view = self.function(sla).await?;
         view.errors = errors;
@@ -1045,6 +1331,11 @@ impl Marketplace {
             None => Vec::new(),
         };
         let placements = self.repo.placements_for_sla(sla).await?;
+        let access_url = self
+            .repo
+            .node_by_id(record.target_node)
+            .await?
+            .map(|n| data_plane_url(&n.url, sla));
         let mut winners = Vec::new();
         for p in &placements {
             let node = self.repo.node_by_id(p.node_id).await?;
@@ -1076,13 +1367,18 @@ impl Marketplace {
                 port,
                 state: p.state,
                 ends_at: p.ends_at,
-                invoke_url: p.invoke_url.clone(),
+                invoke_url: access_url
+                    .clone()
+                    .filter(|_| p.state == PlacementState::Live),
+                gateway_url: p.invoke_url.clone(),
                 error: p.error.clone(),
             });
         }
         winners.sort_by(|a, b| a.bid.bid.cmp(&b.bid.bid).then(a.node_id.cmp(&b.node_id)));
+        let live = placements.iter().any(|p| p.state == PlacementState::Live);
         Ok(FunctionView {
             state: overall_state(&placements),
+            invoke_url: access_url.filter(|_| live),
             sla: record.sla,
             target_node: record.target_node,
             chosen: winners.first().cloned(),

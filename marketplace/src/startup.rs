@@ -1,5 +1,8 @@
 //! Building and running the marketplace: bind, connect the database, load state, serve, and
 //! drive the periodic steps (placement expiry, node liveness) until shutdown.
+//!
+//! Stopping (SIGINT, SIGTERM or [`StopHandle::stop`]) first ends the route long-polls, which
+//! answer at once, then stops the HTTP server gracefully.
 
 use crate::repository::Repository;
 use crate::routes::{self, BodyLimit};
@@ -91,6 +94,8 @@ impl Application {
         .listen(listener)
         .context("listening")?
         .shutdown_timeout(5)
+        // Signals are handled in `run_until_stopped`, which ends the long-polls first.
+        .disable_signals()
         .run();
         tracing::info!(%addr, rule = %settings.auction_rule, "marketplace bound");
         Ok(Application {
@@ -114,13 +119,16 @@ impl Application {
         self.market.clone()
     }
 
-    /// Stops the server (and with it `run_until_stopped`) gracefully.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    /// Stops the marketplace (and with it `run_until_stopped`).
+    pub fn handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            market: self.market.clone(),
+        }
     }
 
-    /// Serves until the server stops (SIGINT/SIGTERM, or [`ServerHandle::stop`]), running the
-    /// expiry and liveness loops alongside.
+    /// Serves until stopped (SIGINT/SIGTERM, or [`StopHandle::stop`]), running the expiry and
+    /// liveness loops alongside.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let expiry = tokio::spawn(expiry_loop(
             self.market.clone(),
@@ -131,11 +139,68 @@ impl Application {
             self.market.clone(),
             self.settings.heartbeat_interval,
         ));
-        let result = self.server.await;
+        let handle = self.handle();
+        let mut server = self.server;
+        let result = tokio::select! {
+            r = &mut server => r,
+            () = stop_signal() => {
+                tracing::info!("stop signal received; stopping");
+                // The server future must keep running to carry out the stop.
+                let ((), r) = tokio::join!(handle.stop(true), &mut server);
+                r
+            }
+        };
+        self.market.stop_route_polls();
         expiry.abort();
         liveness.abort();
         self.market.repository().close().await;
         result.context("HTTP server failed")
+    }
+}
+
+/// Stops a running marketplace: ends the route long-polls at once (each answers the current
+/// table), then stops the HTTP server, gracefully (in-flight requests finish, at most 5 s) or
+/// not. Resolves once the server has stopped.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: ServerHandle,
+    market: Marketplace,
+}
+
+impl StopHandle {
+    pub async fn stop(&self, graceful: bool) {
+        self.market.stop_route_polls();
+        self.server.stop(graceful).await;
+    }
+}
+
+/// Resolves on SIGINT or (Unix) SIGTERM. A signal that cannot be listened to is logged and
+/// never fires.
+async fn stop_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
     }
 }
 

@@ -345,7 +345,7 @@ async fn provisioning_in_one_call_or_in_two_steps() {
         )
         .await;
     assert_eq!(status, 200, "{resp}");
-    assert_eq!(resp["state"], "provisioning");
+    assert_eq!(resp["state"], "live");
     let one = sla_id(&resp);
     assert!(t.calls().contains(&format!("POST /api/provision/{one}")));
 
@@ -357,7 +357,7 @@ async fn provisioning_in_one_call_or_in_two_steps() {
     let two = sla_id(&resp);
     let (status, resp) = app.post(&format!("/api/function/{two}")).await;
     assert_eq!(status, 200, "{resp}");
-    assert_eq!(resp["state"], "provisioning");
+    assert_eq!(resp["state"], "live");
     assert!(t.calls().contains(&format!("POST /api/provision/{two}")));
 
     // A cancelled function cannot be provisioned.

@@ -6,7 +6,8 @@ mod common;
 
 use common::TestDb;
 use marketplace::repository::{
-    AuctionResult, BidRecord, NodeRecord, PlacementRecord, PlacementState, Repository, outcome,
+    AuctionResult, BidRecord, HeartbeatOutcome, LivePlacement, NodeRecord, PlacementRecord,
+    PlacementState, Repository, outcome,
 };
 use model::auction::AuctionRule;
 use model::latency::PathLatency;
@@ -87,7 +88,7 @@ async fn heartbeats_and_liveness_update_nodes(db: &TestDb) {
     let n = node("n", None, Timestamp::from_millis(1_000));
     repo.upsert_node(&n).await.unwrap();
     let reserved = Resources::new(Cpu::from_millis(500), Bytes::from_mib(256));
-    assert!(
+    assert_eq!(
         repo.record_heartbeat(
             n.id,
             reserved,
@@ -95,19 +96,34 @@ async fn heartbeats_and_liveness_update_nodes(db: &TestDb) {
             Timestamp::from_millis(5_000)
         )
         .await
-        .unwrap()
+        .unwrap(),
+        HeartbeatOutcome::Changed,
+        "a new URL is a change"
     );
-    assert!(
-        !repo
-            .record_heartbeat(NodeId::new(), reserved, None, Timestamp::from_millis(5_000))
+    assert_eq!(
+        repo.record_heartbeat(NodeId::new(), reserved, None, Timestamp::from_millis(5_000))
             .await
             .unwrap(),
+        HeartbeatOutcome::Unknown,
         "unknown nodes are reported"
     );
     let got = repo.node_by_id(n.id).await.unwrap().unwrap();
     assert_eq!(got.reserved, reserved);
     assert_eq!(got.url, "http://127.0.0.1:1");
     assert_eq!(got.last_seen, Timestamp::from_millis(5_000));
+
+    // Alive at the same URL (given again, or not given): only load and time change.
+    let more = Resources::new(Cpu::from_millis(700), Bytes::from_mib(256));
+    for url in [Some("http://127.0.0.1:1"), None] {
+        assert_eq!(
+            repo.record_heartbeat(n.id, more, url, Timestamp::from_millis(5_000))
+                .await
+                .unwrap(),
+            HeartbeatOutcome::Unchanged,
+            "url {url:?}"
+        );
+    }
+    assert_eq!(repo.node_by_id(n.id).await.unwrap().unwrap().reserved, more);
 
     assert_eq!(
         repo.mark_nodes_dead_since(Timestamp::from_millis(5_000))
@@ -122,6 +138,17 @@ async fn heartbeats_and_liveness_update_nodes(db: &TestDb) {
         1
     );
     assert!(!repo.node_by_id(n.id).await.unwrap().unwrap().alive);
+
+    // A heartbeat from a dead node revives it, and says so.
+    assert_eq!(
+        repo.record_heartbeat(n.id, reserved, None, Timestamp::from_millis(6_000))
+            .await
+            .unwrap(),
+        HeartbeatOutcome::Changed
+    );
+    let got = repo.node_by_id(n.id).await.unwrap().unwrap();
+    assert!(got.alive);
+    assert_eq!(got.last_seen, Timestamp::from_millis(6_000));
 }
 
 async fn an_auction_with_bids_and_placements_reads_back(db: &TestDb) {
@@ -482,6 +509,73 @@ async fn provisioning_outcomes_are_recorded_with_url_or_error(db: &TestDb) {
     );
 }
 
+async fn live_placements_are_listed_with_their_sla(db: &TestDb) {
+    let repo = open(db).await;
+    let a = node("a", None, Timestamp::from_millis(1_000));
+    let b = node("b", Some("a"), Timestamp::from_millis(1_000));
+    repo.upsert_node(&a).await.unwrap();
+    repo.upsert_node(&b).await.unwrap();
+    let (live, _) = closed_sla(&repo, &a, Some(PlacementState::Reserved), 50_000).await;
+    let (_reserved, _) = closed_sla(&repo, &a, Some(PlacementState::Reserved), 50_000).await;
+    let (_none, _) = closed_sla(&repo, &a, None, 50_000).await;
+    // A second host of the live SLA, live too.
+    let auction = repo.auction_for_sla(live).await.unwrap().unwrap().id;
+    repo.insert_placement(&PlacementRecord {
+        sla_id: live,
+        node_id: b.id,
+        bid_id: BidId::new(),
+        auction_id: auction,
+        price: Price::new(1.0).unwrap(),
+        state: PlacementState::Live,
+        created_at: Timestamp::from_millis(1_000),
+        ends_at: Timestamp::from_millis(50_000),
+        updated_at: Timestamp::from_millis(1_000),
+        invoke_url: None,
+        error: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        repo.live_placements().await.unwrap().len(),
+        1,
+        "only b so far"
+    );
+    repo.set_placement_state(
+        live,
+        a.id,
+        PlacementState::Live,
+        Timestamp::from_millis(2_000),
+    )
+    .await
+    .unwrap();
+
+    let got = repo.live_placements().await.unwrap();
+    let sla = repo.sla(live).await.unwrap().unwrap().sla;
+    let mut want: Vec<LivePlacement> = [a.id, b.id]
+        .into_iter()
+        .map(|node_id| LivePlacement {
+            sla_id: live,
+            node_id,
+            ends_at: Timestamp::from_millis(50_000),
+            sla: sla.clone(),
+            target_node: a.id,
+        })
+        .collect();
+    want.sort_by_key(|p| p.node_id.to_string());
+    assert_eq!(
+        got, want,
+        "both hosts of the live SLA, by node id; nothing else"
+    );
+
+    assert_eq!(
+        repo.finish_due_placements(Timestamp::from_millis(50_000))
+            .await
+            .unwrap(),
+        3
+    );
+    assert!(repo.live_placements().await.unwrap().is_empty());
+}
+
 macro_rules! repository_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -513,4 +607,5 @@ repository_suite!(
     state_survives_closing_and_reopening,
     history_older_than_the_retention_is_purged_but_active_placements_stay,
     provisioning_outcomes_are_recorded_with_url_or_error,
+    live_placements_are_listed_with_their_sla,
 );

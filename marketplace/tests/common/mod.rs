@@ -131,7 +131,7 @@ pub struct TestApp {
     pub port: u16,
     pub market: Marketplace,
     pub http: reqwest::Client,
-    pub handle: actix_web::dev::ServerHandle,
+    pub handle: marketplace::startup::StopHandle,
     pub db: TestDb,
     pub settings: Settings,
 }
@@ -242,6 +242,21 @@ impl TestApp {
         let r = self
             .http
             .delete(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("marketplace answers");
+        read(r).await
+    }
+
+    /// Signed `GET` to the marketplace: the signature covers the path without the query and an
+    /// empty body, as fog nodes sign their route polls.
+    pub async fn get_signed(&self, path_and_query: &str, key: &[u8], sender: &str) -> (u16, Value) {
+        let path = path_and_query.split('?').next().unwrap_or_default();
+        let header = auth::sign(key, sender, Timestamp::now(), "GET", path, b"");
+        let r = self
+            .http
+            .get(format!("{}{path_and_query}", self.address))
+            .header("authorization", header)
             .send()
             .await
             .expect("marketplace answers");
@@ -466,6 +481,10 @@ impl FakeNode {
     pub fn bad_signatures(&self) -> usize {
         self.state.lock().expect("lock").bad_signatures
     }
+    /// The federation key this node got at registration.
+    pub fn key(&self) -> Vec<u8> {
+        self.state.lock().expect("lock").key.clone()
+    }
 }
 
 /// Verifies the signature like a node: federation key, 30 s window, exact path and body.
@@ -664,11 +683,21 @@ async fn fake_provision(
         .ok()
         .filter(|id| s.placements.contains_key(id))
     {
-        Some(id) => HttpResponse::Ok().json(json!({"slaId": id, "state": "provisioned"})),
+        // Like a real node: live, with its own gateway's URL for the function.
+        Some(id) => HttpResponse::Ok().json(json!({
+            "slaId": id,
+            "state": "live",
+            "invokeUrl": fake_gateway_url(&ctx.url, id),
+        })),
         None => {
             HttpResponse::NotFound().json(json!({"error": "not_found", "message": "no placement"}))
         }
     }
+}
+
+/// The gateway URL a fake node reports for a live function (distinct from its data plane).
+pub fn fake_gateway_url(node_url: &str, sla: SlaId) -> String {
+    format!("{node_url}/gateway/function/fogfn-{sla}")
 }
 
 async fn fake_cancel(
