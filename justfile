@@ -21,12 +21,22 @@ test:
         cargo test --workspace --no-fail-fast; \
     fi
 
-# Run a benchmark on release builds (`auction`, `faas`); results in bench/results/. Extra flags go to the benchmark
+# Run a benchmark on release builds (`auction`, `faas`, `proxy`, `offload`); results in bench/results/. Extra flags go to the benchmark
 bench name *flags:
     case "{{name}}" in \
-        auction|faas) ;; \
-        *) echo "unknown benchmark '{{name}}' (known: auction, faas)" >&2; exit 2 ;; \
+        auction|faas|proxy|offload) ;; \
+        *) echo "unknown benchmark '{{name}}' (known: auction, faas, proxy, offload)" >&2; exit 2 ;; \
     esac
+    if [ "{{name}}" = proxy ]; then \
+        missing=""; \
+        for tool in wrk haproxy; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done; \
+        if [ -n "$missing" ]; then \
+            echo "installing$missing with apt-get (the proxy benchmark needs them)" >&2; \
+            sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; \
+            $sudo apt-get update; \
+            $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $missing; \
+        fi; \
+    fi
     cargo build --release --workspace --bins
     cargo run --release -p testbed -- bench {{name}} {{flags}}
 
@@ -45,3 +55,7 @@ pg-start:
     echo "PostgreSQL is up: $url"; \
     echo "  export FOGMARKET_TEST_POSTGRES_URL=$url    # PostgreSQL variants of the tests"; \
     echo "  just run   # with DATABASE_URL=$url to run the marketplace on it"
+
+# With the local federation running (`just run` in another terminal), run the default IoT scenario (about a minute) and print where the report is. Extra flags go to `iot-emulation run`
+demo scenario="iot_emulation/scenarios/demo.toml" *flags:
+    cargo run --release -p iot_emulation --bin iot-emulation -- run --scenario "{{scenario}}" {{flags}}

@@ -1,0 +1,174 @@
+//! `iot-emulation` binary: `run` a scenario, `serve` GIRAFF's cron API, or re-render a `report`.
+
+use clap::{Parser, Subcommand};
+use iot_emulation::cron::{CronServer, CronSettings};
+use iot_emulation::dispatch::DispatchOptions;
+use iot_emulation::run::{RunOptions, render_report, run, write_cron_records};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Fogmarket IoT emulator: places functions through the marketplace and sends open-loop
+/// requests to the access nodes, then reports SLA, latency, spending and earnings.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    model::units::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scenario file against a marketplace.
+    Run {
+        /// The scenario (TOML; see iot_emulation/README.md).
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Marketplace URL (overrides the scenario's `marketplace_url`).
+        #[arg(long)]
+        marketplace: Option<String>,
+        /// Output directory (default target/iot-emulation/<name>-<unix seconds>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// How long to send requests, e.g. "30 s" (overrides the scenario).
+        #[arg(long, value_parser = duration)]
+        duration: Option<Duration>,
+        /// Random seed (overrides the scenario).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Serve GIRAFF's `PUT /api/cron` (and `GET /api/records`).
+    Serve {
+        /// Address to listen on (port 0 picks one; the bound one is printed on stdout).
+        #[arg(long, default_value = "127.0.0.1:3003")]
+        listen: SocketAddr,
+        /// Where to write the records, report and plots when stopped (Ctrl-C).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Requests waiting for an answer at once, over all jobs of one kind.
+        #[arg(long, default_value_t = 1024)]
+        max_in_flight: usize,
+        #[arg(long, value_parser = duration, default_value = "30 s")]
+        request_timeout: Duration,
+    },
+    /// Re-render report.json, report.md and the plots from a records CSV (and the
+    /// placements.json beside it, if any).
+    Report {
+        #[arg(long)]
+        records: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,iot_emulation=info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run {
+            scenario,
+            marketplace,
+            out,
+            duration,
+            seed,
+            quiet,
+        } => {
+            let outcome = run(RunOptions {
+                scenario,
+                marketplace_url: marketplace,
+                out,
+                duration,
+                seed,
+                progress: !quiet,
+            })
+            .await?;
+            let r = &outcome.report;
+            println!(
+                "{} requests: SLA respected {:.1} %, success {:.1} %, spending {:.4}, Jain's index of earnings {}",
+                outcome.requests,
+                r.overall.sla_met_ratio * 100.0,
+                r.overall.success_ratio * 100.0,
+                r.spending_total,
+                r.earnings_jain
+                    .map_or("undefined".into(), |j| format!("{j:.3}"))
+            );
+            println!("report: {}", outcome.out_dir.join("report.md").display());
+            Ok(())
+        }
+        Command::Serve {
+            listen,
+            out,
+            seed,
+            max_in_flight,
+            request_timeout,
+        } => {
+            let server = CronServer::build(
+                listen,
+                CronSettings {
+                    seed,
+                    dispatch: DispatchOptions {
+                        max_in_flight,
+                        request_timeout,
+                    },
+                },
+            )?;
+            println!("listening on http://{}", server.addr());
+            let _ = std::io::stdout().flush();
+            let state = server.state();
+            let handle = server.handle();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                handle.stop(true).await;
+            });
+            server.run_until_stopped().await?;
+            if let Some(out) = out {
+                write_cron_records(&state.records(), &out)?;
+                println!("report: {}", out.join("report.md").display());
+            }
+            Ok(())
+        }
+        Command::Report { records, out } => {
+            let report = render_report(&records, &out)?;
+            println!(
+                "{} requests: SLA respected {:.1} %",
+                report.overall.requests,
+                report.overall.sla_met_ratio * 100.0
+            );
+            println!("report: {}", out.join("report.md").display());
+            Ok(())
+        }
+    }
+}
