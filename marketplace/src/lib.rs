@@ -13,11 +13,16 @@
 //! liveness) is a step function taking `now` ([`service::Marketplace::finish_due_placements`],
 //! [`service::Marketplace::mark_silent_nodes_dead`]) driven by a loop in [`startup`].
 //!
+//! Observability: Prometheus metrics at `GET /metrics` ([`metrics`]) and an operator
+//! dashboard at `GET /` fed by `GET /api/dashboard` ([`dashboard`]).
+//!
 //! Library entry point for the binary, the tests and the testbed launcher:
 //! [`Settings`] -> [`Application::build`] -> [`Application::port`] ->
 //! [`Application::run_until_stopped`].
 
+pub mod dashboard;
 pub mod error;
+pub mod metrics;
 pub mod node_client;
 pub mod release_batch;
 pub mod repository;

@@ -148,6 +148,23 @@ pub struct LivePlacement {
     pub target_node: NodeId,
 }
 
+/// A placement that is not over yet (`reserved`, `provisioning` or `live`) joined with its
+/// SLA (see [`Repository::active_placements`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivePlacement {
+    pub placement: PlacementRecord,
+    pub sla: Sla,
+    /// The node the client named as the data source.
+    pub target_node: NodeId,
+}
+
+/// An auction with the SLA it placed (see [`Repository::recent_auctions`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentAuction {
+    pub auction: AuctionRecord,
+    pub sla: Sla,
+}
+
 /// What a heartbeat changed (see [`Repository::record_heartbeat`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeartbeatOutcome {
@@ -748,6 +765,128 @@ impl Repository {
             .collect()
     }
 
+    /// Every placement that is not over yet (`reserved`, `provisioning`, `live`) with its SLA,
+    /// oldest SLA first, then by SLA id and node id.
+    pub async fn active_placements(&self) -> Result<Vec<ActivePlacement>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT p.sla_id, p.node_id, p.bid_id, p.auction_id, p.price, p.state, \
+             p.created_at_ms, p.ends_at_ms, p.updated_at_ms, p.invoke_url, p.error, \
+             s.body, s.target_node \
+             FROM placements p JOIN slas s ON s.id = p.sla_id WHERE p.state IN ($1, $2, $3) \
+             ORDER BY s.created_at_ms, p.sla_id, p.node_id",
+        )
+        .bind(PlacementState::Reserved.as_str())
+        .bind(PlacementState::Provisioning.as_str())
+        .bind(PlacementState::Live.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ActivePlacement {
+                    placement: placement_from_row(row)?,
+                    sla: json_col(row, "slas", "body")?,
+                    target_node: parse_col(row, "slas", "target_node")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The `limit` most recently started auctions with their SLAs, newest first.
+    pub async fn recent_auctions(&self, limit: u32) -> Result<Vec<RecentAuction>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.sla_id, a.rule, a.target_node, a.started_at_ms, a.finished_at_ms, \
+             a.outcome, a.refusals, s.body FROM auctions a JOIN slas s ON s.id = a.sla_id \
+             ORDER BY a.started_at_ms DESC, a.id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RecentAuction {
+                    auction: auction_from_row(row)?,
+                    sla: json_col(row, "slas", "body")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Bids of the given auctions (one query), lowest price first within each auction.
+    pub async fn bids_of_auctions(&self, ids: &[AuctionId]) -> Result<Vec<BidRecord>, RepoError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(IN_LIST_CHUNK) {
+            let sql = format!(
+                "SELECT auction_id, body, won, refused_accept FROM bids \
+                 WHERE auction_id IN ({}) ORDER BY auction_id, price, node_id, id",
+                placeholders(chunk.len())
+            );
+            // Audited: the dynamic part is only `$n` placeholders; every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.to_string());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push(bid_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Placements made by the given auctions (one query), by price then node id.
+    pub async fn placements_of_auctions(
+        &self,
+        ids: &[AuctionId],
+    ) -> Result<Vec<PlacementRecord>, RepoError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(IN_LIST_CHUNK) {
+            let sql = format!(
+                "SELECT {} FROM placements WHERE auction_id IN ({}) ORDER BY price, node_id",
+                placement_columns!(),
+                placeholders(chunk.len())
+            );
+            // Audited: the dynamic part is only `$n` placeholders; every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.to_string());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push(placement_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many placements are in each state (states without placements are absent).
+    pub async fn count_placements_by_state(&self) -> Result<Vec<(PlacementState, u64)>, RepoError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM placements GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let state: PlacementState = parse_col(row, "placements", "state")?;
+                let n: i64 = row.try_get("n")?;
+                Ok((state, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    /// How many registered nodes are alive and how many are dead: `(alive, dead)`.
+    pub async fn count_nodes_by_liveness(&self) -> Result<(u64, u64), RepoError> {
+        let rows = sqlx::query("SELECT alive, COUNT(*) AS n FROM nodes GROUP BY alive")
+            .fetch_all(&self.pool)
+            .await?;
+        let (mut alive, mut dead) = (0, 0);
+        for row in &rows {
+            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+            if row.try_get::<i64, _>("alive")? != 0 {
+                alive += n;
+            } else {
+                dead += n;
+            }
+        }
+        Ok((alive, dead))
+    }
+
     /// Moves one placement to `state`; `false` when there is no such placement.
     pub async fn set_placement_state(
         &self,
@@ -843,6 +982,17 @@ impl Repository {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Largest `IN (…)` list bound in one statement.
+const IN_LIST_CHUNK: usize = 500;
+
+/// `$1, $2, …, $n`.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn finite(x: f64) -> f64 {

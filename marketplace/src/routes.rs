@@ -6,8 +6,11 @@
 
 use crate::error::ApiError;
 use crate::service::{Marketplace, PlaceRequest, ROUTES_PATH, ServiceError};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL};
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 use model::{AuctionId, Sla, SlaId, Timestamp};
@@ -17,9 +20,15 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// The dashboard page, embedded in the binary (vanilla HTML, CSS and JS; no build step).
+pub const DASHBOARD_HTML: &str = include_str!("../static/dashboard.html");
+
 /// Registers every route of the marketplace.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/health", web::get().to(health))
+    cfg.route("/", web::get().to(dashboard_page))
+        .route("/api/dashboard", web::get().to(dashboard))
+        .route("/metrics", web::get().to(metrics))
+        .route("/api/health", web::get().to(health))
         .route("/api/function", web::put().to(put_function))
         .route("/api/function/{id}", web::post().to(provision_function))
         .route("/api/function/{id}", web::get().to(get_function))
@@ -30,6 +39,52 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/register", web::post().to(register))
         .route("/api/heartbeat/{node_id}", web::post().to(heartbeat))
         .route(ROUTES_PATH, web::get().to(routes));
+}
+
+/// Counts every answered request in `fogmarket_http_requests_total{route,status}`; `route` is
+/// the matched pattern (e.g. `/api/function/{id}`), `unmatched` for unknown paths, so the
+/// label set stays bounded whatever clients ask for.
+pub async fn count_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let market = req.app_data::<web::Data<Marketplace>>().cloned();
+    let route = req.match_pattern();
+    let res = next.call(req).await;
+    if let Some(market) = market {
+        let status = match &res {
+            Ok(r) => r.status(),
+            Err(e) => e.as_response_error().status_code(),
+        };
+        market
+            .metrics()
+            .http_request(route.as_deref().unwrap_or("unmatched"), status.as_u16());
+    }
+    res
+}
+
+/// `GET /`: the dashboard page.
+async fn dashboard_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .body(DASHBOARD_HTML)
+}
+
+/// `GET /api/dashboard`: the aggregate the page renders.
+async fn dashboard(market: web::Data<Marketplace>) -> Result<HttpResponse, ApiError> {
+    let view = market.dashboard().await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(&*view))
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(market: web::Data<Marketplace>) -> Result<HttpResponse, ApiError> {
+    let text = market.render_metrics().await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
 }
 
 /// JSON 404 for unknown paths.

@@ -11,6 +11,8 @@
 //! neither a database connection nor a thread. The table is built from the database once per
 //! version and shared by every poll.
 
+use crate::dashboard::{Dashboard, DashboardConfig, DashboardView};
+use crate::metrics::{AuctionOutcome, Metrics};
 use crate::node_client::{NodeCallError, NodeClient};
 use crate::release_batch::ReleaseBatcher;
 use crate::repository::{
@@ -236,6 +238,8 @@ pub struct Marketplace {
     call_margin: Duration,
     heartbeat_interval: Duration,
     routes: Arc<RouteBook>,
+    metrics: Arc<Metrics>,
+    dashboard: Arc<Dashboard>,
 }
 
 /// Version, cache and stop signal of the route table, shared by every clone of the service.
@@ -278,6 +282,33 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Counts one auction in the metrics when dropped, with the outcome reached by then
+/// (`failed` when the auction ended early on an error).
+struct AuctionRecorder<'a> {
+    metrics: &'a Metrics,
+    rule: AuctionRule,
+    outcome: AuctionOutcome,
+    bids: usize,
+}
+
+impl<'a> AuctionRecorder<'a> {
+    fn new(metrics: &'a Metrics, rule: AuctionRule) -> Self {
+        Self {
+            metrics,
+            rule,
+            outcome: AuctionOutcome::Failed,
+            bids: 0,
+        }
+    }
+}
+
+impl Drop for AuctionRecorder<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .auction(&self.rule.to_string(), self.outcome, self.bids);
+    }
+}
+
 /// The OpenFaaS service name of an SLA's deployment on every hosting node (the fog node names
 /// it so: `fogfn-<slaId>`); also the name clients use in `/function/{name}`.
 pub fn service_name(sla: SlaId) -> String {
@@ -302,6 +333,8 @@ pub struct MarketplaceConfig {
     pub auction_timeout: Duration,
     pub call_margin: Duration,
     pub heartbeat_interval: Duration,
+    /// Cache and node timeouts of `GET /api/dashboard`.
+    pub dashboard: DashboardConfig,
 }
 
 fn is_clean_text(s: &str, max: usize) -> bool {
@@ -375,7 +408,7 @@ fn refusal(node: NodeId, name: &str, reason: RefusalReason) -> Refusal {
 }
 
 /// The overall state of a function from its placements.
-fn overall_state(placements: &[PlacementRecord]) -> String {
+pub(crate) fn overall_state(placements: &[PlacementRecord]) -> String {
     let active = placements
         .iter()
         .map(|p| p.state)
@@ -416,8 +449,11 @@ fn provisioned(answer: &serde_json::Value) -> (PlacementState, Option<String>, O
 
 impl Marketplace {
     pub fn new(repo: Repository, http: reqwest::Client, config: MarketplaceConfig) -> Self {
-        let nodes = NodeClient::new(http, &config.federation_key);
+        let nodes = NodeClient::new(http.clone(), &config.federation_key);
+        let dashboard = Dashboard::new(repo.clone(), http, config.rule, config.dashboard);
         Self {
+            metrics: Arc::new(Metrics::new()),
+            dashboard: Arc::new(dashboard),
             nodes: nodes.clone(),
             releases: ReleaseBatcher::new(nodes),
             repo,
@@ -445,6 +481,33 @@ impl Marketplace {
 
     pub fn auction_rule(&self) -> AuctionRule {
         self.rule
+    }
+
+    // -- observability ------------------------------------------------------------------------
+
+    /// This marketplace's metrics (its own registry).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// `GET /metrics`: the Prometheus text, with the node and placement gauges refreshed from
+    /// the database.
+    pub async fn render_metrics(&self) -> Result<String, ServiceError> {
+        let (alive, dead) = self.repo.count_nodes_by_liveness().await?;
+        self.metrics.set_nodes(alive, dead);
+        let counts = self.repo.count_placements_by_state().await?;
+        self.metrics.set_placements(&counts);
+        Ok(self.metrics.render())
+    }
+
+    /// `GET /api/dashboard`: the federation at a glance (cached for about a second).
+    pub async fn dashboard(&self) -> Result<Arc<DashboardView>, ServiceError> {
+        self.dashboard.view().await
+    }
+
+    /// Dashboard aggregates built since start (each asked every node once).
+    pub fn dashboard_builds(&self) -> u64 {
+        self.dashboard.builds()
     }
 
     // -- nodes --------------------------------------------------------------------------------
@@ -882,6 +945,7 @@ impl Marketplace {
         req: PlaceRequest,
         now: Timestamp,
     ) -> Result<FunctionView, ServiceError> {
+        let request_started = Instant::now();
         let target = self.resolve_target(&req.target_node).await?;
         let sla = req.sla;
         let auction_id = AuctionId::new();
@@ -895,6 +959,9 @@ impl Marketplace {
                 }
                 e => e.into(),
             })?;
+        // Counts the auction when this function returns, whichever way (`failed` unless an
+        // outcome is set below).
+        let mut recorder = AuctionRecorder::new(&self.metrics, self.rule);
 
         // 1. Ask the target; it relays over the overlay and answers by the deadline.
         let bid_request = BidRequest {
@@ -974,6 +1041,8 @@ impl Marketplace {
             }
             all_bids.push(b);
         }
+
+        recorder.bids = all_bids.len();
 
         // 3. Award, accept, fall back.
         let wanted = sla.nodes as usize;
@@ -1070,6 +1139,12 @@ impl Marketplace {
         }
 
         // 5. Persist.
+        self.metrics.refusals(refusals.iter().map(|r| &r.reason));
+        if success {
+            for (award, _) in &accepted {
+                self.metrics.winning_price(award.price.value());
+            }
+        }
         let finished_at = now.plus(started.elapsed());
         let placements: Vec<PlacementRecord> = if success {
             accepted
@@ -1115,6 +1190,13 @@ impl Marketplace {
                 placements,
             })
             .await?;
+        if success {
+            recorder.outcome = AuctionOutcome::Placed;
+            self.metrics.placement_duration(request_started.elapsed());
+        } else {
+            recorder.outcome = AuctionOutcome::NoFeasibleNode;
+        }
+        drop(recorder);
 
         if !success {
             let message = if accepted.is_empty() && all_bids.is_empty() {

@@ -31,6 +31,11 @@ pub struct Settings {
     /// How long SLAs whose placements are all over (finished, cancelled, failed, or never
     /// placed) are kept with their auctions and bids before they are deleted.
     pub history_retention: Duration,
+    /// How long one `GET /api/dashboard` aggregate is served before it is rebuilt (which asks
+    /// every node for its state again).
+    pub dashboard_cache_ttl: Duration,
+    /// Deadline of each dashboard call to a node (`/api/state`, `/api/offload`).
+    pub dashboard_node_timeout: Duration,
 }
 
 impl Settings {
@@ -46,6 +51,8 @@ impl Settings {
             expiry_interval: Duration::from_secs(1),
             max_body_bytes: 256 * 1024,
             history_retention: Duration::from_secs(7 * 24 * 3600),
+            dashboard_cache_ttl: Duration::from_secs(1),
+            dashboard_node_timeout: Duration::from_millis(500),
         }
     }
 

@@ -4,6 +4,7 @@
 //! Stopping (SIGINT, SIGTERM or [`StopHandle::stop`]) first ends the route long-polls, which
 //! answer at once, then stops the HTTP server gracefully.
 
+use crate::dashboard::DashboardConfig;
 use crate::repository::Repository;
 use crate::routes::{self, BodyLimit};
 use crate::service::{Marketplace, MarketplaceConfig};
@@ -75,6 +76,10 @@ impl Application {
                 auction_timeout: settings.auction_timeout,
                 call_margin: settings.call_margin(),
                 heartbeat_interval: settings.heartbeat_interval,
+                dashboard: DashboardConfig {
+                    cache_ttl: settings.dashboard_cache_ttl,
+                    node_timeout: settings.dashboard_node_timeout,
+                },
             },
         );
         let listener = TcpListener::bind(settings.listen)
@@ -84,6 +89,7 @@ impl Application {
         let limit = settings.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(routes::count_requests))
                 .app_data(data.clone())
                 .app_data(web::Data::new(BodyLimit(limit)))
                 .app_data(web::PayloadConfig::new(limit))

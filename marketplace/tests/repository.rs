@@ -576,6 +576,121 @@ async fn live_placements_are_listed_with_their_sla(db: &TestDb) {
     assert!(repo.live_placements().await.unwrap().is_empty());
 }
 
+/// One auction per SLA: `placed` on `host` (a placement in `state`), or none.
+async fn auction_at(
+    repo: &Repository,
+    target: &NodeRecord,
+    host: Option<(&NodeRecord, PlacementState)>,
+    at: u64,
+) -> (Sla, AuctionId, Vec<Bid>) {
+    let s = sla(1, None);
+    let auction = AuctionId::new();
+    let now = Timestamp::from_millis(at);
+    repo.insert_sla_and_auction(&s, target.id, auction, AuctionRule::Vickrey, now)
+        .await
+        .unwrap();
+    let bids: Vec<Bid> = host.iter().map(|(n, _)| bid(n, 2.0)).collect();
+    repo.record_auction_result(&AuctionResult {
+        auction_id: auction,
+        finished_at: Timestamp::from_millis(at + 5),
+        outcome: if host.is_some() {
+            outcome::AWARDED
+        } else {
+            outcome::NO_FEASIBLE_NODE
+        }
+        .into(),
+        refusals: Vec::new(),
+        bids: bids
+            .iter()
+            .map(|b| BidRecord {
+                auction_id: auction,
+                bid: b.clone(),
+                won: true,
+                refused_accept: false,
+            })
+            .collect(),
+        placements: host
+            .iter()
+            .zip(&bids)
+            .map(|((n, state), b)| PlacementRecord {
+                sla_id: s.id,
+                node_id: n.id,
+                bid_id: b.id,
+                auction_id: auction,
+                price: Price::new(2.5).unwrap(),
+                state: *state,
+                created_at: now,
+                ends_at: Timestamp::from_millis(at + 60_000),
+                updated_at: now,
+                invoke_url: None,
+                error: None,
+            })
+            .collect(),
+    })
+    .await
+    .unwrap();
+    (s, auction, bids)
+}
+
+async fn dashboard_queries_read_active_placements_recent_auctions_and_counts(db: &TestDb) {
+    let repo = open(db).await;
+    let now = Timestamp::from_millis(1_000);
+    let a = node("a", None, now);
+    let mut b = node("b", Some("a"), now);
+    b.alive = false;
+    repo.upsert_node(&a).await.unwrap();
+    repo.upsert_node(&b).await.unwrap();
+    assert_eq!(repo.count_nodes_by_liveness().await.unwrap(), (1, 1));
+
+    let (live, live_auction, live_bids) =
+        auction_at(&repo, &a, Some((&b, PlacementState::Live)), 2_000).await;
+    let (_, failed_auction, _) = auction_at(&repo, &a, None, 3_000).await;
+    let (_, _, _) = auction_at(&repo, &a, Some((&a, PlacementState::Cancelled)), 4_000).await;
+    let (reserved, _, _) = auction_at(&repo, &b, Some((&a, PlacementState::Reserved)), 5_000).await;
+
+    // Active placements with their SLAs, oldest first; cancelled ones are over.
+    let active = repo.active_placements().await.unwrap();
+    let ids: Vec<SlaId> = active.iter().map(|p| p.placement.sla_id).collect();
+    assert_eq!(ids, vec![live.id, reserved.id]);
+    assert_eq!(active[0].sla, live);
+    assert_eq!(active[0].target_node, a.id);
+    assert_eq!(active[0].placement.node_id, b.id);
+    assert_eq!(active[1].placement.state, PlacementState::Reserved);
+
+    // The newest auctions first, limited.
+    let recent = repo.recent_auctions(3).await.unwrap();
+    assert_eq!(recent.len(), 3);
+    assert_eq!(recent[0].sla, reserved);
+    assert_eq!(recent[2].auction.id, failed_auction);
+    assert_eq!(recent[2].auction.outcome, outcome::NO_FEASIBLE_NODE);
+    assert_eq!(repo.recent_auctions(20).await.unwrap().len(), 4);
+
+    let bids = repo
+        .bids_of_auctions(&[live_auction, failed_auction])
+        .await
+        .unwrap();
+    assert_eq!(bids.len(), 1);
+    assert_eq!(bids[0].bid, live_bids[0]);
+    assert!(repo.bids_of_auctions(&[]).await.unwrap().is_empty());
+    let winners = repo
+        .placements_of_auctions(&[live_auction, failed_auction])
+        .await
+        .unwrap();
+    assert_eq!(winners.len(), 1);
+    assert_eq!(winners[0].sla_id, live.id);
+
+    let mut counts = repo.count_placements_by_state().await.unwrap();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        counts,
+        vec![
+            (PlacementState::Cancelled, 1),
+            (PlacementState::Live, 1),
+            (PlacementState::Reserved, 1),
+        ]
+    );
+}
+
 macro_rules! repository_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -608,4 +723,5 @@ repository_suite!(
     history_older_than_the_retention_is_purged_but_active_placements_stay,
     provisioning_outcomes_are_recorded_with_url_or_error,
     live_placements_are_listed_with_their_sla,
+    dashboard_queries_read_active_placements_recent_auctions_and_counts,
 );

@@ -375,6 +375,13 @@ pub struct FakeState {
     pub bad_signatures: usize,
     pub accepted_prices: Vec<Price>,
     pub children: Vec<String>,
+    /// What `GET /api/state` lists as `neighbours` (set by [`FakeNode::set_links`]).
+    pub neighbours: Vec<Value>,
+    /// `totals` of `GET /api/offload` (served, forwarded, rejected); absent when `None`.
+    pub totals: Option<(u64, u64, u64)>,
+    /// Unsigned read-only calls (`/api/state`, `/api/offload`) answered.
+    pub state_calls: usize,
+    pub offload_calls: usize,
 }
 
 #[derive(Clone)]
@@ -384,6 +391,7 @@ pub struct FakeNode {
     pub id: NodeId,
     pub behaviour: NodeBehaviour,
     pub state: Arc<Mutex<FakeState>>,
+    server: actix_web::dev::ServerHandle,
 }
 
 struct Ctx {
@@ -428,11 +436,15 @@ impl FakeNode {
                 .route("/api/release", web::post().to(fake_release))
                 .route("/api/provision/{sla}", web::post().to(fake_provision))
                 .route("/api/placement/{sla}", web::delete().to(fake_cancel))
+                .route("/api/state", web::get().to(fake_state))
+                .route("/api/offload", web::get().to(fake_offload))
         })
         .workers(1)
+        .disable_signals()
         .listen(listener)
         .expect("listen")
         .run();
+        let handle = server.handle();
         tokio::spawn(server);
         wait_healthy(&app.http, &url).await;
         let reg = register(app, &register_request(name, &url, parent)).await;
@@ -447,7 +459,37 @@ impl FakeNode {
             id: reg.node_id,
             behaviour,
             state,
+            server: handle,
         }
+    }
+
+    /// Stops the node's HTTP server: from now on it is unreachable.
+    pub async fn stop(&self) {
+        self.server.stop(false).await;
+    }
+
+    /// What `GET /api/state` reports as overlay links: `(neighbour, relation, one-way ms)`.
+    pub fn set_links(&self, links: &[(&FakeNode, &str, Option<f64>)]) {
+        self.state.lock().expect("lock").neighbours = links
+            .iter()
+            .map(|(n, relation, ms)| {
+                json!({
+                    "nodeId": n.id, "name": n.name, "url": n.url, "relation": relation,
+                    "alive": true, "probes": 3,
+                    "latency": ms.map(|m| json!({"median": m, "medianUncertainty": m / 10.0, "packetLoss": 0.0})),
+                })
+            })
+            .collect();
+    }
+
+    /// Cumulative invocation counts `GET /api/offload` reports (`None`: no `totals` field).
+    pub fn set_totals(&self, totals: Option<(u64, u64, u64)>) {
+        self.state.lock().expect("lock").totals = totals;
+    }
+
+    /// `GET /api/state` calls answered so far.
+    pub fn state_calls(&self) -> usize {
+        self.state.lock().expect("lock").state_calls
     }
 
     /// Makes `child` part of this node's relay set.
@@ -693,6 +735,56 @@ async fn fake_provision(
             HttpResponse::NotFound().json(json!({"error": "not_found", "message": "no placement"}))
         }
     }
+}
+
+/// `GET /api/state` (unsigned), shaped like the real node's `StateView`.
+async fn fake_state(ctx: web::Data<Ctx>) -> HttpResponse {
+    let mut s = ctx.state.lock().expect("lock");
+    s.state_calls += 1;
+    let capacity = ctx.behaviour.free;
+    let free = s.free.unwrap_or_default();
+    let placements: Vec<Value> = s
+        .placements
+        .iter()
+        .map(|(sla, (bid, _, price))| json!({"slaId": sla, "bidId": bid, "state": "live", "price": price}))
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "nodeId": s.id,
+        "name": ctx.name,
+        "owner": "owner",
+        "strategy": "auction",
+        "capacity": capacity,
+        "used": capacity.saturating_sub(&free),
+        "reserved": capacity.saturating_sub(&free),
+        "holds": s.holds.len(),
+        "utilisation": 0.0,
+        "placements": placements,
+        "neighbours": s.neighbours,
+    }))
+}
+
+/// `GET /api/offload` (unsigned): one entry per placement, plus `totals` when set.
+async fn fake_offload(ctx: web::Data<Ctx>) -> HttpResponse {
+    let mut s = ctx.state.lock().expect("lock");
+    s.offload_calls += 1;
+    let functions: Vec<Value> = s
+        .placements
+        .keys()
+        .map(|sla| {
+            json!({
+                "service": format!("fogfn-{sla}"), "name": "echo",
+                "weights": {"local": 1000, "reject": 0, "peers": {}},
+                "rate": 0.0, "capacity": null, "inFlight": 0, "queueLen": 0, "peers": [],
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "strategy": "lease", "dataPlane": "native", "routeVersion": 1, "functions": functions,
+    });
+    if let Some((served, forwarded, rejected)) = s.totals {
+        body["totals"] = json!({"served": served, "forwarded": forwarded, "rejected": rejected});
+    }
+    HttpResponse::Ok().json(body)
 }
 
 /// The gateway URL a fake node reports for a live function (distinct from its data plane).
