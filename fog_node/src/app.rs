@@ -69,7 +69,8 @@ impl Application {
         self.node.clone()
     }
 
-    /// Serves until `shutdown` resolves, with enrollment, heartbeats, probes and lifetime running.
+    /// Serves until `shutdown` resolves, with enrollment, heartbeats, probes, lifetime, route
+    /// sync and the offloading control loop running.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()>,
@@ -83,6 +84,8 @@ impl Application {
             )),
             tokio::spawn(membership::probe_loop(self.node.clone())),
             tokio::spawn(membership::lifetime_loop(self.node.clone())),
+            tokio::spawn(crate::directory::route_sync_loop(self.node.clone())),
+            tokio::spawn(crate::control::control_loop(self.node.clone())),
         ];
         let handle = self.server.handle();
         let server = self.server;

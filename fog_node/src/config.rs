@@ -15,6 +15,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod offload;
+pub use offload::{DataPlane, HaproxyConfig, OffloadConfig, catalog_name};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -68,6 +71,9 @@ pub struct Config {
     pub faas: FaasConfig,
     #[serde(default)]
     pub chaos: ChaosConfig,
+    /// Run-time invocation routing and offloading between nodes hosting the same function.
+    #[serde(default)]
+    pub offload: OffloadConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -288,6 +294,7 @@ impl Config {
             return Err(FieldError::new("http_workers", "must be at least 1"));
         }
         self.pricing.validate()?;
+        self.offload.validate()?;
         Ok(())
     }
 
@@ -353,5 +360,85 @@ mod tests {
         assert!(err.contains("strategyy"), "{err}");
         let bad_strategy = format!("{MINIMAL}\nstrategy = \"cheapest\"\n");
         assert!(Config::from_toml(&bad_strategy).is_err());
+    }
+
+    #[test]
+    fn offload_defaults_match_the_contract_table() {
+        use model::offload::{OffloadStrategy, Params};
+        let c = Config::from_toml(MINIMAL).unwrap().offload;
+        assert_eq!(c.strategy, OffloadStrategy::Lease);
+        assert_eq!(c.data_plane, DataPlane::Native);
+        assert_eq!(c.control_interval, Latency::from_millis(250));
+        assert_eq!(c.peer_timeout, Latency::from_millis(1500));
+        assert_eq!(c.max_hops, 3);
+        assert_eq!(c.max_concurrency, 16);
+        assert_eq!(c.queue_capacity, 256);
+        assert_eq!(c.queue_timeout, Latency::from_millis(10_000));
+        assert_eq!(c.forward_timeout, Latency::from_millis(30_000));
+        assert_eq!(c.max_body, Bytes::new(8_000_000));
+        assert!(c.max_rates.is_empty());
+        assert_eq!(c.params(), Params::default());
+        assert_eq!(c.haproxy.binary, "haproxy");
+    }
+
+    #[test]
+    fn an_offload_section_parses_units_strategy_names_rates_and_haproxy() {
+        use model::offload::OffloadStrategy;
+        let text = format!(
+            "{MINIMAL}\n[offload]\nstrategy = \"node-margin\"\ndata_plane = \"haproxy\"\n\
+             control_interval = \"100 ms\"\nmax_body = \"1 KB\"\nhysteresis = 0.1\n\
+             [offload.max_rates]\necho = 25\n\"fogfn-x\" = 2.5\n\
+             [offload.haproxy]\nbinary = \"/usr/sbin/haproxy\"\nsocket = \"/run/h.sock\"\n\
+             listen = \"127.0.0.1:8081\"\n"
+        );
+        let c = Config::from_toml(&text).unwrap().offload;
+        assert_eq!(c.strategy, OffloadStrategy::NodeMargin);
+        assert_eq!(c.data_plane, DataPlane::Haproxy);
+        assert_eq!(c.control_interval, Latency::from_millis(100));
+        assert_eq!(c.max_body_bytes(), 1000);
+        assert_eq!(c.max_rates["echo"], 25.0);
+        assert_eq!(c.params().hysteresis, 0.1);
+        assert_eq!(c.haproxy.listen.as_deref(), Some("127.0.0.1:8081"));
+    }
+
+    #[test]
+    fn bad_offload_values_name_their_field_and_reason() {
+        let cases = [
+            ("strategy = \"fastest\"", "strategy", "node_margin"),
+            ("data_plane = \"envoy\"", "data_plane", "native"),
+            (
+                "control_interval = \"soon\"",
+                "control_interval",
+                "duration",
+            ),
+            (
+                "control_interval = \"1 ms\"",
+                "offload.control_interval",
+                "10 ms",
+            ),
+            ("max_body = \"8 parsecs\"", "max_body", "unit"),
+            (
+                "max_concurrency = 0",
+                "offload.max_concurrency",
+                "at least 1",
+            ),
+            ("max_hops = 99", "offload.max_hops", "at most"),
+            ("hysteresis = 2.0", "offload.hysteresis", "0.9"),
+            (
+                "static_local_share = -1.0",
+                "offload.static_local_share",
+                "between",
+            ),
+            ("usage_low = 90.0", "offload.usage_low", "usage_high"),
+            ("max_rates = { echo = -3 }", "offload.max_rates.echo", "> 0"),
+            ("max_rate = 3", "max_rate", "unknown field"),
+            ("haproxy = { bin = \"x\" }", "bin", "unknown field"),
+        ];
+        for (line, field, reason) in cases {
+            let text = format!("{MINIMAL}\n[offload]\n{line}\n");
+            let err = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(field), "{line}: {err}");
+            assert!(err.contains(reason), "{line}: {err}");
+        }
     }
 }

@@ -4,17 +4,25 @@
 //! marketplace and its neighbour latency probes ([`membership`]), bidding and relaying SLAs
 //! over the overlay tree by placement strategy ([`bidding`]), resource holds, reservations and
 //! placement lifetime ([`node`]), deployment to OpenFaaS — a real gateway or the embedded one
-//! ([`faas`], [`provision`]) — and the HTTP API ([`routes`]). Pure rules (pricing,
+//! ([`faas`], [`provision`]) — the HTTP API ([`routes`]), and run-time routing and offloading
+//! of invocations: the route table ([`directory`]), the data plane ([`dataplane`]), the
+//! control plane between nodes ([`control`]), their shared state ([`offload`]) and
+//! [`metrics`]. Pure rules (pricing,
 //! strategies, ledger, latency model) live in `model`.
 
 pub mod app;
 pub mod bidding;
 pub mod client;
 pub mod config;
+pub mod control;
+pub mod dataplane;
+pub mod directory;
 pub mod error;
 pub mod faas;
 pub mod membership;
+pub mod metrics;
 pub mod node;
+pub mod offload;
 pub mod provision;
 pub mod routes;
 

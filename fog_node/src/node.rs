@@ -78,7 +78,7 @@ pub struct Node {
     pub config: Config,
     /// URL under which others reach this node (set once bound).
     pub url: String,
-    identity: RwLock<Option<Identity>>,
+    identity: arc_swap::ArcSwapOption<Identity>,
     book: Mutex<Book>,
     neighbours: RwLock<BTreeMap<NodeId, NeighbourState>>,
     auctions_in_flight: AtomicUsize,
@@ -88,6 +88,9 @@ pub struct Node {
     /// The runtime the node's loops run on; the embedded gateway is started there rather than
     /// on the HTTP worker that happens to handle the first provisioning call.
     main_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// Run-time routing and offloading of invocations (route table, per-function state,
+    /// peers, metrics).
+    pub offload: crate::offload::Offload,
 }
 
 /// Saved in `state_dir/state.json` so a restarted node keeps its id and reservations.
@@ -115,10 +118,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Node {
     pub fn new(config: Config, url: String) -> Node {
         let ledger = Ledger::new(config.capacity());
+        let offload = crate::offload::Offload::new(&config);
         Node {
             config,
             url,
-            identity: RwLock::new(None),
+            identity: arc_swap::ArcSwapOption::empty(),
             book: Mutex::new(Book {
                 ledger,
                 placements: BTreeMap::new(),
@@ -129,6 +133,7 @@ impl Node {
             rng: Mutex::new(StdRng::from_os_rng()),
             faas: tokio::sync::OnceCell::new(),
             main_runtime: std::sync::OnceLock::new(),
+            offload,
         }
     }
 
@@ -149,10 +154,12 @@ impl Node {
     }
 
     pub fn identity(&self) -> Option<Identity> {
-        self.identity
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.identity.load_full().map(|i| (*i).clone())
+    }
+
+    /// The identity without copying the key (the data plane reads it per request).
+    pub fn identity_arc(&self) -> Option<std::sync::Arc<Identity>> {
+        self.identity.load_full()
     }
 
     pub fn node_id(&self) -> Option<NodeId> {
@@ -160,7 +167,7 @@ impl Node {
     }
 
     pub fn set_identity(&self, identity: Identity) {
-        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = Some(identity);
+        self.identity.store(Some(std::sync::Arc::new(identity)));
         self.save();
     }
 

@@ -27,7 +27,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/accept/{sla_id}", web::post().to(accept))
         .route("/api/release", web::post().to(release))
         .route("/api/provision/{sla_id}", web::post().to(provision))
-        .route("/api/placement/{sla_id}", web::delete().to(cancel));
+        .route("/api/placement/{sla_id}", web::delete().to(cancel))
+        .route("/api/offload", web::get().to(offload_state))
+        .route("/metrics", web::get().to(metrics))
+        .route(crate::control::LOAD_PATH, web::post().to(load))
+        // The data plane reads its body itself, up to `[offload] max_body`.
+        .route(
+            "/function/{name}",
+            web::route().to(crate::dataplane::invoke),
+        )
+        .route(
+            "/function/{name}/{tail:.*}",
+            web::route().to(crate::dataplane::invoke),
+        );
 }
 
 /// Checks the federation signature; returns the sender.
@@ -119,6 +131,39 @@ async fn provision(
     verify(&node, &req, &body)?;
     let placement = crate::provision::provision(node.get_ref(), sla_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(placement))
+}
+
+async fn offload_state(node: web::Data<Arc<Node>>) -> HttpResponse {
+    HttpResponse::Ok().json(crate::metrics::offload_view(
+        &node.offload,
+        node.node_id(),
+        Timestamp::now(),
+    ))
+}
+
+async fn metrics(node: web::Data<Arc<Node>>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(node.offload.metrics.render(&node.offload, node.node_id()))
+}
+
+/// `POST /fog/v1/load`: a peer's load report; the answer is this node's report for it.
+async fn load(
+    node: web::Data<Arc<Node>>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    use crate::control::LoadError;
+    let sender = verify(&node, &req, &body)?;
+    let report: model::protocol::LoadReport = parse(&body)?;
+    match crate::control::receive_report(&node, &sender, report, Timestamp::now()) {
+        Ok(answer) => Ok(HttpResponse::Ok().json(answer)),
+        Err(e @ LoadError::Version(_)) => Err(ApiError::BadRequest(FieldError::new(
+            "version",
+            e.to_string(),
+        ))),
+        Err(LoadError::Forbidden(why)) => Err(ApiError::Forbidden(why)),
+    }
 }
 
 async fn cancel(

@@ -2,6 +2,8 @@
 //! identities and neighbours installed by hand, and requests signed like the marketplace's.
 #![allow(dead_code)]
 
+pub mod federation;
+
 use fog_node::node::{Identity, Node};
 use fog_node::{Application, Config};
 use model::Sla;
@@ -34,6 +36,11 @@ pub async fn spawn_node(name: &str, extra: &str) -> TestNode {
 }
 
 pub async fn spawn_node_with(name: &str, cpu: &str, extra: &str) -> TestNode {
+    spawn_node_at(name, cpu, &dead_url(), extra).await
+}
+
+/// A node enrolled by hand (identity installed) that talks to the marketplace at `marketplace`.
+pub async fn spawn_node_at(name: &str, cpu: &str, marketplace: &str, extra: &str) -> TestNode {
     let text = format!(
         r#"
         name = "{name}"
@@ -43,7 +50,7 @@ pub async fn spawn_node_with(name: &str, cpu: &str, extra: &str) -> TestNode {
         capacity = {{ cpu = "{cpu}", memory = "2 GiB" }}
         {extra}
         "#,
-        dead_url()
+        marketplace
     );
     let config = Config::from_toml(&text).expect("valid test config");
     let app = Application::build(config).expect("node binds");
@@ -64,6 +71,13 @@ pub async fn spawn_node_with(name: &str, cpu: &str, extra: &str) -> TestNode {
         url,
         id,
         _stop: tx,
+    }
+}
+
+impl TestNode {
+    /// Stops the node (its HTTP server, loops and embedded gateway).
+    pub fn stop(self) {
+        drop(self._stop);
     }
 }
 

@@ -1,0 +1,252 @@
+//! Upstream HTTP calls of the data plane (to the local gateway and to peers' data planes):
+//! a pooled keep-alive HTTP/1 client per worker thread (hyper-util's legacy client, so each
+//! connection's task stays on the actix worker that uses it), header conversion from actix's
+//! `http` 0.2 types without hop-by-hop and federation headers, and errors that say whether
+//! the peer could have run the request.
+
+use actix_web::http::header::HeaderMap as ActixHeaders;
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::time::Duration;
+
+/// Headers never passed on: hop-by-hop ones, those the client recomputes (`host`,
+/// `content-length`), and `expect` (the body is already read).
+const HOP_BY_HOP: [HeaderName; 12] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::EXPECT,
+];
+
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.as_str() == name)
+}
+
+/// Federation headers of the incoming request, replaced (forward) or dropped (local call).
+fn is_federation(name: &str) -> bool {
+    matches!(
+        name,
+        model::auth::FORWARD_HEADER
+            | model::auth::HOPS_HEADER
+            | model::auth::ROUTE_HEADER
+            | super::identity::PEER_HEADER
+    )
+}
+
+/// The request headers to pass upstream, with room for `extra` more.
+pub fn request_headers(src: &ActixHeaders, extra: usize) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(src.len() + extra);
+    for (k, v) in src.iter() {
+        let name = k.as_str();
+        if is_hop_by_hop(name) || is_federation(name) {
+            continue;
+        }
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(v.as_bytes()),
+        ) {
+            out.append(k, v);
+        }
+    }
+    out
+}
+
+fn without_hop_by_hop(mut headers: HeaderMap) -> HeaderMap {
+    for h in &HOP_BY_HOP {
+        headers.remove(h);
+    }
+    headers
+}
+
+/// A complete upstream answer.
+#[derive(Debug)]
+pub struct Upstream {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Why an upstream call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Nothing was sent: the connection could not be made (or the URI was invalid).
+    #[error("cannot connect to {uri}: {reason}")]
+    Connect { uri: String, reason: String },
+    /// The connection was reset or closed without a byte of answer: a pooled keep-alive
+    /// connection the peer was closing, or a peer going down. Its HTTP server did not answer,
+    /// so the request is taken as not run (a peer killed while running it would run it twice
+    /// on a retry: an accepted risk, the alternative being to fail every request in flight
+    /// on a stale connection).
+    #[error("{uri}: connection closed without an answer: {reason}")]
+    NoAnswer { uri: String, reason: String },
+    #[error("{uri} did not answer within {after:?}")]
+    Timeout { uri: String, after: Duration },
+    /// Failed after the request may have been sent.
+    #[error("{uri}: {reason}")]
+    Transport { uri: String, reason: String },
+}
+
+impl UpstreamError {
+    /// The upstream cannot have run the request.
+    pub fn before_run(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect { .. } | UpstreamError::NoAnswer { .. }
+        )
+    }
+}
+
+/// The HTTP client of this thread.
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    thread_local! {
+        static CLIENT: Client<HttpConnector, Full<Bytes>> = {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(Duration::from_secs(5)));
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(256)
+                .build(connector)
+        };
+    }
+    CLIENT.with(Client::clone)
+}
+
+/// Sends one request and reads the whole answer within `timeout`.
+pub async fn send(
+    method: Method,
+    uri: &str,
+    headers: HeaderMap,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Upstream, UpstreamError> {
+    let parsed: Uri = uri.parse().map_err(|e| UpstreamError::Connect {
+        uri: uri.to_string(),
+        reason: format!("invalid URI: {e}"),
+    })?;
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = parsed;
+    *request.headers_mut() = headers;
+    let exchange = async {
+        let resp = client().request(request).await.map_err(|e| {
+            let reason = error_chain(&e);
+            if e.is_connect() {
+                UpstreamError::Connect {
+                    uri: uri.to_string(),
+                    reason,
+                }
+            } else if closed_without_answer(&e) {
+                UpstreamError::NoAnswer {
+                    uri: uri.to_string(),
+                    reason,
+                }
+            } else {
+                UpstreamError::Transport {
+                    uri: uri.to_string(),
+                    reason,
+                }
+            }
+        })?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| UpstreamError::Transport {
+                uri: uri.to_string(),
+                reason: format!("reading the answer: {}", error_chain(&e)),
+            })?
+            .to_bytes();
+        Ok(Upstream {
+            status: parts.status,
+            headers: without_hop_by_hop(parts.headers),
+            body,
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| UpstreamError::Timeout {
+            uri: uri.to_string(),
+            after: timeout,
+        })?
+}
+
+/// Whether the connection was reset or closed before any answer arrived.
+fn closed_without_answer(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+            || err.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::BrokenPipe
+                        | ErrorKind::UnexpectedEof
+                )
+            })
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName as AName, HeaderValue as AValue};
+
+    #[test]
+    fn request_headers_drop_hop_by_hop_and_federation_headers_and_keep_the_rest() {
+        let mut src = ActixHeaders::new();
+        for (k, v) in [
+            ("connection", "keep-alive"),
+            ("host", "x"),
+            ("content-length", "3"),
+            ("x-fogmarket-forward", "Fogmarket a:1:00"),
+            ("x-fogmarket-hops", "1"),
+            ("x-fogmarket-peer", "a:1:00"),
+            ("authorization", "Bearer t"),
+            ("x-delay-ms", "5"),
+        ] {
+            src.append(
+                AName::from_bytes(k.as_bytes()).unwrap(),
+                AValue::from_static(v),
+            );
+        }
+        let out = request_headers(&src, 0);
+        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, vec!["authorization", "x-delay-ms"]);
+    }
+}

@@ -1,0 +1,275 @@
+//! The route directory: the marketplace's [`RouteTable`] as an immutable, indexed snapshot
+//! ([`Routes`]) swapped atomically on every change, and the `route_sync` loop that long-polls
+//! `GET /api/routes` to keep it current.
+//!
+//! A snapshot pairs every function route with its per-function state and every federation
+//! node with its peer link, so one atomic load per request gives the data plane everything it
+//! needs. States and links are carried over from the previous snapshot (same service, same
+//! node id): installing a new table never resets counters, rate windows or weights.
+//!
+//! Lookup of `/function/{name}`: by service (`fogfn-<slaId>`), by SLA id, then by
+//! `functionLiveName`, where the newest placement of that name wins: the one with the latest
+//! `expiresAt` (ties: the later in the table). Routes past their `expiresAt` are ignored at
+//! lookup time, without waiting for the next table.
+
+use crate::node::{Identity, Node};
+use crate::offload::{FunctionState, PeerLink};
+use model::auth;
+use model::ids::{NodeId, SlaId};
+use model::protocol::{FunctionRoute, RouteNode, RouteTable};
+use model::time::Timestamp;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One function of the table and its state on this node.
+pub struct FunctionEntry {
+    pub route: FunctionRoute,
+    pub state: Arc<FunctionState>,
+}
+
+impl FunctionEntry {
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.route.expires_at > now
+    }
+    pub fn hosted_by(&self, node: NodeId) -> bool {
+        self.route.hosts.contains(&node)
+    }
+}
+
+/// One federation node of the table and this node's link to it.
+pub struct NodeEntry {
+    pub info: RouteNode,
+    pub link: Arc<PeerLink>,
+}
+
+/// An immutable snapshot of the route table, indexed for the data plane.
+#[derive(Default)]
+pub struct Routes {
+    table_version: u64,
+    generated_at: Timestamp,
+    functions: Vec<Arc<FunctionEntry>>,
+    by_service: HashMap<String, Arc<FunctionEntry>>,
+    by_sla: HashMap<SlaId, Arc<FunctionEntry>>,
+    /// Newest first.
+    by_name: HashMap<String, Vec<Arc<FunctionEntry>>>,
+    nodes: HashMap<NodeId, Arc<NodeEntry>>,
+}
+
+impl Routes {
+    /// Indexes `table`, reusing the states and links of `prev` and making new ones with
+    /// `new_state` / `new_link`.
+    pub fn build(
+        table: RouteTable,
+        prev: &Routes,
+        mut new_state: impl FnMut(&FunctionRoute) -> Arc<FunctionState>,
+        mut new_link: impl FnMut(&RouteNode) -> Arc<PeerLink>,
+    ) -> Routes {
+        let mut routes = Routes {
+            table_version: table.version,
+            generated_at: table.generated_at,
+            ..Routes::default()
+        };
+        for info in table.nodes {
+            let link = prev
+                .nodes
+                .get(&info.node_id)
+                .map(|n| n.link.clone())
+                .unwrap_or_else(|| new_link(&info));
+            routes
+                .nodes
+                .insert(info.node_id, Arc::new(NodeEntry { info, link }));
+        }
+        for route in table.functions {
+            let state = prev
+                .by_service
+                .get(&route.service)
+                .map(|f| f.state.clone())
+                .unwrap_or_else(|| new_state(&route));
+            let entry = Arc::new(FunctionEntry { route, state });
+            routes
+                .by_service
+                .insert(entry.route.service.clone(), entry.clone());
+            routes.by_sla.insert(entry.route.sla_id, entry.clone());
+            routes
+                .by_name
+                .entry(entry.route.name.clone())
+                .or_default()
+                .push(entry.clone());
+            routes.functions.push(entry);
+        }
+        for list in routes.by_name.values_mut() {
+            // Stable sort by expiry, then reverse: latest expiry first, later in table first.
+            list.sort_by_key(|e| e.route.expires_at);
+            list.reverse();
+        }
+        routes
+    }
+
+    pub fn version(&self) -> u64 {
+        self.table_version
+    }
+
+    pub fn generated_at(&self) -> Timestamp {
+        self.generated_at
+    }
+
+    /// Every function of the table, expired or not, in table order.
+    pub fn functions(&self) -> &[Arc<FunctionEntry>] {
+        &self.functions
+    }
+
+    pub fn function_by_service(&self, service: &str) -> Option<&Arc<FunctionEntry>> {
+        self.by_service.get(service)
+    }
+
+    /// `/function/{name}`: by service, SLA id, then newest live placement of that live name;
+    /// expired routes are not found.
+    pub fn lookup(&self, name: &str, now: Timestamp) -> Option<&Arc<FunctionEntry>> {
+        if let Some(e) = self.by_service.get(name) {
+            return e.is_live(now).then_some(e);
+        }
+        if let Ok(id) = name.parse::<SlaId>()
+            && let Some(e) = self.by_sla.get(&id)
+        {
+            return e.is_live(now).then_some(e);
+        }
+        self.by_name
+            .get(name)
+            .and_then(|list| list.first())
+            .filter(|e| e.is_live(now))
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&Arc<NodeEntry>> {
+        self.nodes.get(&id)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<NodeEntry>> {
+        self.nodes.values()
+    }
+
+    /// The name of a node, or its id when the table does not know it.
+    pub fn node_name(&self, id: NodeId) -> String {
+        self.nodes
+            .get(&id)
+            .map_or_else(|| id.to_string(), |n| n.info.name.clone())
+    }
+}
+
+/// How long the marketplace may hold a long poll.
+const WAIT_MS: u64 = 10_000;
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// An unchanged table answered sooner than this is not a long poll: the next poll waits
+/// until this long after the previous one started (a marketplace without long polling
+/// cannot make the loop spin).
+const MIN_UNCHANGED_POLL: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{url}: {source}")]
+    Transport { url: String, source: reqwest::Error },
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("{url}: not a route table: {reason}")]
+    Decode { url: String, reason: String },
+}
+
+/// One long poll: the table after `after` (at once when absent), signed with the federation
+/// key like heartbeats (`Authorization` over `GET /api/routes` and an empty body).
+pub async fn fetch_routes(
+    node: &Node,
+    identity: &Identity,
+    after: Option<u64>,
+    wait_ms: u64,
+) -> Result<RouteTable, SyncError> {
+    let base = node.config.marketplace_url.trim_end_matches('/');
+    let url = match after {
+        Some(v) => format!("{base}/api/routes?after={v}&waitMs={wait_ms}"),
+        None => format!("{base}/api/routes?waitMs={wait_ms}"),
+    };
+    let header = auth::sign(
+        &identity.federation_key,
+        &identity.node_id.to_string(),
+        Timestamp::now(),
+        "GET",
+        "/api/routes",
+        b"",
+    );
+    let resp = node
+        .client
+        .http()
+        .get(&url)
+        .header("authorization", header)
+        .timeout(Duration::from_millis(wait_ms) + Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|source| SyncError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|source| SyncError::Transport {
+        url: url.clone(),
+        source,
+    })?;
+    if !status.is_success() {
+        return Err(SyncError::Status {
+            url,
+            status,
+            body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| SyncError::Decode {
+        url,
+        reason: e.to_string(),
+    })
+}
+
+/// Keeps the route table current: starts once the node has an identity, long-polls with
+/// `after` = the version it has (none before its first answer), installs every table that
+/// differs from the current one, and backs off 200 ms -> 2 s on errors. An unchanged table
+/// answered within [`MIN_UNCHANGED_POLL`] paces the next poll.
+pub async fn route_sync_loop(node: Arc<Node>) {
+    let mut backoff = MIN_BACKOFF;
+    let mut synced = false;
+    let mut failures = 0u32;
+    loop {
+        let Some(identity) = node.identity_arc() else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let after = synced.then(|| node.offload.routes().version());
+        let started = tokio::time::Instant::now();
+        match fetch_routes(&node, &identity, after, WAIT_MS).await {
+            Ok(table) => {
+                synced = true;
+                backoff = MIN_BACKOFF;
+                if failures > 0 {
+                    tracing::info!(version = table.version, "route table sync recovered");
+                }
+                failures = 0;
+                if Some(table.version) == after {
+                    node.offload.install_routes_if_changed(table);
+                    tokio::time::sleep_until(started + MIN_UNCHANGED_POLL).await;
+                } else {
+                    node.offload.install_routes_if_changed(table);
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(error = %e, "route table sync failed; retrying with backoff");
+                } else {
+                    tracing::debug!(error = %e, failures, "route table sync failed");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Observability of run-time offloading: the Prometheus metrics of `GET /metrics` (one
+//! registry per node, so several nodes share a process in tests) and the JSON view of
+//! `GET /api/offload`.
+//!
+//! Hot-path handles (per function and outcome) are resolved once per function and kept in
+//! its state; gauges of queue length, in-flight calls, arrival rate and capacity are set from
+//! the live state when scraped.
+
+use crate::offload::{ControlOut, Offload};
+use model::ids::NodeId;
+use model::offload::Weights;
+use model::time::Timestamp;
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// What happened to one invocation at this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Local,
+    Forwarded,
+    Rejected,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Local => "local",
+            Outcome::Forwarded => "forwarded",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    invocations: IntCounterVec,
+    forwarded: IntCounterVec,
+    rejected: IntCounterVec,
+    queue_length: IntGaugeVec,
+    in_flight: IntGaugeVec,
+    duration: HistogramVec,
+    weight: IntGaugeVec,
+    arrival_rate: GaugeVec,
+    capacity: GaugeVec,
+}
+
+/// Per-function hot-path handles, resolved at the function's first invocation here (so a
+/// federation-wide route table creates no series for functions this node never sees).
+#[derive(Default)]
+pub struct FunctionMetrics {
+    handles: OnceLock<Handles>,
+}
+
+struct Handles {
+    invocations: [IntCounter; 3],
+    durations: [Histogram; 3],
+}
+
+impl FunctionMetrics {
+    /// Counts one invocation of `function` with its outcome and duration.
+    pub fn observe(&self, m: &Metrics, function: &str, outcome: Outcome, elapsed: Duration) {
+        let h = self.handles.get_or_init(|| Handles {
+            invocations: OUTCOMES.map(|o| m.invocations.with_label_values(&[function, o.as_str()])),
+            durations: OUTCOMES.map(|o| m.duration.with_label_values(&[function, o.as_str()])),
+        });
+        let i = outcome as usize;
+        h.invocations[i].inc();
+        h.durations[i].observe(elapsed.as_secs_f64());
+    }
+}
+
+const OUTCOMES: [Outcome; 3] = [Outcome::Local, Outcome::Forwarded, Outcome::Rejected];
+
+/// Latency buckets from 1 ms to 30 s.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        // Constant, valid definitions: these constructors cannot fail.
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+        };
+        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+        };
+        let m = Metrics {
+            registry: Registry::new(),
+            invocations: counter(
+                "fogmarket_invocations_total",
+                "Invocations answered by this node, by outcome (local, forwarded, rejected)",
+                &["function", "outcome"],
+            ),
+            forwarded: counter(
+                "fogmarket_forwarded_total",
+                "Invocations this node forwarded, by peer",
+                &["function", "peer"],
+            ),
+            rejected: counter(
+                "fogmarket_rejected_total",
+                "Invocations this node rejected, by reason",
+                &["function", "reason"],
+            ),
+            queue_length: int_gauge(
+                "fogmarket_queue_length",
+                "Requests waiting in the local queue",
+                &["function"],
+            ),
+            in_flight: int_gauge(
+                "fogmarket_in_flight",
+                "Local calls in flight",
+                &["function"],
+            ),
+            duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "fogmarket_invocation_duration_seconds",
+                    "Time to answer an invocation at this node, by outcome",
+                )
+                .buckets(BUCKETS.to_vec()),
+                &["function", "outcome"],
+            )
+            .expect("valid metric definition"),
+            weight: int_gauge(
+                "fogmarket_weight",
+                "Current weight per mille, by target (local, reject or a peer name)",
+                &["function", "target"],
+            ),
+            arrival_rate: gauge(
+                "fogmarket_arrival_rate",
+                "Client and access requests per second arriving here (sliding window)",
+                &["function"],
+            ),
+            capacity: gauge(
+                "fogmarket_capacity",
+                "Requests per second the function sustains here (configured or learned)",
+                &["function"],
+            ),
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+            Box::new(m.invocations.clone()),
+            Box::new(m.forwarded.clone()),
+            Box::new(m.rejected.clone()),
+            Box::new(m.queue_length.clone()),
+            Box::new(m.in_flight.clone()),
+            Box::new(m.duration.clone()),
+            Box::new(m.weight.clone()),
+            Box::new(m.arrival_rate.clone()),
+            Box::new(m.capacity.clone()),
+        ];
+        for c in collectors {
+            if let Err(e) = m.registry.register(c) {
+                tracing::error!(error = %e, "cannot register an offload metric");
+            }
+        }
+        m
+    }
+
+    pub fn count_forward(&self, function: &str, peer: &str) {
+        self.forwarded.with_label_values(&[function, peer]).inc();
+    }
+
+    pub fn count_reject(&self, function: &str, reason: &str) {
+        self.rejected.with_label_values(&[function, reason]).inc();
+    }
+
+    /// Sets the weight gauges of `function` to `new`, zeroing targets `old` had and `new`
+    /// lacks. `name` gives a peer's name.
+    pub fn set_weights(
+        &self,
+        function: &str,
+        old: &Weights,
+        new: &Weights,
+        name: impl Fn(NodeId) -> String,
+    ) {
+        for (node, _) in &old.peers {
+            if new.peer(*node) == 0 {
+                self.weight
+                    .with_label_values(&[function, &name(*node)])
+                    .set(0);
+            }
+        }
+        self.weight
+            .with_label_values(&[function, "local"])
+            .set(i64::from(new.local));
+        self.weight
+            .with_label_values(&[function, "reject"])
+            .set(i64::from(new.reject));
+        for (node, w) in &new.peers {
+            self.weight
+                .with_label_values(&[function, &name(*node)])
+                .set(i64::from(*w));
+        }
+    }
+
+    /// The Prometheus text exposition, gauges of the functions hosted here (by `me`)
+    /// refreshed from the live state.
+    pub fn render(&self, offload: &Offload, me: Option<NodeId>) -> String {
+        let routes = offload.routes();
+        let hosted = routes
+            .functions()
+            .iter()
+            .filter(|f| me.is_some_and(|id| f.hosted_by(id)));
+        for f in hosted {
+            let s = &f.state;
+            let label = [s.service.as_str()];
+            self.queue_length
+                .with_label_values(&label)
+                .set(s.queue.len() as i64);
+            self.in_flight
+                .with_label_values(&label)
+                .set(s.queue.in_flight() as i64);
+            let out = s.control_out();
+            self.arrival_rate
+                .with_label_values(&label)
+                .set(s.arrival_rate(Timestamp::now()));
+            if let Some(c) = out.capacity {
+                self.capacity.with_label_values(&label).set(c);
+            }
+        }
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# cannot encode metrics: {e}\n"))
+    }
+}
+
+/// `GET /api/offload`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OffloadView {
+    pub strategy: String,
+    pub data_plane: String,
+    pub route_version: u64,
+    pub functions: Vec<FunctionView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionView {
+    pub service: String,
+    pub name: String,
+    pub weights: WeightsView,
+    pub rate: f64,
+    pub capacity: Option<f64>,
+    pub in_flight: usize,
+    pub queue_len: usize,
+    pub peers: Vec<PeerView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightsView {
+    pub local: u32,
+    pub reject: u32,
+    pub peers: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerView {
+    pub name: String,
+    pub alive: bool,
+    pub rtt_ms: Option<f64>,
+    pub offer: Option<OfferView>,
+}
+
+/// A capacity offer as JSON (`{rate, expiresAt}`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferView {
+    pub rate: f64,
+    pub expires_at: Timestamp,
+}
+
+/// The hosted functions of this node with their weights, load and peers.
+pub fn offload_view(offload: &Offload, me: Option<NodeId>, now: Timestamp) -> OffloadView {
+    let routes = offload.routes();
+    let functions = routes
+        .functions()
+        .iter()
+        .filter(|f| f.is_live(now) && me.is_some_and(|id| f.hosted_by(id)))
+        .map(|f| {
+            let s = &f.state;
+            let w = s.weights();
+            let out: std::sync::Arc<ControlOut> = s.control_out();
+            FunctionView {
+                service: f.route.service.clone(),
+                name: f.route.name.clone(),
+                weights: WeightsView {
+                    local: w.local,
+                    reject: w.reject,
+                    peers: w
+                        .peers
+                        .iter()
+                        .map(|(n, w)| (routes.node_name(*n), *w))
+                        .collect(),
+                },
+                rate: out.rate,
+                capacity: out.capacity,
+                in_flight: s.queue.in_flight(),
+                queue_len: s.queue.len(),
+                peers: out
+                    .peers
+                    .iter()
+                    .map(|p| PeerView {
+                        name: p.name.clone(),
+                        alive: p.alive,
+                        rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                        offer: p.offer.map(|o| OfferView {
+                            rate: o.rate,
+                            expires_at: o.expires_at,
+                        }),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    OffloadView {
+        strategy: offload.config.strategy.to_string(),
+        data_plane: match offload.config.data_plane {
+            crate::config::DataPlane::Native => "native".into(),
+            crate::config::DataPlane::Haproxy => "haproxy".into(),
+        },
+        route_version: routes.version(),
+        functions,
+    }
+}
