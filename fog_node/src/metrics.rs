@@ -171,6 +171,30 @@ impl Metrics {
         m
     }
 
+    /// Invocations answered by this node since it started, over every function, by outcome
+    /// (the dashboard turns successive samples into rates).
+    pub fn totals(&self) -> Totals {
+        use prometheus::core::Collector;
+        let mut t = Totals::default();
+        for family in self.invocations.collect() {
+            for m in family.get_metric() {
+                let outcome = m
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "outcome")
+                    .map(|l| l.value().to_string());
+                let n = m.get_counter().get_value() as u64;
+                match outcome.as_deref() {
+                    Some("local") => t.served += n,
+                    Some("forwarded") => t.forwarded += n,
+                    Some("rejected") => t.rejected += n,
+                    _ => {}
+                }
+            }
+        }
+        t
+    }
+
     pub fn count_forward(&self, function: &str, peer: &str) {
         self.forwarded.with_label_values(&[function, peer]).inc();
     }
@@ -239,6 +263,18 @@ impl Metrics {
     }
 }
 
+/// Cumulative invocation counts of a node, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    /// Served here (by the local FaaS backend).
+    pub served: u64,
+    /// Forwarded to another node.
+    pub forwarded: u64,
+    /// Rejected (429, 503, 508, …).
+    pub rejected: u64,
+}
+
 /// `GET /api/offload`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -246,6 +282,7 @@ pub struct OffloadView {
     pub strategy: String,
     pub data_plane: String,
     pub route_version: u64,
+    pub totals: Totals,
     pub functions: Vec<FunctionView>,
 }
 
@@ -337,6 +374,7 @@ pub fn offload_view(offload: &Offload, me: Option<NodeId>, now: Timestamp) -> Of
             crate::config::DataPlane::Haproxy => "haproxy".into(),
         },
         route_version: routes.version(),
+        totals: offload.metrics.totals(),
         functions,
     }
 }

@@ -133,6 +133,11 @@ async fn a_host_serves_locally_and_an_access_node_forwards_to_the_host_with_head
     assert_eq!(view["routeVersion"], 1);
     assert_eq!(view["functions"][0]["service"], svc.as_str());
     assert_eq!(view["functions"][0]["weights"]["local"], 1000);
+    assert_eq!(view["totals"]["served"], 6, "{view}");
+    assert_eq!(view["totals"]["rejected"], 0, "{view}");
+    let access_view = offload_view(&access).await;
+    assert_eq!(access_view["totals"]["forwarded"], 5, "{access_view}");
+    assert_eq!(access_view["totals"]["served"], 0, "{access_view}");
     assert!(
         offload_view(&access).await["functions"]
             .as_array()

@@ -95,6 +95,7 @@ impl fmt::Display for OffloadStrategy {
 
 /// Capacity a peer offers this node for one function: up to `rate` req/s until `expires_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CapacityOffer {
     /// Requests per second.
     pub rate: f64,
