@@ -149,6 +149,9 @@ impl Gateway {
             App::new()
                 .app_data(state.clone())
                 .configure(routes::configure)
+                // A server span per request (`/function/*`, `/system/*`, ...), child of the
+                // caller's `traceparent`; embedded in a fog node, in the node's traces.
+                .wrap(telemetry::actix::TraceRequests::new("faas-gateway"))
         })
         .workers(workers)
         .disable_signals()

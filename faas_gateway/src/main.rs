@@ -22,12 +22,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs, and spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; dropped at the end of
+    // `main` (after SIGTERM/Ctrl-C stopped the server), which sends the remaining spans.
+    let _telemetry = telemetry::init("faas-gateway")?;
     let args = Args::parse();
     let mut settings = GatewaySettings::new(
         args.listen,

@@ -26,6 +26,15 @@ const INHERITED_ENV: &[&str] = &[
     "TZ",
     "RUST_LOG",
     "RUST_BACKTRACE",
+    // Tracing (see the `telemetry` crate): functions export their spans where the gateway
+    // does. Not `OTEL_EXPORTER_OTLP_HEADERS` (collector credentials stay with the operator).
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_EXPORT_TIMEOUT",
 ];
 
 /// Kills a whole process group (SIGKILL) when dropped.

@@ -12,6 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use telemetry::reqwest::RequestTracing;
 
 use crate::api::{DeleteFunctionRequest, FunctionDeployment, ScaleServiceRequest, Secret};
 use crate::error::{GatewayError, GatewayResult};
@@ -412,7 +413,8 @@ async fn invoke_async(
     let service = state.service.clone();
     let function = name.clone();
     let reply_id = call_id.clone();
-    state.service.runtime().spawn(async move {
+    // In the request's trace (the span outlives the request).
+    let task = async move {
         let started = std::time::Instant::now();
         let result = service.invoke(&function, inv).await;
         let Some(url) = callback else { return };
@@ -435,12 +437,15 @@ async fn invoke_async(
             )
             .body(body)
             .timeout(Duration::from_secs(30))
+            .with_trace_context()
             .send()
             .await;
         if let Err(e) = sent {
             tracing::warn!(%function, %url, error = %e, "async callback failed");
         }
-    });
+    };
+    let task = tracing::Instrument::instrument(task, tracing::Span::current());
+    state.service.runtime().spawn(task);
     Ok(HttpResponse::Accepted()
         .insert_header(("X-Call-Id", reply_id))
         .finish())

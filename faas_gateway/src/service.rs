@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::{Counter, Histogram};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::api::{
     self, DEFAULT_NAMESPACE, FunctionDeployment, FunctionStatus, FunctionUsage, ReplicaStatus,
@@ -932,11 +933,25 @@ impl Service {
         Ok(resp)
     }
 
-    async fn run(&self, lease: Lease, req: Invocation) -> GatewayResult<InvocationResponse> {
-        match lease.spec.mode {
-            Mode::Http => self.forward(&lease, req).await,
-            Mode::Classic => self.exec(&lease, req).await,
+    /// Runs the invocation on the leased replica in a client span named after the function,
+    /// whose context replaces the caller's `traceparent` (classic mode: `Http_Traceparent`),
+    /// so the function's own span is its child.
+    async fn run(&self, lease: Lease, mut req: Invocation) -> GatewayResult<InvocationResponse> {
+        let span = telemetry::client_span(
+            req.method.as_str(),
+            &lease.spec.key,
+            lease.authority.as_ref().map(|a| a.as_str()),
+        );
+        telemetry::inject_span(&span, &mut req.headers);
+        let result = match lease.spec.mode {
+            Mode::Http => self.forward(&lease, req).instrument(span.clone()).await,
+            Mode::Classic => self.exec(&lease, req).instrument(span.clone()).await,
+        };
+        match &result {
+            Ok(r) => telemetry::record_status(&span, r.status),
+            Err(e) => telemetry::record_error(&span, e),
         }
+        result
     }
 
     /// A ready replica with the fewest requests in flight, waiting in the function's bounded

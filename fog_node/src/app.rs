@@ -35,6 +35,8 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .configure(routes::configure)
+                // A server span per request, child of the caller's `traceparent`.
+                .wrap(telemetry::actix::TraceRequests::new("fog-node"))
         })
         .workers(workers)
         .disable_signals()
@@ -86,6 +88,7 @@ impl Application {
             tokio::spawn(membership::lifetime_loop(self.node.clone())),
             tokio::spawn(crate::directory::route_sync_loop(self.node.clone())),
             tokio::spawn(crate::control::control_loop(self.node.clone())),
+            tokio::spawn(crate::haproxy_mode::haproxy_loop(self.node.clone())),
         ];
         let handle = self.server.handle();
         let server = self.server;

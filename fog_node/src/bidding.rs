@@ -369,7 +369,7 @@ fn release_dropped(node: &Arc<Node>, me: NodeId, dropped: Vec<Bid>) {
     for b in others {
         let client = node.client.clone();
         let key = identity.federation_key.clone();
-        tokio::spawn(async move {
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             let body = ReleaseRequest {
                 bid_ids: vec![b.id],
             };
@@ -389,6 +389,6 @@ fn release_dropped(node: &Arc<Node>, me: NodeId, dropped: Vec<Bid>) {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "release of a filtered bid failed; the hold will expire");
             }
-        });
+        }));
     }
 }

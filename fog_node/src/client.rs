@@ -1,11 +1,15 @@
-//! Signed HTTP calls to the marketplace and to neighbouring nodes.
+//! Signed HTTP calls to the marketplace and to neighbouring nodes, each in a client span whose
+//! context travels in `traceparent` (so a relayed bid request joins the auction's trace).
 
 use model::auth;
 use model::time::Timestamp;
 use reqwest::{Client, Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::borrow::Cow;
 use std::time::Duration;
+use telemetry::reqwest::RequestTracing;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -67,7 +71,8 @@ impl SignedClient {
         &self.http
     }
 
-    /// Sends `body` as JSON to `base + path`, signed as `sender` with `key`, and decodes the answer.
+    /// Sends `body` as JSON to `base + path`, signed as `sender` with `key`, and decodes the
+    /// answer. The call is a client span named `METHOD /route` (see [`route_pattern`]).
     pub async fn call<B: Serialize, R: DeserializeOwned>(
         &self,
         method: Method,
@@ -77,11 +82,39 @@ impl SignedClient {
         signer: Signer<'_>,
         timeout: Duration,
     ) -> Result<R, CallError> {
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        let span = telemetry::client_span(method.as_str(), route_pattern(path), Some(&url));
+        let result = self
+            .call_traced(method, url, path, body, signer, timeout, &span)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Err(e @ (CallError::Transport { .. } | CallError::Timeout { .. })) => {
+                telemetry::record_error(&span, e)
+            }
+            Err(CallError::Status { status, .. }) => {
+                telemetry::record_status(&span, status.as_u16())
+            }
+            _ => {}
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn call_traced<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: String,
+        path: &str,
+        body: Option<&B>,
+        signer: Signer<'_>,
+        timeout: Duration,
+        span: &tracing::Span,
+    ) -> Result<R, CallError> {
         let bytes = match body {
             Some(b) => serde_json::to_vec(b)?,
             None => Vec::new(),
         };
-        let url = format!("{}{path}", base.trim_end_matches('/'));
         let header = auth::sign(
             signer.key,
             signer.sender,
@@ -94,7 +127,8 @@ impl SignedClient {
             .http
             .request(method, &url)
             .header("authorization", header)
-            .timeout(timeout);
+            .timeout(timeout)
+            .with_trace_context_of(span);
         if body.is_some() {
             req = req.header("content-type", "application/json").body(bytes);
         }
@@ -112,6 +146,9 @@ impl SignedClient {
             }
         })?;
         let status = resp.status();
+        if status.is_success() {
+            telemetry::record_status(span, status.as_u16());
+        }
         let text = resp.text().await.map_err(|e| CallError::Decode {
             url: url.clone(),
             reason: e.to_string(),
@@ -128,5 +165,38 @@ impl SignedClient {
             url,
             reason: e.to_string(),
         })
+    }
+}
+
+/// `path` as a route pattern for span names: UUID segments (node and SLA ids) become `{id}`,
+/// so `/api/heartbeat/<uuid>` is `/api/heartbeat/{id}`.
+pub fn route_pattern(path: &str) -> Cow<'_, str> {
+    if !path.split('/').any(|s| uuid::Uuid::parse_str(s).is_ok()) {
+        return Cow::Borrowed(path);
+    }
+    let segments: Vec<&str> = path
+        .split('/')
+        .map(|s| {
+            if uuid::Uuid::parse_str(s).is_ok() {
+                "{id}"
+            } else {
+                s
+            }
+        })
+        .collect();
+    Cow::Owned(segments.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_pattern;
+
+    #[test]
+    fn ids_in_paths_become_placeholders() {
+        assert_eq!(route_pattern("/api/bid"), "/api/bid");
+        assert_eq!(
+            route_pattern("/api/heartbeat/7d6c1a8e-0f4b-4a43-9a55-1f0c2b8e9d10"),
+            "/api/heartbeat/{id}"
+        );
     }
 }

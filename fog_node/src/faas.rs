@@ -7,6 +7,8 @@ use reqwest::{Client, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use telemetry::reqwest::RequestTracing;
+use tracing::Instrument;
 
 /// `limits` / `requests` of a deployment, as Kubernetes quantities ("128Mi", "500m").
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -83,6 +85,9 @@ impl FaasError {
     }
 }
 
+/// `/system/functions`, as path and route.
+const FUNCTIONS: (&str, &str) = ("/system/functions", "/system/functions");
+
 /// Client of one OpenFaaS gateway.
 #[derive(Clone)]
 pub struct OpenFaasClient {
@@ -128,17 +133,41 @@ impl OpenFaasClient {
         format!("{}/function/{name}", self.base)
     }
 
+    /// One attempt, in a client span named `METHOD route` (`route`: the gateway's pattern).
     async fn send_once(
         &self,
         method: &Method,
-        path: &str,
+        (path, route): (&str, &'static str),
         body: Option<&[u8]>,
     ) -> Result<(StatusCode, String), FaasError> {
         let url = format!("{}{path}", self.base);
+        let span = telemetry::client_span(method.as_str(), route, Some(&url));
+        let result = self
+            .send_traced(method, url, body, &span)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok((status, _)) => telemetry::record_status(&span, status.as_u16()),
+            Err(FaasError::Status { status, .. }) => {
+                telemetry::record_status(&span, status.as_u16())
+            }
+            Err(e) => telemetry::record_error(&span, e),
+        }
+        result
+    }
+
+    async fn send_traced(
+        &self,
+        method: &Method,
+        url: String,
+        body: Option<&[u8]>,
+        span: &tracing::Span,
+    ) -> Result<(StatusCode, String), FaasError> {
         let mut req = self
             .http
             .request(method.clone(), &url)
-            .timeout(self.timeout);
+            .timeout(self.timeout)
+            .with_trace_context_of(span);
         if let Some((user, password)) = &self.auth {
             req = req.basic_auth(user, Some(password));
         }
@@ -172,7 +201,7 @@ impl OpenFaasClient {
     async fn send(
         &self,
         method: Method,
-        path: &str,
+        path: (&str, &'static str),
         body: Option<&[u8]>,
         idempotent: bool,
     ) -> Result<(StatusCode, String), FaasError> {
@@ -196,13 +225,10 @@ impl OpenFaasClient {
             url: self.base.clone(),
             reason: e.to_string(),
         })?;
-        match self
-            .send(Method::PUT, "/system/functions", Some(&body), true)
-            .await
-        {
+        match self.send(Method::PUT, FUNCTIONS, Some(&body), true).await {
             Ok(_) => Ok(()),
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => self
-                .send(Method::POST, "/system/functions", Some(&body), false)
+                .send(Method::POST, FUNCTIONS, Some(&body), false)
                 .await
                 .map(|_| ()),
             Err(e) => Err(e),
@@ -212,7 +238,8 @@ impl OpenFaasClient {
     /// `None` when the function does not exist.
     pub async fn status(&self, name: &str) -> Result<Option<FunctionStatus>, FaasError> {
         let path = format!("/system/function/{name}");
-        match self.send(Method::GET, &path, None, true).await {
+        let path = (path.as_str(), "/system/function/{name}");
+        match self.send(Method::GET, path, None, true).await {
             Ok((_, text)) => decode(&self.base, &text).map(Some),
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
             Err(e) => Err(e),
@@ -220,9 +247,7 @@ impl OpenFaasClient {
     }
 
     pub async fn list(&self) -> Result<Vec<FunctionStatus>, FaasError> {
-        let (_, text) = self
-            .send(Method::GET, "/system/functions", None, true)
-            .await?;
+        let (_, text) = self.send(Method::GET, FUNCTIONS, None, true).await?;
         // A gateway may answer `null` for an empty list.
         let list: Option<Vec<FunctionStatus>> = decode(&self.base, &text)?;
         Ok(list.unwrap_or_default())
@@ -231,7 +256,8 @@ impl OpenFaasClient {
     pub async fn scale(&self, name: &str, replicas: u64) -> Result<(), FaasError> {
         let body = serde_json::json!({ "serviceName": name, "replicas": replicas });
         let path = format!("/system/scale-function/{name}");
-        self.send(Method::POST, &path, Some(body.to_string().as_bytes()), true)
+        let path = (path.as_str(), "/system/scale-function/{name}");
+        self.send(Method::POST, path, Some(body.to_string().as_bytes()), true)
             .await
             .map(|_| ())
     }
@@ -242,7 +268,7 @@ impl OpenFaasClient {
         match self
             .send(
                 Method::DELETE,
-                "/system/functions",
+                FUNCTIONS,
                 Some(body.to_string().as_bytes()),
                 true,
             )
@@ -267,28 +293,38 @@ impl OpenFaasClient {
             self.function_url(name),
             sub_path.trim_start_matches('/')
         );
-        let resp = self
-            .http
-            .request(method, &url)
-            .timeout(self.timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| FaasError::Transport {
+        let span = telemetry::client_span(method.as_str(), "/function/{name}", Some(&url));
+        let call = async {
+            let resp = self
+                .http
+                .request(method, &url)
+                .timeout(self.timeout)
+                .with_trace_context_of(&span)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| FaasError::Transport {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(|e| FaasError::Transport {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| FaasError::Transport {
-            url,
-            reason: e.to_string(),
-        })?;
-        Ok(Invocation {
-            status,
-            headers,
-            body: body.to_vec(),
-        })
+            Ok(Invocation {
+                status,
+                headers,
+                body: body.to_vec(),
+            })
+        };
+        let result = call.instrument(span.clone()).await;
+        match &result {
+            Ok(inv) => telemetry::record_status(&span, inv.status.as_u16()),
+            Err(e) => telemetry::record_error(&span, e),
+        }
+        result
     }
 }
 

@@ -19,6 +19,8 @@ pub mod dataplane;
 pub mod directory;
 pub mod error;
 pub mod faas;
+pub mod haproxy;
+pub mod haproxy_mode;
 pub mod membership;
 pub mod metrics;
 pub mod node;

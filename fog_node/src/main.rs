@@ -14,13 +14,15 @@ struct Args {
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,actix_server=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs, and spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (the embedded gateway's
+    // too); dropped at the end of `main`, after SIGTERM/Ctrl-C stopped the node, which sends
+    // the remaining spans.
+    let _telemetry = telemetry::init_with(
+        "fog-node",
+        &telemetry::Options {
+            default_log_filter: "info,actix_server=warn".to_string(),
+        },
+    )?;
     let args = Args::parse();
     let config = Config::load(&args.config)?;
     let app = Application::build(config)?;

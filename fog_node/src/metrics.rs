@@ -283,6 +283,9 @@ pub struct OffloadView {
     pub data_plane: String,
     pub route_version: u64,
     pub totals: Totals,
+    /// `data_plane = "haproxy"`: the HAProxy frontend serving `/function/…` here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub haproxy_url: Option<String>,
     pub functions: Vec<FunctionView>,
 }
 
@@ -375,6 +378,7 @@ pub fn offload_view(offload: &Offload, me: Option<NodeId>, now: Timestamp) -> Of
         },
         route_version: routes.version(),
         totals: offload.metrics.totals(),
+        haproxy_url: offload.haproxy_url.get().cloned(),
         functions,
     }
 }

@@ -41,6 +41,8 @@ pub struct Offload {
     seq: AtomicU64,
     epoch: Instant,
     pub(crate) usage: Mutex<UsageState>,
+    /// `data_plane = "haproxy"`: HAProxy's frontend URL once it runs.
+    pub haproxy_url: std::sync::OnceLock<String>,
 }
 
 impl Offload {
@@ -61,6 +63,7 @@ impl Offload {
             ),
             epoch: Instant::now(),
             usage: Mutex::new(UsageState::default()),
+            haproxy_url: std::sync::OnceLock::new(),
         }
     }
 

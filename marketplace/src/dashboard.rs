@@ -27,6 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use telemetry::reqwest::RequestTracing;
 
 /// How many auctions the dashboard lists, newest first.
 pub const RECENT_AUCTIONS: u32 = 20;
@@ -702,6 +703,7 @@ impl Dashboard {
                 .http
                 .get(&url)
                 .timeout(timeout)
+                .with_trace_context()
                 .send()
                 .await
                 .map_err(|e| describe(&e, timeout))?;

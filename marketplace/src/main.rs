@@ -47,6 +47,15 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
+    // Logs, and spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set. Dropped last (after
+    // the server stopped, SIGTERM/SIGINT included): that sends the remaining spans.
+    let _telemetry = match telemetry::init("marketplace") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -64,14 +73,6 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
     let secret = match (cli.enrollment_secret, cli.dev) {
         (Some(s), _) if !s.is_empty() => s,

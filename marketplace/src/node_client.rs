@@ -3,6 +3,8 @@
 //! Every call carries `Authorization: Fogmarket marketplace:<ts>:<mac>` made with the
 //! federation key over the URL path and the exact body bytes sent. Every call has a timeout;
 //! answers are read up to [`MAX_RESPONSE_BYTES`] so a misbehaving node cannot exhaust memory.
+//! Every call runs in a client span named after the node's route (`POST /api/bid`, ...) whose
+//! context travels in `traceparent`, so the node's work joins the marketplace's trace.
 
 use model::protocol::{AcceptRequest, AcceptResponse, BidRequest, BidResponse, ReleaseRequest};
 use model::{BidId, SlaId, Timestamp, auth};
@@ -11,6 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
+use telemetry::reqwest::RequestTracing;
+use tracing::Instrument;
 
 /// Sender name in the signatures the marketplace makes.
 pub const SENDER: &str = "marketplace";
@@ -52,11 +56,13 @@ impl NodeClient {
         &self,
         method: Method,
         base_url: &str,
-        path: &str,
+        (path, route): (&str, &'static str),
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<R, NodeCallError> {
-        let buf = self.send(method, base_url, path, body, timeout).await?;
+        let buf = self
+            .send(method, base_url, (path, route), body, timeout)
+            .await?;
         let buf = if buf.is_empty() {
             b"null".to_vec()
         } else {
@@ -65,14 +71,38 @@ impl NodeClient {
         serde_json::from_slice(&buf).map_err(|e| NodeCallError::BadResponse(e.to_string()))
     }
 
-    /// One signed call; the raw answer body on 2xx.
+    /// One signed call in a client span named `METHOD route` (`route` is the node's pattern
+    /// for `path`); the raw answer body on 2xx.
     async fn send<B: Serialize>(
         &self,
         method: Method,
         base_url: &str,
+        (path, route): (&str, &'static str),
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NodeCallError> {
+        let url = format!("{}{path}", base_url.trim_end_matches('/'));
+        let span = telemetry::client_span(method.as_str(), route, Some(&url));
+        let result = self
+            .send_traced(method, url, path, body, timeout, &span)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result
+            && !matches!(e, NodeCallError::Refused(_) | NodeCallError::Status { .. })
+        {
+            telemetry::record_error(&span, e);
+        }
+        result
+    }
+
+    async fn send_traced<B: Serialize>(
+        &self,
+        method: Method,
+        url: String,
         path: &str,
         body: Option<&B>,
         timeout: Duration,
+        span: &tracing::Span,
     ) -> Result<Vec<u8>, NodeCallError> {
         let bytes = match body {
             Some(b) => {
@@ -80,7 +110,6 @@ impl NodeClient {
             }
             None => Vec::new(),
         };
-        let url = format!("{}{path}", base_url.trim_end_matches('/'));
         let header = auth::sign(
             &self.key,
             SENDER,
@@ -93,7 +122,8 @@ impl NodeClient {
             .http
             .request(method, &url)
             .timeout(timeout)
-            .header(reqwest::header::AUTHORIZATION, header);
+            .header(reqwest::header::AUTHORIZATION, header)
+            .with_trace_context_of(span);
         if body.is_some() {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -109,6 +139,7 @@ impl NodeClient {
         };
         let mut resp = req.send().await.map_err(map_err)?;
         let status = resp.status();
+        telemetry::record_status(span, status.as_u16());
         let mut buf = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(map_err)? {
             if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
@@ -137,8 +168,8 @@ impl NodeClient {
         req: &BidRequest,
         timeout: Duration,
     ) -> Result<BidResponse, NodeCallError> {
-        self.call(Method::POST, url, "/api/bid", Some(req), timeout)
-            .await
+        let path = ("/api/bid", "/api/bid");
+        self.call(Method::POST, url, path, Some(req), timeout).await
     }
 
     /// `POST /api/accept/{slaId}`: turns the winner's hold into a reservation.
@@ -149,8 +180,8 @@ impl NodeClient {
         timeout: Duration,
     ) -> Result<AcceptResponse, NodeCallError> {
         let path = format!("/api/accept/{}", req.sla.id);
-        self.call(Method::POST, url, &path, Some(req), timeout)
-            .await
+        let path = (path.as_str(), "/api/accept/{sla_id}");
+        self.call(Method::POST, url, path, Some(req), timeout).await
     }
 
     /// `POST /api/release`: frees losing holds (they would expire anyway).
@@ -161,7 +192,8 @@ impl NodeClient {
         timeout: Duration,
     ) -> Result<(), NodeCallError> {
         let req = ReleaseRequest { bid_ids };
-        self.send(Method::POST, url, "/api/release", Some(&req), timeout)
+        let path = ("/api/release", "/api/release");
+        self.send(Method::POST, url, path, Some(&req), timeout)
             .await
             .map(|_| ())
     }
@@ -174,7 +206,8 @@ impl NodeClient {
         timeout: Duration,
     ) -> Result<serde_json::Value, NodeCallError> {
         let path = format!("/api/provision/{sla}");
-        self.call::<serde_json::Value, _>(Method::POST, url, &path, None, timeout)
+        let path = (path.as_str(), "/api/provision/{sla_id}");
+        self.call::<serde_json::Value, _>(Method::POST, url, path, None, timeout)
             .await
     }
 
@@ -186,7 +219,8 @@ impl NodeClient {
         timeout: Duration,
     ) -> Result<(), NodeCallError> {
         let path = format!("/api/placement/{sla}");
-        self.send::<()>(Method::DELETE, url, &path, None, timeout)
+        let path = (path.as_str(), "/api/placement/{sla_id}");
+        self.send::<()>(Method::DELETE, url, path, None, timeout)
             .await
             .map(|_| ())
     }

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// Signatures older (or newer) than this are refused.
 pub const MAX_SIGNATURE_SKEW: Duration = Duration::from_secs(30);
@@ -1240,11 +1241,15 @@ impl Marketplace {
 
     fn cancel_in_background(&self, url: String, sla: SlaId) {
         let client = self.nodes.clone();
-        tokio::spawn(async move {
-            if let Err(e) = client.cancel(&url, sla, SIDE_CALL_TIMEOUT).await {
-                tracing::warn!(%url, error = %e, "rollback cancel failed; the reservation will expire");
+        tokio::spawn(
+            async move {
+                if let Err(e) = client.cancel(&url, sla, SIDE_CALL_TIMEOUT).await {
+                    tracing::warn!(%url, error = %e, "rollback cancel failed; the reservation will expire");
+                }
             }
-        });
+            // Part of the placement's trace.
+            .in_current_span(),
+        );
     }
 
     /// Asks every reserved placement's node to provision; returns the failed calls.

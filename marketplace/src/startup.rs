@@ -90,6 +90,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(routes::count_requests))
+                // Outermost: the server span covers the whole request, metrics included.
+                .wrap(telemetry::actix::TraceRequests::new("marketplace"))
                 .app_data(data.clone())
                 .app_data(web::Data::new(BodyLimit(limit)))
                 .app_data(web::PayloadConfig::new(limit))

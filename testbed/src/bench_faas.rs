@@ -339,15 +339,15 @@ impl FaasBenchReport {
 
 /// A running `faas-gateway`; dropping it kills it (its function processes die with it:
 /// the gateway starts them with `PR_SET_PDEATHSIG=SIGKILL`).
-struct Gateway {
+pub(crate) struct Gateway {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Gateway {
     /// Starts `faas-gateway --listen 127.0.0.1:0 --catalog <catalog>` with stderr in `log` and
     /// waits for its listening line.
-    async fn start(binary: &Path, catalog: &Path, log: &Path) -> anyhow::Result<Self> {
+    pub(crate) async fn start(binary: &Path, catalog: &Path, log: &Path) -> anyhow::Result<Self> {
         let stderr = std::fs::File::create(log)
             .with_context(|| format!("cannot create log file {}", log.display()))?;
         let mut cmd = tokio::process::Command::new(binary);
@@ -425,12 +425,12 @@ impl Gateway {
         Ok(gateway)
     }
 
-    fn pid(&self) -> anyhow::Result<u32> {
+    pub(crate) fn pid(&self) -> anyhow::Result<u32> {
         self.child.id().context("the gateway has already exited")
     }
 
     /// SIGTERM (the gateway then kills its functions), SIGKILL after a grace period.
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.child.id() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
@@ -460,7 +460,7 @@ struct Replica {
     port: Option<u16>,
 }
 
-fn deployment(service: &str, min: usize, max: usize) -> serde_json::Value {
+pub(crate) fn deployment(service: &str, min: usize, max: usize) -> serde_json::Value {
     json!({
         "service": service,
         "image": ECHO_IMAGE,
@@ -472,7 +472,7 @@ fn deployment(service: &str, min: usize, max: usize) -> serde_json::Value {
 }
 
 /// Fails with the status and body unless `r` succeeded.
-async fn expect_success(r: reqwest::Response, what: &str) -> anyhow::Result<()> {
+pub(crate) async fn expect_success(r: reqwest::Response, what: &str) -> anyhow::Result<()> {
     let status = r.status();
     if status.is_success() {
         let _ = r.bytes().await;
@@ -499,7 +499,7 @@ async fn replicas(client: &reqwest::Client, gw: &str, name: &str) -> anyhow::Res
 }
 
 /// Waits until `name` has exactly `count` replicas, all ready with a pid and a port.
-async fn wait_ready_replicas(
+pub(crate) async fn wait_ready_replicas(
     client: &reqwest::Client,
     gw: &str,
     name: &str,

@@ -170,6 +170,9 @@ pub struct LaunchOptions {
     /// Wait until every node lists its overlay neighbours (so auctions relay over the whole
     /// tree from the first request).
     pub wait_for_neighbours: bool,
+    /// Extra environment of every process started (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT` to
+    /// export traces; the launcher's own environment is inherited too).
+    pub env: Vec<(String, String)>,
 }
 
 impl LaunchOptions {
@@ -184,6 +187,7 @@ impl LaunchOptions {
             enrollment_secret: random_secret(),
             readiness_deadline: Duration::from_secs(30),
             wait_for_neighbours: true,
+            env: Vec::new(),
         })
     }
 }
@@ -222,8 +226,13 @@ pub fn node_config(
     t.insert("enrollment_secret".into(), enrollment_secret.into());
     t.insert("state_dir".into(), state_dir.display().to_string().into());
     t.insert("strategy".into(), node.strategy.clone().into());
-    // Many nodes share this machine: one HTTP worker each keeps threads near the core count.
-    t.insert("http_workers".into(), 1.into());
+    // Many nodes share this machine: one HTTP worker each keeps threads near the core count,
+    // unless the topology asks for more (benchmarks of a single node's data plane).
+    let workers = node.http_workers.unwrap_or(1);
+    t.insert(
+        "http_workers".into(),
+        toml::Value::Integer(workers.min(i64::MAX as u64) as i64),
+    );
     if let Some(n) = node.max_auctions_in_flight {
         t.insert(
             "max_auctions_in_flight".into(),
@@ -249,6 +258,9 @@ pub fn node_config(
     t.insert("links".into(), toml::Value::Table(links));
     if let Some(chaos) = &node.chaos {
         t.insert("chaos".into(), toml::Value::Table(chaos.clone()));
+    }
+    if let Some(offload) = &node.offload {
+        t.insert("offload".into(), toml::Value::Table(offload.clone()));
     }
     t
 }
@@ -612,10 +624,11 @@ impl Federation {
             args.push(h.to_string());
         }
         // The secret goes through the environment, not the command line (visible in `ps`).
-        let envs = vec![(
+        let mut envs = options.env.clone();
+        envs.push((
             "FOGMARKET_ENROLLMENT_SECRET".to_string(),
             options.enrollment_secret.clone(),
-        )];
+        ));
         let mut marketplace = Proc {
             label: "marketplace".to_string(),
             binary: marketplace_bin,
@@ -668,7 +681,7 @@ impl Federation {
                 label: format!("fog node `{}`", spec.name),
                 binary: node_bin.clone(),
                 args: vec!["--config".to_string(), config_path.display().to_string()],
-                envs: Vec::new(),
+                envs: federation.options.env.clone(),
                 child: None,
                 log: nodes_dir.join(format!("{}.log", spec.name)),
                 stdout_log: nodes_dir.join(format!("{}.stdout.log", spec.name)),
@@ -1146,6 +1159,22 @@ chaos = { refuse_accept = true }
         let text = toml::to_string(&c).unwrap();
         let back: toml::Table = toml::from_str(&text).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn offload_and_http_workers_reach_the_node_config() {
+        let mut t = Topology::parse(TREE).unwrap();
+        let offload: toml::Table =
+            toml::from_str("strategy = \"recalc\"\nmax_rates = { echo = 10 }").unwrap();
+        t.set_offload("r1", offload.clone()).unwrap();
+        t.set_http_workers("r1", 2).unwrap();
+        let dir = Path::new("/tmp/x");
+        let r1 = node_config(&t, t.node("r1").unwrap(), "http://127.0.0.1:1", "s", dir);
+        assert_eq!(r1["offload"].as_table(), Some(&offload));
+        assert_eq!(r1["http_workers"].as_integer(), Some(2));
+        let e1 = node_config(&t, t.node("e1").unwrap(), "http://127.0.0.1:1", "s", dir);
+        assert!(e1.get("offload").is_none());
+        assert_eq!(e1["http_workers"].as_integer(), Some(1));
     }
 
     #[test]

@@ -10,12 +10,21 @@
 //! - [`bench`]: the closed-loop auction benchmark behind `just bench auction`.
 //! - [`bench_faas`]: the embedded gateway's cold start, overhead and memory benchmark behind
 //!   `just bench faas`.
+//! - [`bench_proxy`]: what each layer in front of a function costs (direct, HAProxy, gateway,
+//!   fog node, HAProxy in front of the gateway), measured with `wrk`, behind `just bench proxy`.
+//! - [`bench_offload`]: DFaaS's demo and issue #48 scenarios against a real federation, once
+//!   per offloading strategy, behind `just bench offload`.
+//! - [`load`]: an open-loop load generator for the fog nodes' data plane (scheduled sends that
+//!   never wait for answers, per-request records, success per second and per serving node).
 //!
 //! Running on Grid'5000 (EnosLib) and Kubernetes arrives with later issues.
 
 pub mod bench;
 pub mod bench_faas;
+pub mod bench_offload;
+pub mod bench_proxy;
 pub mod launcher;
+pub mod load;
 pub mod topology;
 
 pub use launcher::{

@@ -1,5 +1,5 @@
 //! `testbed`: run a local federation (`testbed run`) or a benchmark (`testbed bench auction`,
-//! `testbed bench faas`).
+//! `testbed bench faas`, `testbed bench proxy`, `testbed bench offload`).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use testbed::bench::{AuctionBenchOptions, run_auction_bench};
 use testbed::bench_faas::{FaasBenchOptions, run_faas_bench};
+use testbed::bench_offload::{OffloadBenchOptions, SCENARIOS, run_offload_bench};
+use testbed::bench_proxy::{ProxyBenchOptions, run_proxy_bench};
 use testbed::{Federation, LaunchOptions, Topology, default_bin_dir};
 
 #[derive(Parser)]
@@ -96,6 +98,56 @@ enum Bench {
         #[arg(long, default_value = "bench/results")]
         out: PathBuf,
         /// Directory holding `faas-gateway` and `fn-echo`, also the gateway's catalog
+        /// (default: next to this executable).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+    /// What each layer in front of a function costs, with wrk: the function directly, HAProxy,
+    /// the embedded gateway, a fog node, HAProxy in front of the gateway.
+    Proxy {
+        /// Measured wrk run per arm (after a 1 s warm-up), e.g. `10s`.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// wrk connections (`-c`).
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// wrk threads (`-t`).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Size of each POST body.
+        #[arg(long, default_value_t = 64)]
+        body_bytes: usize,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        /// Directory holding `marketplace`, `fog-node`, `faas-gateway` and `fn-echo`
+        /// (default: next to this executable).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// The wrk executable.
+        #[arg(long, default_value = "wrk")]
+        wrk: PathBuf,
+        /// The HAProxy executable.
+        #[arg(long, default_value = "haproxy")]
+        haproxy: PathBuf,
+    },
+    /// DFaaS's CloudNet'21 demo and issue #48 against a real federation, once per offloading
+    /// strategy: success per second and requests served per node.
+    Offload {
+        /// Load per run, e.g. `30s`.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Strategies to compare, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = testbed::topology::OFFLOAD_STRATEGIES.iter().map(|s| s.to_string()))]
+        strategies: Vec<String>,
+        /// Scenarios, comma-separated (`demo`, `issue48`).
+        #[arg(long, value_delimiter = ',', default_values_t = SCENARIOS.iter().map(|s| s.to_string()))]
+        scenarios: Vec<String>,
+        /// echo's delay per request in ms; node capacities follow from it.
+        #[arg(long, default_value_t = 200)]
+        delay_ms: u64,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        /// Directory holding `marketplace`, `fog-node`, `faas-gateway` and `fn-echo`
         /// (default: next to this executable).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
@@ -225,6 +277,66 @@ async fn main() -> anyhow::Result<()> {
                 "wrote {} and {}",
                 out.join("faas.json").display(),
                 out.join("faas.md").display()
+            );
+            Ok(())
+        }
+        Command::Bench {
+            bench:
+                Bench::Proxy {
+                    duration,
+                    connections,
+                    threads,
+                    body_bytes,
+                    out,
+                    bin_dir: explicit_bin_dir,
+                    wrk,
+                    haproxy,
+                },
+        } => {
+            let options = ProxyBenchOptions {
+                duration,
+                connections,
+                threads,
+                body_bytes,
+                out: out.clone(),
+                bin_dir: bin_dir(explicit_bin_dir, false)?,
+                wrk,
+                haproxy,
+            };
+            let report = run_proxy_bench(&options).await?;
+            println!("{}", report.markdown());
+            println!(
+                "wrote {} and {}",
+                out.join("proxy.json").display(),
+                out.join("proxy.md").display()
+            );
+            Ok(())
+        }
+        Command::Bench {
+            bench:
+                Bench::Offload {
+                    duration,
+                    strategies,
+                    scenarios,
+                    delay_ms,
+                    out,
+                    bin_dir: explicit_bin_dir,
+                },
+        } => {
+            let options = OffloadBenchOptions {
+                duration,
+                strategies,
+                scenarios,
+                delay_ms,
+                out: out.clone(),
+                bin_dir: bin_dir(explicit_bin_dir, false)?,
+            };
+            let report = run_offload_bench(&options).await?;
+            println!("{}", report.markdown());
+            println!(
+                "wrote {} and {}",
+                out.join("offload.json").display(),
+                out.join("offload.md").display()
             );
             Ok(())
         }

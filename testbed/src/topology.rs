@@ -23,6 +23,10 @@
 //! memory = "16 GiB"
 //! pricing = { model = "quadratic", aa = 0.05, bb = 0.3, electricity = 0.95 }
 //! chaos = { bid_delay = "10 s" }   # optional, passed through to the node
+//! offload = { strategy = "recalc", max_concurrency = 2, max_rates = { echo = 20 } }
+//!
+//! [offload]                  # optional: the `[offload]` of every node that has none
+//! strategy = "lease"
 //! ```
 //!
 //! Parse, don't validate: a [`Topology`] that exists has unique node names, parents that exist,
@@ -49,6 +53,10 @@ pub const STRATEGIES: &[&str] = &[
 ];
 /// Pricing models a fog node accepts (`pricing.model`).
 pub const PRICING_MODELS: &[&str] = &["linear", "quadratic"];
+/// Offloading strategies a fog node accepts (`offload.strategy`).
+pub const OFFLOAD_STRATEGIES: &[&str] = &["static", "recalc", "node_margin", "lease"];
+/// Data planes a fog node accepts (`offload.data_plane`).
+pub const DATA_PLANES: &[&str] = &["native", "haproxy"];
 
 /// Why a topology was refused. Messages name the node and the field.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +71,8 @@ pub enum TopologyError {
     Toml(#[from] toml::de::Error),
     #[error("[marketplace].{field}: {reason}")]
     Marketplace { field: &'static str, reason: String },
+    #[error("[offload].{field}: {reason}")]
+    Offload { field: String, reason: String },
     #[error("the topology has no [[node]]")]
     Empty,
     #[error("node #{index}: name: {reason}")]
@@ -127,6 +137,12 @@ pub struct NodeSpec {
     pub chaos: Option<toml::Table>,
     /// Per-node limit on auctions in flight; `None` keeps the node's default.
     pub max_auctions_in_flight: Option<u64>,
+    /// The node's `[offload]` table (run-time routing and offloading), passed through when
+    /// present; a topology-wide `[offload]` fills it for nodes that have none.
+    pub offload: Option<toml::Table>,
+    /// HTTP worker threads of the node; `None` lets the launcher choose (1: many nodes share
+    /// the machine).
+    pub http_workers: Option<u64>,
 }
 
 /// A validated federation description.
@@ -146,6 +162,9 @@ struct RawTopology {
     marketplace: Option<RawMarketplace>,
     #[serde(default)]
     node: Vec<RawNode>,
+    /// The `[offload]` table of every node without its own.
+    #[serde(default)]
+    offload: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +190,8 @@ struct RawNode {
     pricing: Option<toml::Table>,
     chaos: Option<toml::Table>,
     max_auctions_in_flight: Option<i64>,
+    offload: Option<toml::Table>,
+    http_workers: Option<i64>,
 }
 
 fn valid_name(name: &str) -> Result<(), String> {
@@ -325,6 +346,21 @@ impl RawNode {
                 ));
             }
         };
+        if let Some(offload) = &self.offload {
+            check_offload(offload)
+                .map_err(|(field, reason)| field_err(&name, &format!("offload.{field}"), reason))?;
+        }
+        let http_workers = match self.http_workers {
+            None => None,
+            Some(n) if n > 0 => Some(n as u64),
+            Some(n) => {
+                return Err(field_err(
+                    &name,
+                    "http_workers",
+                    format!("{n} must be at least 1"),
+                ));
+            }
+        };
         Ok(NodeSpec {
             name,
             owner,
@@ -337,8 +373,77 @@ impl RawNode {
             pricing,
             chaos: self.chaos,
             max_auctions_in_flight,
+            offload: self.offload,
+            http_workers,
         })
     }
+}
+
+/// Checks the keys of an `[offload]` table that the contract names (docs/ARCHITECTURE.md,
+/// "Node configuration `[offload]`"): their types, units and allowed values. Other keys pass
+/// through to the node, which has the last word. `Err((field, reason))`.
+pub fn check_offload(offload: &toml::Table) -> Result<(), (String, String)> {
+    let err = |field: &str, reason: String| (field.to_string(), reason);
+    for (key, value) in offload {
+        match key.as_str() {
+            "strategy" | "data_plane" => {
+                let allowed = if key == "strategy" {
+                    OFFLOAD_STRATEGIES
+                } else {
+                    DATA_PLANES
+                };
+                let v = value
+                    .as_str()
+                    .ok_or_else(|| err(key, "must be a string".to_string()))?;
+                one_of(v, allowed).map_err(|e| err(key, e))?;
+            }
+            "control_interval" | "peer_timeout" | "queue_timeout" | "forward_timeout"
+            | "offer_ttl" | "max_forward_rtt" | "queue_drain" => {
+                let v = value.as_str().ok_or_else(|| {
+                    err(
+                        key,
+                        "must be a duration string, e.g. \"250 ms\"".to_string(),
+                    )
+                })?;
+                parse_duration(v).map_err(|e| err(key, e.to_string()))?;
+            }
+            "max_hops" | "max_concurrency" | "queue_capacity" | "neighbourhood" | "dead_band"
+            | "margin_step" => match value.as_integer() {
+                Some(n) if n >= 0 => {}
+                _ => return Err(err(key, "must be a whole number, 0 or more".to_string())),
+            },
+            "static_local_share" | "hysteresis" | "usage_high" | "usage_low"
+                if !(value.is_float() || value.is_integer()) =>
+            {
+                return Err(err(key, "must be a number".to_string()));
+            }
+            "max_body" => {
+                let v = value
+                    .as_str()
+                    .ok_or_else(|| err(key, "must be a size string, e.g. \"8 MB\"".to_string()))?;
+                v.parse::<Bytes>().map_err(|e| err(key, e.to_string()))?;
+            }
+            "max_rates" => {
+                let rates = value.as_table().ok_or_else(|| {
+                    err(key, "must be a table of req/s by function name".to_string())
+                })?;
+                for (function, rate) in rates {
+                    let ok = rate
+                        .as_float()
+                        .or_else(|| rate.as_integer().map(|i| i as f64))
+                        .is_some_and(|r| r.is_finite() && r >= 0.0);
+                    if !ok {
+                        return Err(err(
+                            &format!("max_rates.{function}"),
+                            "must be a number of requests per second, 0 or more".to_string(),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl Topology {
@@ -360,9 +465,16 @@ impl Topology {
             marketplace.heartbeat_interval_ms =
                 positive_ms(m.heartbeat_interval_ms, "heartbeat_interval_ms")?;
         }
+        if let Some(offload) = &raw.offload {
+            check_offload(offload)
+                .map_err(|(field, reason)| TopologyError::Offload { field, reason })?;
+        }
         let mut nodes = Vec::with_capacity(raw.node.len());
-        for (index, node) in raw.node.into_iter().enumerate() {
+        for (index, mut node) in raw.node.into_iter().enumerate() {
             valid_name(&node.name).map_err(|reason| TopologyError::BadName { index, reason })?;
+            if node.offload.is_none() {
+                node.offload = raw.offload.clone();
+            }
             nodes.push(node.into_spec()?);
         }
         Topology::new(marketplace, nodes)
@@ -495,6 +607,44 @@ impl Topology {
         Ok(())
     }
 
+    /// Sets one node's `[offload]` table (checked like a topology file's), for tests and
+    /// benchmarks.
+    pub fn set_offload(&mut self, name: &str, offload: toml::Table) -> Result<(), TopologyError> {
+        check_offload(&offload)
+            .map_err(|(field, reason)| field_err(name, &format!("offload.{field}"), reason))?;
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .ok_or_else(|| field_err(name, "name", "no such node"))?;
+        node.offload = Some(offload);
+        Ok(())
+    }
+
+    /// Gives every node without an `[offload]` table this one (what a topology-wide
+    /// `[offload]` does in a file).
+    pub fn set_default_offload(&mut self, offload: toml::Table) -> Result<(), TopologyError> {
+        check_offload(&offload)
+            .map_err(|(field, reason)| TopologyError::Offload { field, reason })?;
+        for node in &mut self.nodes {
+            if node.offload.is_none() {
+                node.offload = Some(offload.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one node's HTTP worker threads.
+    pub fn set_http_workers(&mut self, name: &str, workers: u64) -> Result<(), TopologyError> {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .ok_or_else(|| field_err(name, "name", "no such node"))?;
+        node.http_workers = Some(workers.max(1));
+        Ok(())
+    }
+
     /// Replaces one node's pricing table.
     pub fn set_pricing(&mut self, name: &str, pricing: toml::Table) -> Result<(), TopologyError> {
         let node = self
@@ -589,6 +739,8 @@ impl Topology {
                     pricing: tier.pricing(&mut rng),
                     chaos: None,
                     max_auctions_in_flight: None,
+                    offload: None,
+                    http_workers: None,
                 });
                 current.push(name);
             }
@@ -739,6 +891,12 @@ impl NodeSpec {
                 "max_auctions_in_flight".into(),
                 toml::Value::Integer(n as i64),
             );
+        }
+        if let Some(o) = &self.offload {
+            t.insert("offload".into(), toml::Value::Table(o.clone()));
+        }
+        if let Some(n) = self.http_workers {
+            t.insert("http_workers".into(), toml::Value::Integer(n as i64));
         }
         t
     }
@@ -927,6 +1085,117 @@ chaos = { bid_delay = "10 s" }
         let t = Topology::parse(SMALL).unwrap();
         let back = Topology::parse(&t.to_toml_string().unwrap()).unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn a_topology_wide_offload_table_fills_every_node_without_its_own() {
+        let text = format!(
+            "[offload]\nstrategy = \"recalc\"\nmax_concurrency = 4\n{}",
+            SMALL.replacen(
+                "chaos = { bid_delay = \"10 s\" }",
+                "chaos = { bid_delay = \"10 s\" }\n\
+                 offload = { strategy = \"static\", max_rates = { echo = 10, figlet = 2.5 } }",
+                1,
+            )
+        );
+        let t = Topology::parse(&text).unwrap();
+        let edge = t.node("edge-1").unwrap().offload.as_ref().unwrap();
+        assert_eq!(edge["strategy"].as_str(), Some("static"));
+        assert!(
+            edge.get("max_concurrency").is_none(),
+            "own table wins whole"
+        );
+        assert_eq!(edge["max_rates"]["echo"].as_integer(), Some(10));
+        for name in ["cloud", "regional-1"] {
+            let o = t.node(name).unwrap().offload.as_ref().unwrap();
+            assert_eq!(o["strategy"].as_str(), Some("recalc"), "{name}");
+            assert_eq!(o["max_concurrency"].as_integer(), Some(4), "{name}");
+        }
+        // The file form keeps every node's table.
+        let back = Topology::parse(&t.to_toml_string().unwrap()).unwrap();
+        assert_eq!(back, t);
+        // Without any [offload], nodes have none.
+        assert!(
+            Topology::parse(SMALL)
+                .unwrap()
+                .nodes()
+                .iter()
+                .all(|n| n.offload.is_none())
+        );
+    }
+
+    #[test]
+    fn set_offload_replaces_one_node_and_set_default_offload_fills_the_others() {
+        let mut t = Topology::parse(SMALL).unwrap();
+        let own: toml::Table = toml::from_str("strategy = \"lease\"\nmax_concurrency = 1").unwrap();
+        t.set_offload("edge-1", own.clone()).unwrap();
+        let default: toml::Table = toml::from_str("strategy = \"node_margin\"").unwrap();
+        t.set_default_offload(default.clone()).unwrap();
+        assert_eq!(t.node("edge-1").unwrap().offload.as_ref(), Some(&own));
+        assert_eq!(t.node("cloud").unwrap().offload.as_ref(), Some(&default));
+        assert_eq!(
+            t.node("regional-1").unwrap().offload.as_ref(),
+            Some(&default)
+        );
+        let m = t.set_offload("nowhere", own).unwrap_err().to_string();
+        assert!(m.contains("`nowhere`"), "{m}");
+        let bad: toml::Table = toml::from_str("strategy = \"greedy\"").unwrap();
+        let m = t.set_offload("cloud", bad.clone()).unwrap_err().to_string();
+        assert!(
+            m.contains("`cloud`: offload.strategy") && m.contains("lease"),
+            "{m}"
+        );
+        let m = t.set_default_offload(bad).unwrap_err().to_string();
+        assert!(m.contains("[offload].strategy"), "{m}");
+    }
+
+    #[test]
+    fn bad_offload_values_are_refused_naming_the_node_and_the_key() {
+        let with = |offload: &str| {
+            replace(
+                "chaos = { bid_delay = \"10 s\" }",
+                &format!("chaos = {{ bid_delay = \"10 s\" }}\noffload = {{ {offload} }}"),
+            )
+        };
+        for (offload, field) in [
+            ("strategy = \"greedy\"", "offload.strategy"),
+            ("data_plane = \"nginx\"", "offload.data_plane"),
+            ("control_interval = \"often\"", "offload.control_interval"),
+            ("peer_timeout = 3", "offload.peer_timeout"),
+            ("max_concurrency = -1", "offload.max_concurrency"),
+            ("max_hops = \"3\"", "offload.max_hops"),
+            ("max_body = \"huge\"", "offload.max_body"),
+            ("hysteresis = \"wide\"", "offload.hysteresis"),
+            ("max_rates = 10", "offload.max_rates"),
+            ("max_rates = { echo = \"fast\" }", "offload.max_rates.echo"),
+            ("max_rates = { echo = -1 }", "offload.max_rates.echo"),
+        ] {
+            let m = message(with(offload));
+            assert!(m.contains(&format!("`edge-1`: {field}:")), "{offload}: {m}");
+        }
+        let ok = with(
+            "strategy = \"lease\", data_plane = \"haproxy\", control_interval = \"250 ms\", \
+             max_concurrency = 16, queue_timeout = \"10 s\", max_body = \"8 MB\", \
+             static_local_share = 0.6, max_rates = { echo = 100 }, haproxy = { binary = \"haproxy\" }",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let m = message(Topology::parse(&format!(
+            "[offload]\nqueue_capacity = \"many\"\n{SMALL}"
+        )));
+        assert!(m.contains("[offload].queue_capacity"), "{m}");
+    }
+
+    #[test]
+    fn http_workers_pass_through_and_must_be_positive() {
+        let t = replace("owner = \"alice\"", "owner = \"alice\"\nhttp_workers = 2").unwrap();
+        assert_eq!(t.node("edge-1").unwrap().http_workers, Some(2));
+        assert_eq!(t.node("cloud").unwrap().http_workers, None);
+        assert_eq!(Topology::parse(&t.to_toml_string().unwrap()).unwrap(), t);
+        let m = message(replace(
+            "owner = \"alice\"",
+            "owner = \"alice\"\nhttp_workers = 0",
+        ));
+        assert!(m.contains("`edge-1`: http_workers"), "{m}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Headers never passed on: hop-by-hop ones, those the client recomputes (`host`,
 /// `content-length`), and `expect` (the body is already read).
@@ -126,8 +127,29 @@ fn client() -> Client<HttpConnector, Full<Bytes>> {
     CLIENT.with(Client::clone)
 }
 
-/// Sends one request and reads the whole answer within `timeout`.
+/// Sends one request to a `/function/{name}` route (a peer's data plane or the gateway) and
+/// reads the whole answer within `timeout`, in a client span whose context replaces the
+/// caller's `traceparent` (so the peer's or the gateway's span is its child).
 pub async fn send(
+    method: Method,
+    uri: &str,
+    mut headers: HeaderMap,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Upstream, UpstreamError> {
+    let span = telemetry::client_span(method.as_str(), "/function/{name}", Some(uri));
+    telemetry::inject_span(&span, &mut headers);
+    let result = send_untraced(method, uri, headers, body, timeout)
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok(up) => telemetry::record_status(&span, up.status.as_u16()),
+        Err(e) => telemetry::record_error(&span, e),
+    }
+    result
+}
+
+async fn send_untraced(
     method: Method,
     uri: &str,
     headers: HeaderMap,

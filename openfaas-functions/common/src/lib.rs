@@ -12,7 +12,11 @@
 //! - every other request (any method, path, query, headers, body up to 16 MiB, 413 beyond) goes to
 //!   the function's handler, a plain `Fn(Request) -> Response`;
 //! - a panicking handler answers 500 and the process keeps serving;
-//! - SIGTERM or SIGINT stops accepting, lets in-flight requests finish (up to 10 s) and exits 0.
+//! - SIGTERM or SIGINT stops accepting, lets in-flight requests finish (up to 10 s) and exits 0;
+//! - with `OTEL_EXPORTER_OTLP_ENDPOINT` set (the gateway passes it on), every invocation is a
+//!   server span named `METHOD <executable name>` (e.g. `POST fn-echo`), child of the
+//!   `traceparent` the gateway sent, exported over OTLP (see the `telemetry` crate); the
+//!   remaining spans are sent on SIGTERM/SIGINT.
 //!
 //! The runtime is a tokio current-thread runtime (small idle footprint, benchmarked per replica);
 //! handlers given to [`run`] run on tokio's blocking pool so CPU-heavy functions never stall the

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,6 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::message::{Request, Response};
 
@@ -90,8 +91,10 @@ impl Handler {
         let handler = Arc::new(handler);
         Self(Arc::new(move |req| {
             let handler = handler.clone();
+            // The invocation's span, also on the blocking thread.
+            let span = tracing::Span::current();
             Box::pin(async move {
-                match tokio::task::spawn_blocking(move || handler(req)).await {
+                match tokio::task::spawn_blocking(move || span.in_scope(|| handler(req))).await {
                     Ok(resp) => resp,
                     Err(e) => handler_failed(e),
                 }
@@ -107,7 +110,7 @@ impl Handler {
         F: Future<Output = Response> + Send + 'static,
     {
         Self(Arc::new(move |req| {
-            let task = tokio::spawn(handler(req));
+            let task = tokio::spawn(handler(req).in_current_span());
             Box::pin(async move {
                 match task.await {
                     Ok(resp) => resp,
@@ -153,6 +156,14 @@ where
 
 fn serve(handler: Handler) -> anyhow::Result<()> {
     let config = Config::from_env()?;
+    // Logs on stderr, spans over OTLP when configured; dropped after the runtime (declared
+    // before it), which sends the spans of the last requests.
+    let _telemetry = match telemetry::init(function_name()) {
+        Ok(guard) => guard,
+        // The function installed its own subscriber: keep it, without the export.
+        Err(telemetry::InitError::AlreadyInstalled) => telemetry::Guard::disabled(),
+        Err(e) => return Err(e.into()),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -261,6 +272,33 @@ impl Server {
     }
 }
 
+/// The executable's name (`fn-echo`), naming the function in its spans.
+fn function_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        std::env::current_exe()
+            .ok()
+            .or_else(|| std::env::args_os().next().map(Into::into))
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "function".to_string())
+    })
+}
+
+/// The invocation's server span, child of the caller's `traceparent` (none when tracing is off).
+fn invocation_span(req: &hyper::Request<Incoming>) -> tracing::Span {
+    if !tracing::enabled!(target: telemetry::TRACE_TARGET, tracing::Level::INFO) {
+        return tracing::Span::none();
+    }
+    let method = req.method().as_str();
+    telemetry::server_span(
+        "function",
+        &format!("{method} {}", function_name()),
+        method,
+        None,
+        telemetry::extract(req.headers()),
+    )
+}
+
 async fn dispatch(
     req: hyper::Request<Incoming>,
     handler: &Handler,
@@ -271,10 +309,17 @@ async fn dispatch(
     let resp = if is_probe {
         Response::text(StatusCode::OK, "OK")
     } else {
-        match read_request(req, max_body_bytes).await {
-            Ok(req) => handler.call(req).await,
-            Err(resp) => resp,
+        let span = invocation_span(&req);
+        let resp = async {
+            match read_request(req, max_body_bytes).await {
+                Ok(req) => handler.call(req).await,
+                Err(resp) => resp,
+            }
         }
+        .instrument(span.clone())
+        .await;
+        telemetry::record_status(&span, resp.status.as_u16());
+        resp
     };
     let mut out = hyper::Response::new(Full::new(resp.body));
     *out.status_mut() = resp.status;

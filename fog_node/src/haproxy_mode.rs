@@ -1,0 +1,166 @@
+//! `[offload] data_plane = "haproxy"`: the node drives a real HAProxy as its data plane
+//! (DFaaS's choice), through [`crate::haproxy`].
+//!
+//! The node keeps computing weights with its strategy (the control loop, unchanged); this loop
+//! starts HAProxy, then every `control_interval` turns the route table and the current weights
+//! of every function hosted here into a [`Desired`] configuration and applies it: weights go
+//! through the Runtime API (`set weight`), and HAProxy reloads only when the set of functions
+//! or peers changes (or the hourly peer token rotates). Each function backend has a `local`
+//! server (this node's FaaS gateway), one server per other host (its native data plane, with
+//! the `X-Fogmarket-Peer` token so it serves the request itself) and a `reject` server.
+//! Requests for functions this node does not host are not routed by HAProxy: clients use the
+//! node's native `/function/…` for those.
+
+use crate::config::DataPlane;
+use crate::dataplane::haproxy_peer_token;
+use crate::haproxy::{Desired, FunctionBackend, Haproxy, HaproxySettings, ServerKind, ServerSpec};
+use crate::node::Node;
+use model::time::Timestamp;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Runs HAProxy for the node until the task is dropped (dropping the driver stops HAProxy).
+pub async fn haproxy_loop(node: Arc<Node>) {
+    let config = node.offload.config.clone();
+    if config.data_plane != DataPlane::Haproxy {
+        return;
+    }
+    if let Some(socket) = &config.haproxy.socket {
+        tracing::error!(
+            socket = %socket.display(),
+            "offload.haproxy.socket (driving an HAProxy started elsewhere) is not supported yet; \
+             remove it to let the node start HAProxy"
+        );
+        return;
+    }
+    let listen = match frontend_addr(config.haproxy.listen.as_deref()).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "offload.haproxy.listen");
+            return;
+        }
+    };
+    // Kept alive for as long as HAProxy runs; Unix socket paths must stay short.
+    let work = match tempfile::Builder::new().prefix("fm-hap").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create HAProxy's working directory");
+            return;
+        }
+    };
+    let mut settings = HaproxySettings::new(work.path(), listen);
+    settings.binary = config.haproxy.binary.clone().into();
+    let mut haproxy = match Haproxy::start(settings).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start HAProxy; the native data plane still serves");
+            return;
+        }
+    };
+    let url = haproxy.frontend_url();
+    tracing::info!(%url, "HAProxy data plane started");
+    let _ = node.offload.haproxy_url.set(url);
+    let mut tick = tokio::time::interval(config.control_interval.as_duration());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let desired = match desired(&node, haproxy.reject_addr()).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(error = %e, "HAProxy configuration not ready");
+                continue;
+            }
+        };
+        match haproxy.apply(&desired).await {
+            Ok(outcome) if outcome.reloaded => {
+                tracing::info!(functions = desired.functions.len(), "HAProxy reloaded")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot apply weights to HAProxy"),
+        }
+    }
+}
+
+async fn frontend_addr(listen: Option<&str>) -> Result<SocketAddr, String> {
+    match listen {
+        Some(text) => resolve(text).await,
+        None => crate::haproxy::free_port()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .map_err(|e| format!("cannot pick a free port: {e}")),
+    }
+}
+
+/// `host:port` (or a URL `http://host:port/…`) to a socket address.
+async fn resolve(text: &str) -> Result<SocketAddr, String> {
+    let hostport = text
+        .trim()
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    tokio::net::lookup_host(&hostport)
+        .await
+        .map_err(|e| format!("cannot resolve `{hostport}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{hostport}` resolves to no address"))
+}
+
+/// What HAProxy should look like now: one backend per live function hosted here.
+async fn desired(node: &Node, reject: SocketAddr) -> Result<Desired, String> {
+    let identity = node.identity().ok_or("not enrolled yet")?;
+    let me = identity.node_id;
+    let faas = node.faas().await.map_err(|e| e.to_string())?;
+    let gateway = resolve(faas.client.base_url()).await?;
+    let now = Timestamp::now();
+    let token = haproxy_peer_token(
+        &identity.federation_key,
+        &me.to_string(),
+        now.as_millis() / 1000 / 3600,
+    );
+    let routes = node.offload.routes();
+    let mut functions = Vec::new();
+    for f in routes.functions() {
+        if !f.is_live(now) || !f.hosted_by(me) {
+            continue;
+        }
+        let w = f.state.weights();
+        let mut servers = vec![ServerSpec {
+            name: "local".into(),
+            addr: gateway,
+            weight_per_mille: w.local,
+            kind: ServerKind::Local,
+        }];
+        for host in f.route.hosts.iter().filter(|h| **h != me) {
+            let Some(peer) = routes.node(*host) else {
+                continue;
+            };
+            let Ok(addr) = resolve(&peer.info.url).await else {
+                continue;
+            };
+            servers.push(ServerSpec {
+                name: format!("peer-{}", host.to_string().replace('-', "")),
+                addr,
+                weight_per_mille: w.peer(*host),
+                kind: ServerKind::Peer,
+            });
+        }
+        servers.push(ServerSpec {
+            name: "reject".into(),
+            addr: reject,
+            weight_per_mille: w.reject,
+            kind: ServerKind::Reject,
+        });
+        functions.push(FunctionBackend {
+            service: f.route.service.clone(),
+            aliases: Vec::new(),
+            servers,
+            peer_headers: vec![
+                ("X-Fogmarket-Route".into(), "offload".into()),
+                ("X-Fogmarket-Hops".into(), "1".into()),
+                ("X-Fogmarket-Peer".into(), token.clone()),
+            ],
+        });
+    }
+    Ok(Desired { functions })
+}
