@@ -431,10 +431,13 @@ fn lease_weights(
     } else {
         demand > cap * (1.0 + h)
     };
-    let fresh = if !spilling || demand <= 0.0 {
+    let near = neighbourhood(peers, params);
+    // Alone (no peer within reach hosts the function): there is nobody to share with, so the
+    // rate estimate rejects nothing; the node's bounded queue answers a real overload.
+    let fresh = if !spilling || demand <= 0.0 || near.is_empty() {
         Weights::all_local()
     } else {
-        let offers: Vec<(NodeId, f64)> = neighbourhood(peers, params)
+        let offers: Vec<(NodeId, f64)> = near
             .into_iter()
             .map(|p| (p.node, p.live_offer(now)))
             .filter(|&(_, o)| o > 0.0)

@@ -450,6 +450,25 @@ fn lease_offers_spare_capacity_below_the_hysteresis_band_split_among_nearby_peer
 }
 
 #[test]
+fn lease_alone_rejects_nothing_and_leaves_overload_to_the_bounded_queue() {
+    let p = Params::default();
+    let far = peer(3, 500); // beyond max_forward_rtt
+    let mut dead = peer(2, 5);
+    dead.alive = false;
+    for peers in [vec![], vec![dead], vec![far]] {
+        let w = compute_weights(
+            OffloadStrategy::Lease,
+            &load(200.0, 100.0),
+            &peers,
+            &p,
+            None,
+            NOW,
+        );
+        assert_eq!(w, Weights::all_local(), "{peers:?}");
+    }
+}
+
+#[test]
 fn lease_uses_its_headroom_before_rejecting_when_offers_fall_short() {
     let p = Params::default();
     // No offer: serve at full capacity, reject the rest.
