@@ -395,13 +395,24 @@ pub async fn run_auction_bench(
 
 /// Writes `auction.json` and `auction.md` into `dir`.
 pub fn write_report(report: &AuctionBenchReport, dir: &Path) -> anyhow::Result<()> {
+    write_results(dir, "auction", report, &report.markdown())
+}
+
+/// Writes `<stem>.json` (the report, pretty) and `<stem>.md` (its table) into `dir`; every
+/// benchmark's results go through here.
+pub fn write_results(
+    dir: &Path,
+    stem: &str,
+    report: &impl serde::Serialize,
+    markdown: &str,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let json_path = dir.join("auction.json");
+    let json_path = dir.join(format!("{stem}.json"));
     let json = serde_json::to_string_pretty(report)?;
     std::fs::write(&json_path, json + "\n")
         .with_context(|| format!("cannot write {}", json_path.display()))?;
-    let md_path = dir.join("auction.md");
-    std::fs::write(&md_path, report.markdown())
+    let md_path = dir.join(format!("{stem}.md"));
+    std::fs::write(&md_path, markdown)
         .with_context(|| format!("cannot write {}", md_path.display()))?;
     Ok(())
 }

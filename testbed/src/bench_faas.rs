@@ -811,15 +811,7 @@ async fn phases(
 
 /// Writes `faas.json` and `faas.md` into `dir`.
 pub fn write_report(report: &FaasBenchReport, dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let json_path = dir.join("faas.json");
-    let json = serde_json::to_string_pretty(report)?;
-    std::fs::write(&json_path, json + "\n")
-        .with_context(|| format!("cannot write {}", json_path.display()))?;
-    let md_path = dir.join("faas.md");
-    std::fs::write(&md_path, report.markdown())
-        .with_context(|| format!("cannot write {}", md_path.display()))?;
-    Ok(())
+    crate::bench::write_results(dir, "faas", report, &report.markdown())
 }
 
 #[cfg(test)]

@@ -666,15 +666,7 @@ async fn run_one(
 
 /// Writes `offload.json` and `offload.md` into `dir`.
 pub fn write_report(report: &OffloadBenchReport, dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let json_path = dir.join("offload.json");
-    let json = serde_json::to_string_pretty(report)?;
-    std::fs::write(&json_path, json + "\n")
-        .with_context(|| format!("cannot write {}", json_path.display()))?;
-    let md_path = dir.join("offload.md");
-    std::fs::write(&md_path, report.markdown())
-        .with_context(|| format!("cannot write {}", md_path.display()))?;
-    Ok(())
+    crate::bench::write_results(dir, "offload", report, &report.markdown())
 }
 
 /// Requests served per node of a summary, with 0 for hosts that served none.

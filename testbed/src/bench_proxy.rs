@@ -805,15 +805,7 @@ async fn place_echo(federation: &Federation, cores: usize) -> anyhow::Result<Str
 
 /// Writes `proxy.json` and `proxy.md` into `dir`.
 pub fn write_report(report: &ProxyBenchReport, dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let json_path = dir.join("proxy.json");
-    let json = serde_json::to_string_pretty(report)?;
-    std::fs::write(&json_path, json + "\n")
-        .with_context(|| format!("cannot write {}", json_path.display()))?;
-    let md_path = dir.join("proxy.md");
-    std::fs::write(&md_path, report.markdown())
-        .with_context(|| format!("cannot write {}", md_path.display()))?;
-    Ok(())
+    crate::bench::write_results(dir, "proxy", report, &report.markdown())
 }
 
 #[cfg(test)]
