@@ -2,6 +2,7 @@
 //! exposes the bound address; [`Application::run_until_stopped`] serves and runs the loops.
 
 use crate::config::Config;
+use crate::emulation;
 use crate::membership;
 use crate::node::Node;
 use crate::routes;
@@ -37,6 +38,8 @@ impl Application {
                 .configure(routes::configure)
                 // A server span per request, child of the caller's `traceparent`.
                 .wrap(telemetry::actix::TraceRequests::new("fog-node"))
+                // Outermost: the emulated network sits in front of the server.
+                .wrap(actix_web::middleware::from_fn(emulation::emulate_links))
         })
         .workers(workers)
         .disable_signals()

@@ -74,6 +74,49 @@ pub struct Config {
     /// Run-time invocation routing and offloading between nodes hosting the same function.
     #[serde(default)]
     pub offload: OffloadConfig,
+    /// In-process emulation of the network between nodes sharing one machine.
+    #[serde(default)]
+    pub link_emulation: LinkEmulationConfig,
+}
+
+/// `[link_emulation]`: when several nodes share one machine, the network between them is
+/// emulated in process. A request from another node is held for the one-way latency of the
+/// path before it is handled, and its response again before it leaves, so every round trip
+/// between nodes (bid relay, control exchanges, forwarded invocations, latency probes) takes
+/// what it would on the configured network. Measured latencies then replace `[links]`. Leave
+/// it empty on a real network (or one shaped with `tc netem`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEmulationConfig {
+    /// One-way latency of the overlay path to each other node, by node name. Requests from
+    /// nodes not listed are not delayed.
+    #[serde(default)]
+    pub one_way: BTreeMap<String, Latency>,
+}
+
+/// The longest one-way latency `[link_emulation]` accepts.
+pub const MAX_EMULATED_LATENCY: Duration = Duration::from_secs(10);
+
+impl LinkEmulationConfig {
+    pub fn enabled(&self) -> bool {
+        !self.one_way.is_empty()
+    }
+
+    fn validate(&self, own_name: &str) -> Result<(), FieldError> {
+        for (name, latency) in &self.one_way {
+            let field = format!("link_emulation.one_way.{name}");
+            if name == own_name {
+                return Err(FieldError::new(
+                    field,
+                    "is this node's own name; a node has no path to itself",
+                ));
+            }
+            if latency.as_duration() > MAX_EMULATED_LATENCY {
+                return Err(FieldError::new(field, "must be at most 10 s"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -295,6 +338,7 @@ impl Config {
         }
         self.pricing.validate()?;
         self.offload.validate()?;
+        self.link_emulation.validate(&self.name)?;
         Ok(())
     }
 
@@ -345,6 +389,29 @@ mod tests {
         let c = Config::from_toml(&text).unwrap();
         assert_eq!(c.strategy, Strategy::EdgeWard);
         assert_eq!(c.links["regional-1"], Latency::from_millis(10));
+    }
+
+    #[test]
+    fn link_emulation_is_off_by_default_and_parses_paths_by_name() {
+        assert!(!Config::from_toml(MINIMAL).unwrap().link_emulation.enabled());
+        let text = format!(
+            "{MINIMAL}\n[link_emulation.one_way]\ncloud = \"12 ms\"\n\"edge-2\" = \"0.03 s\"\n"
+        );
+        let c = Config::from_toml(&text).unwrap().link_emulation;
+        assert!(c.enabled());
+        assert_eq!(c.one_way["cloud"], Latency::from_millis(12));
+        assert_eq!(c.one_way["edge-2"], Latency::from_millis(30));
+    }
+
+    #[test]
+    fn link_emulation_rejects_a_path_to_itself_and_absurd_latencies() {
+        let own = format!("{MINIMAL}\n[link_emulation.one_way]\n\"edge-1\" = \"5 ms\"\n");
+        let err = Config::from_toml(&own).unwrap_err().to_string();
+        assert!(err.contains("link_emulation.one_way.edge-1"), "{err}");
+        let slow = format!("{MINIMAL}\n[link_emulation.one_way]\ncloud = \"11 s\"\n");
+        let err = Config::from_toml(&slow).unwrap_err().to_string();
+        assert!(err.contains("link_emulation.one_way.cloud"), "{err}");
+        assert!(err.contains("at most 10 s"), "{err}");
     }
 
     #[test]

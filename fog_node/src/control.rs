@@ -55,9 +55,10 @@ pub async fn control_loop(node: Arc<Node>) {
     }
 }
 
-/// The RTT to use for a peer: twice the configured one-way `[links]` latency when set (links
-/// emulated on one machine), else the EWMA of exchanges, else twice the overlay probe
-/// estimate when the peer is an overlay neighbour.
+/// The RTT to use for a peer: twice the configured one-way `[links]` latency when set (nodes
+/// sharing a machine without link emulation), else the EWMA of exchanges, else twice the
+/// overlay probe estimate when the peer is an overlay neighbour, else twice the emulated
+/// one-way latency of the path (`[link_emulation]`, before anything is measured).
 fn rtt_of(
     off: &Offload,
     link: &PeerLink,
@@ -70,6 +71,7 @@ fn rtt_of(
     link.control()
         .rtt
         .or_else(|| probed.get(&link.node).copied())
+        .or_else(|| off.emulated_links.get(name).map(|l| l.as_duration() * 2))
 }
 
 /// One control step at `now`: weights and offers for every hosted function, then the

@@ -6,8 +6,9 @@
 //! placement lifetime ([`node`]), deployment to OpenFaaS — a real gateway or the embedded one
 //! ([`faas`], [`provision`]) — the HTTP API ([`routes`]), and run-time routing and offloading
 //! of invocations: the route table ([`directory`]), the data plane ([`dataplane`]), the
-//! control plane between nodes ([`control`]), their shared state ([`offload`]) and
-//! [`metrics`]. Pure rules (pricing,
+//! control plane between nodes ([`control`]), their shared state ([`offload`]),
+//! [`metrics`], and in-process emulation of link latencies between nodes sharing a machine
+//! ([`emulation`]). Pure rules (pricing,
 //! strategies, ledger, latency model) live in `model`.
 
 pub mod app;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod directory;
+pub mod emulation;
 pub mod error;
 pub mod faas;
 pub mod haproxy;

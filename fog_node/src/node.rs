@@ -229,14 +229,21 @@ impl Node {
 
     /// One-way latency estimate of the link to a neighbour: the configured latency of the
     /// link (when several nodes share a machine) plus half the measured RTT, or `None` if the
-    /// link has neither been configured nor measured yet.
+    /// link has neither been configured nor measured yet. With `[link_emulation]` the
+    /// measured RTT already holds the emulated latency, so it alone counts, and the configured
+    /// latency stands in only until the first probe answers.
     pub fn link_latency(&self, n: &NeighbourState) -> Option<PathLatency> {
         let measured = n.estimator.estimate();
+        let emulation = &self.config.link_emulation;
         let configured = self
             .config
             .links
             .get(&n.info.name)
+            .or_else(|| emulation.one_way.get(&n.info.name))
             .map(|l| PathLatency::from_latency(*l));
+        if emulation.enabled() {
+            return measured.or(configured);
+        }
         match (configured, measured) {
             (Some(c), Some(m)) => Some(c.then(&m)),
             (c, m) => c.or(m),

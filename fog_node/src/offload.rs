@@ -30,8 +30,11 @@ use tokio::sync::Notify;
 pub struct Offload {
     pub config: OffloadConfig,
     pub params: Params,
-    /// `[links]`: configured one-way latency to peers by name.
+    /// `[links]`: configured one-way latency to peers by name (empty with link emulation,
+    /// where measured round trips hold the emulated latency).
     pub links: BTreeMap<String, Latency>,
+    /// `[link_emulation] one_way`: stands in for a peer's RTT until one is measured.
+    pub emulated_links: BTreeMap<String, Latency>,
     routes: ArcSwap<Routes>,
     /// Serialises route installations (route sync and installs by hand), never the requests.
     install: Mutex<()>,
@@ -50,7 +53,12 @@ impl Offload {
         Offload {
             config: config.offload.clone(),
             params: config.offload.params(),
-            links: config.links.clone(),
+            links: if config.link_emulation.enabled() {
+                BTreeMap::new()
+            } else {
+                config.links.clone()
+            },
+            emulated_links: config.link_emulation.one_way.clone(),
             routes: ArcSwap::from_pointee(Routes::default()),
             install: Mutex::new(()),
             metrics: Metrics::new(),

@@ -170,6 +170,10 @@ pub struct LaunchOptions {
     /// Wait until every node lists its overlay neighbours (so auctions relay over the whole
     /// tree from the first request).
     pub wait_for_neighbours: bool,
+    /// Emulate the topology's link latencies in process (`[link_emulation]` in every node's
+    /// config): traffic between nodes is delayed by the one-way latency of its overlay path.
+    /// On for `testbed run` (`just run`); off by default so tests run at loopback speed.
+    pub emulate_links: bool,
     /// Extra environment of every process started (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT` to
     /// export traces; the launcher's own environment is inherited too).
     pub env: Vec<(String, String)>,
@@ -187,6 +191,7 @@ impl LaunchOptions {
             enrollment_secret: random_secret(),
             readiness_deadline: Duration::from_secs(30),
             wait_for_neighbours: true,
+            emulate_links: false,
             env: Vec::new(),
         })
     }
@@ -199,6 +204,23 @@ pub fn random_secret() -> String {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     )
+}
+
+/// The `[link_emulation]` table of one node: the one-way latency of the overlay path to
+/// every other node of its tree, by name.
+pub fn link_emulation(topology: &Topology, node: &NodeSpec) -> toml::Table {
+    let mut one_way = toml::Table::new();
+    for other in topology.nodes() {
+        if other.name == node.name {
+            continue;
+        }
+        if let Some(l) = topology.path_latency(&node.name, &other.name) {
+            one_way.insert(other.name.clone(), l.to_string().into());
+        }
+    }
+    let mut t = toml::Table::new();
+    t.insert("one_way".into(), toml::Value::Table(one_way));
+    t
 }
 
 /// The configuration file of one node, as a TOML table (fields in docs/ARCHITECTURE.md).
@@ -663,13 +685,19 @@ impl Federation {
             let state_dir = nodes_dir.join(format!("{}-state", spec.name));
             std::fs::create_dir_all(&state_dir)
                 .map_err(io_err(format!("cannot create {}", state_dir.display())))?;
-            let config = node_config(
+            let mut config = node_config(
                 &federation.topology,
                 spec,
                 &marketplace_url,
                 &federation.options.enrollment_secret,
                 &state_dir,
             );
+            if federation.options.emulate_links {
+                config.insert(
+                    "link_emulation".into(),
+                    toml::Value::Table(link_emulation(&federation.topology, spec)),
+                );
+            }
             let text = toml::to_string(&config).map_err(|e| LaunchError::Config {
                 node: spec.name.clone(),
                 reason: e.to_string(),
@@ -994,6 +1022,11 @@ impl Federation {
         self.nodes.keys().map(String::as_str)
     }
 
+    /// Whether link latencies are emulated in process ([`LaunchOptions::emulate_links`]).
+    pub fn emulates_links(&self) -> bool {
+        self.options.emulate_links
+    }
+
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
@@ -1117,6 +1150,19 @@ cpu = "1 cpu"
 memory = "1 GiB"
 chaos = { refuse_accept = true }
 "#;
+
+    #[test]
+    fn link_emulation_lists_the_path_latency_to_every_other_node() {
+        let t = Topology::parse(TREE).unwrap();
+        let e1 = link_emulation(&t, t.node("e1").unwrap());
+        let one_way = e1["one_way"].as_table().unwrap();
+        assert_eq!(one_way.len(), 2, "{one_way:?}");
+        assert_eq!(one_way["r1"].as_str(), Some("4500 us"));
+        assert_eq!(one_way["cloud"].as_str(), Some("19500 us"));
+        let cloud = link_emulation(&t, t.node("cloud").unwrap());
+        assert_eq!(cloud["one_way"]["e1"].as_str(), Some("19500 us"));
+        assert!(cloud["one_way"].get("cloud").is_none());
+    }
 
     #[test]
     fn both_ends_of_a_link_know_its_latency() {

@@ -46,6 +46,10 @@ enum Command {
         /// Enrollment secret shared by the marketplace and the nodes (default: random).
         #[arg(long, env = "FOGMARKET_ENROLLMENT_SECRET", hide_env_values = true)]
         enrollment_secret: Option<String>,
+        /// Do not emulate the topology's link latencies (traffic between nodes then runs at
+        /// loopback speed, and configured latencies only enter the auctions' arithmetic).
+        #[arg(long)]
+        no_link_emulation: bool,
     },
     /// Benchmarks.
     Bench {
@@ -184,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
             bin_dir: explicit_bin_dir,
             run_dir,
             enrollment_secret,
+            no_link_emulation,
         } => {
             let topo = Topology::from_file(&topology)?;
             let run_dir = match run_dir {
@@ -205,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
                 options.enrollment_secret = s;
             }
             options.readiness_deadline = Duration::from_secs(60);
+            options.emulate_links = !no_link_emulation;
             eprintln!(
                 "starting {} fog nodes from {} ...",
                 topo.nodes().len(),
@@ -345,21 +351,35 @@ async fn main() -> anyhow::Result<()> {
 
 fn print_federation(f: &Federation) {
     let t = f.topology();
-    println!("marketplace: {}", f.marketplace_url());
-    println!("database:    {}", f.database_url());
+    let m = f.marketplace_url();
+    println!("marketplace");
+    println!("  dashboard: {m}/");
+    println!("  API:       {m}/api/  (e.g. {m}/api/fog, PUT {m}/api/function)");
+    println!("  metrics:   {m}/metrics");
+    println!("  database:  {}", f.database_url());
     println!("run dir:     {} (configs and logs)", f.run_dir().display());
+    if f.emulates_links() {
+        println!(
+            "links:       emulated in process: traffic between nodes takes the one-way latency of its path"
+        );
+    } else {
+        println!("links:       not emulated (loopback speed)");
+    }
     println!();
     println!(
-        "{:<16} {:<12} {:<18} {:<14} {:<28} id",
-        "node", "owner", "tier", "parent", "url"
+        "{:<16} {:<12} {:<18} {:<14} {:<8} {:<28} id",
+        "node", "owner", "tier", "parent", "link", "url"
     );
     for spec in t.nodes() {
         println!(
-            "{:<16} {:<12} {:<18} {:<14} {:<28} {}",
+            "{:<16} {:<12} {:<18} {:<14} {:<8} {:<28} {}",
             spec.name,
             spec.owner,
             t.tier(&spec.name).unwrap_or_default(),
             spec.parent.as_deref().unwrap_or("-"),
+            spec.latency
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into()),
             f.node_url(&spec.name).unwrap_or("?"),
             f.node_id(&spec.name)
                 .map(|id| id.to_string())
@@ -367,5 +387,8 @@ fn print_federation(f: &Federation) {
         );
     }
     println!();
-    println!("Ctrl-C stops every process.");
+    println!(
+        "each node: <url>/metrics (Prometheus), <url>/api/offload (weights, peers), <url>/function/<name> (invoke)"
+    );
+    println!("IoT traffic: `just demo` in another terminal. Ctrl-C stops every process.");
 }

@@ -38,6 +38,7 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::Duration;
 
 /// Auction rules the marketplace accepts (`--auction-rule`).
 pub const AUCTION_RULES: &[&str] = &["vickrey", "first_price", "random"];
@@ -584,6 +585,34 @@ impl Topology {
         Some(depth)
     }
 
+    /// One-way latency of the overlay path between two nodes: the sum of the link latencies
+    /// up from each to their closest common ancestor (a link without a latency counts 0).
+    /// `None` for an unknown name, or for nodes of different trees.
+    pub fn path_latency(&self, a: &str, b: &str) -> Option<Latency> {
+        // Every ancestor of `a` (itself included) with the latency from `a` up to it.
+        let mut up_from_a: Vec<(&str, Duration)> = Vec::new();
+        let mut node = self.node(a)?;
+        let mut sum = Duration::ZERO;
+        loop {
+            up_from_a.push((&node.name, sum));
+            let Some(parent) = node.parent.as_deref() else {
+                break;
+            };
+            sum += node.latency.map_or(Duration::ZERO, Latency::as_duration);
+            node = self.node(parent)?;
+        }
+        let mut node = self.node(b)?;
+        let mut sum = Duration::ZERO;
+        loop {
+            if let Some((_, from_a)) = up_from_a.iter().find(|(n, _)| *n == node.name) {
+                return Some(Latency::new(sum + *from_a));
+            }
+            let parent = node.parent.as_deref()?;
+            sum += node.latency.map_or(Duration::ZERO, Latency::as_duration);
+            node = self.node(parent)?;
+        }
+    }
+
     /// A human tier label: `tier 1` is a root; leaves below the root are tagged `edge`.
     pub fn tier(&self, name: &str) -> Option<String> {
         let depth = self.depth(name)?;
@@ -973,6 +1002,32 @@ strategy = "edge_first"
 pricing = { model = "linear", price_cpu = 1.0, price_memory = 0.5 }
 chaos = { bid_delay = "10 s" }
 "#;
+
+    #[test]
+    fn a_path_latency_sums_the_links_through_the_closest_common_ancestor() {
+        let t = Topology::parse(include_str!("../topologies/local.toml")).unwrap();
+        let ms = |a: &str, b: &str| t.path_latency(a, b).map(|l| l.as_millis_f64());
+        // Siblings: up 4 ms to regional-north, down 6 ms.
+        assert_eq!(ms("edge-factory", "edge-campus"), Some(10.0));
+        // Across the root: 4 + 12 up, 18 + 8 down.
+        assert_eq!(ms("edge-factory", "edge-farm"), Some(42.0));
+        assert_eq!(ms("edge-farm", "edge-factory"), Some(42.0));
+        // An ancestor, either way round.
+        assert_eq!(ms("cloud", "edge-harbour"), Some(21.0));
+        assert_eq!(ms("edge-harbour", "cloud"), Some(21.0));
+        assert_eq!(ms("cloud", "cloud"), Some(0.0));
+        assert_eq!(ms("cloud", "nowhere"), None);
+    }
+
+    #[test]
+    fn nodes_of_different_trees_have_no_path() {
+        let two_roots = replace("parent = \"cloud\"\nlatency = \"15 ms\"\n", "").unwrap();
+        assert_eq!(two_roots.path_latency("edge-1", "cloud"), None);
+        assert_eq!(
+            two_roots.path_latency("edge-1", "regional-1"),
+            Some(Latency::from_millis(5))
+        );
+    }
 
     fn replace(from: &str, to: &str) -> Result<Topology, TopologyError> {
         assert!(SMALL.contains(from), "test edit `{from}` not found");

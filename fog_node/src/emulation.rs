@@ -1,0 +1,154 @@
+//! In-process link emulation (`[link_emulation]`): several fog nodes share one machine, and
+//! the network between them is played by the receiver. A request from another node is held
+//! for the configured one-way latency of the path before it is handled, and its response is
+//! held again before it leaves, so a round trip between two nodes takes what it would on the
+//! emulated network, whichever client sent it (this node's own calls, the bid relay, the
+//! control exchanges, the data-plane forwards, or HAProxy in `data_plane = "haproxy"`).
+//!
+//! The sender is read from the identity headers a node puts on every inter-node request, or
+//! from `X-Fogmarket-From` on the unsigned latency probes. That claim only chooses a delay:
+//! authentication stays with the handlers, which verify the signatures as before. Requests
+//! from devices, the marketplace or an operator carry no node identity and are not delayed.
+
+use crate::dataplane::identity::PEER_HEADER;
+use crate::node::Node;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderMap;
+use actix_web::middleware::Next;
+use actix_web::web;
+use model::NodeId;
+use model::auth::{FORWARD_HEADER, SCHEME};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The sending node's id on requests that carry no signature (the latency probes).
+pub const FROM_HEADER: &str = "x-fogmarket-from";
+
+/// The node a request says it comes from (an id, or a name): `X-Fogmarket-From`, else the
+/// sender field of `X-Fogmarket-Forward`, `X-Fogmarket-Peer` or `Authorization`
+/// (`[Fogmarket ]<sender>:<time>:<mac>`). Not verified; see the module documentation.
+pub fn claimed_sender(headers: &HeaderMap) -> Option<&str> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(from) = value(FROM_HEADER).map(str::trim).filter(|s| !s.is_empty()) {
+        return Some(from);
+    }
+    [FORWARD_HEADER, PEER_HEADER, "authorization"]
+        .into_iter()
+        .filter_map(value)
+        .find_map(|v| {
+            let rest = v
+                .strip_prefix(SCHEME)
+                .map_or(v, |r| r.trim_start_matches(' '));
+            rest.rsplitn(3, ':').nth(2).filter(|s| !s.is_empty())
+        })
+}
+
+impl Node {
+    /// The emulated one-way latency from `sender` (a node id or name) to this node, when
+    /// link emulation is on and the sender is a node with a configured path.
+    pub fn emulated_one_way(&self, sender: &str) -> Option<Duration> {
+        let paths = &self.config.link_emulation.one_way;
+        if paths.is_empty() {
+            return None;
+        }
+        if let Some(latency) = paths.get(sender) {
+            return Some(latency.as_duration());
+        }
+        let id: NodeId = sender.parse().ok()?;
+        let name = self.name_of(id)?;
+        paths.get(&name).map(|l| l.as_duration())
+    }
+
+    /// A node's name from the overlay neighbours or the route table.
+    pub fn name_of(&self, id: NodeId) -> Option<String> {
+        if let Some(n) = self.neighbours().into_iter().find(|n| n.info.node_id == id) {
+            return Some(n.info.name);
+        }
+        self.offload.routes().node(id).map(|n| n.info.name.clone())
+    }
+}
+
+/// Actix middleware: holds a request from another node for the one-way latency of the path,
+/// runs it, and holds the response as long again. A no-op when emulation is off.
+pub async fn emulate_links(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let delay = req
+        .app_data::<web::Data<Arc<Node>>>()
+        .filter(|node| node.config.link_emulation.enabled())
+        .and_then(|node| {
+            claimed_sender(req.headers()).and_then(|sender| node.emulated_one_way(sender))
+        })
+        .filter(|d| !d.is_zero());
+    let Some(delay) = delay else {
+        return next.call(req).await;
+    };
+    tokio::time::sleep(delay).await;
+    let response = next.call(req).await;
+    tokio::time::sleep(delay).await;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                HeaderName::from_static(k),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    const ID: &str = "6f2c1a52-8d7e-4b4e-9a43-0d3f5f1f9b10";
+
+    #[test]
+    fn the_sender_comes_from_any_identity_header() {
+        let signed = format!("Fogmarket {ID}:1700000000000:abcd");
+        assert_eq!(
+            claimed_sender(&headers(&[("authorization", &signed)])),
+            Some(ID)
+        );
+        assert_eq!(
+            claimed_sender(&headers(&[("x-fogmarket-forward", &signed)])),
+            Some(ID)
+        );
+        let token = format!("{ID}:472222:00ff");
+        assert_eq!(
+            claimed_sender(&headers(&[("x-fogmarket-peer", &token)])),
+            Some(ID)
+        );
+        assert_eq!(
+            claimed_sender(&headers(&[("x-fogmarket-from", "edge-1")])),
+            Some("edge-1")
+        );
+    }
+
+    #[test]
+    fn the_explicit_from_header_wins_and_garbage_names_nobody() {
+        let signed = format!("Fogmarket {ID}:1:ab");
+        assert_eq!(
+            claimed_sender(&headers(&[
+                ("authorization", &signed),
+                ("x-fogmarket-from", "edge-1")
+            ])),
+            Some("edge-1")
+        );
+        assert_eq!(claimed_sender(&headers(&[])), None);
+        assert_eq!(
+            claimed_sender(&headers(&[("authorization", "Bearer abc")])),
+            None
+        );
+        assert_eq!(
+            claimed_sender(&headers(&[("authorization", "Fogmarket :1:ab")])),
+            None
+        );
+    }
+}
