@@ -143,9 +143,22 @@ return {
     node: e.dataset.ratesNode,
     served: (e.querySelector('[data-rate="served"]') || {}).innerText || null,
   })),
+  summary: (document.getElementById("summary") || {}).innerText || null,
   text: document.body.innerText,
 };
 "##;
+
+/// Nothing the page script skipped (a `null` chip, an undefined field) shows up as text.
+fn assert_nothing_leaks(snapshot: &Value) {
+    let text = snapshot["text"].as_str().unwrap_or_default();
+    for leaked in ["null", "undefined", "NaN", "[object"] {
+        assert!(
+            !text.contains(leaked),
+            "the page shows `{leaked}`; summary: {}\n{text}",
+            snapshot["summary"]
+        );
+    }
+}
 
 #[tokio::test]
 async fn the_dashboard_shows_every_node_the_placement_and_a_dead_node_in_chromium() {
@@ -198,25 +211,6 @@ async fn the_dashboard_shows_every_node_the_placement_and_a_dead_node_in_chromiu
         .await;
     assert_eq!(status, 422, "{body}");
 
-    // edge-2 goes away: unreachable, and dead once it missed its heartbeats.
-    e2.stop().await;
-    let later = Timestamp::now().plus(Duration::from_secs(3600));
-    app.market
-        .mark_silent_nodes_dead(later)
-        .await
-        .expect("liveness step");
-    // The others heartbeat (edge-1 with its reservation) and are alive again.
-    let hosting = Resources::new(Cpu::from_millis(500), Bytes::from_mb(256));
-    for (n, reserved) in [
-        (&cloud, Resources::ZERO),
-        (&regional, Resources::ZERO),
-        (&e1, hosting),
-    ] {
-        let key = String::from_utf8(n.key()).expect("utf-8 key");
-        let (status, body) = heartbeat(&app, n.id, &key, reserved).await;
-        assert_eq!(status, 200, "{body}");
-    }
-
     // Some load on edge-1 so that its rates move.
     let load = {
         let e1 = e1.clone();
@@ -238,6 +232,50 @@ async fn the_dashboard_shows_every_node_the_placement_and_a_dead_node_in_chromiu
             .goto(&format!("{}/", app.address))
             .await
             .expect("the page loads");
+        // First every node alive: no dead or unreachable chip, and nothing skipped leaks out.
+        let deadline = Instant::now() + PAGE_DEADLINE;
+        loop {
+            let snap = client
+                .execute(SNAPSHOT_JS, Vec::new())
+                .await
+                .expect("the snapshot script runs");
+            let nodes = snap["nodes"].as_array().cloned().unwrap_or_default();
+            if snap["loaded"] == "true"
+                && names.iter().all(|name| {
+                    nodes
+                        .iter()
+                        .any(|n| n["name"] == *name && n["state"] == "alive")
+                })
+            {
+                assert_nothing_leaks(&snap);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page did not show the four nodes alive within {PAGE_DEADLINE:?}:\n{snap:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // edge-2 goes away: unreachable, and dead once it missed its heartbeats.
+        e2.stop().await;
+        let later = Timestamp::now().plus(Duration::from_secs(3600));
+        app.market
+            .mark_silent_nodes_dead(later)
+            .await
+            .expect("liveness step");
+        // The others heartbeat (edge-1 with its reservation) and are alive again.
+        let hosting = Resources::new(Cpu::from_millis(500), Bytes::from_mb(256));
+        for (n, reserved) in [
+            (&cloud, Resources::ZERO),
+            (&regional, Resources::ZERO),
+            (&e1, hosting),
+        ] {
+            let key = String::from_utf8(n.key()).expect("utf-8 key");
+            let (status, body) = heartbeat(&app, n.id, &key, reserved).await;
+            assert_eq!(status, 200, "{body}");
+        }
+
         let deadline = Instant::now() + PAGE_DEADLINE;
         let snapshot = loop {
             let snap = client
@@ -307,6 +345,7 @@ async fn the_dashboard_shows_every_node_the_placement_and_a_dead_node_in_chromiu
             card("regional")
         );
         assert_eq!(snapshot["status"], "ok", "{snapshot:#}");
+        assert_nothing_leaks(&snapshot);
 
         let dir = artifacts_dir();
         std::fs::create_dir_all(&dir)

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// Base URL of the OTLP receiver; unset or empty turns the export off.
 pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-/// `http/protobuf` (default) or `grpc` (with the `grpc` feature).
+/// `http/protobuf` (default) or `grpc` (the `grpc` feature, on in every Fogmarket binary).
 pub const PROTOCOL_VAR: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 
 /// OTLP transport.
@@ -13,7 +13,8 @@ pub const PROTOCOL_VAR: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 pub enum Protocol {
     /// `http/protobuf`: `POST {endpoint}/v1/traces` (Jaeger and collectors listen on 4318).
     HttpProtobuf,
-    /// `grpc`: the OTLP gRPC service at `{endpoint}` (port 4317); needs the `grpc` feature.
+    /// `grpc`: the OTLP gRPC service at `{endpoint}` (port 4317); needs the `grpc` feature
+    /// (which the workspace dependency on `telemetry` turns on).
     Grpc,
 }
 

@@ -2,11 +2,14 @@
 //!
 //! - [`init`] installs the global `tracing` subscriber: log lines on stderr filtered by
 //!   `RUST_LOG` (as the binaries always did) and, only when `OTEL_EXPORTER_OTLP_ENDPOINT` is
-//!   set, an OpenTelemetry layer exporting spans over OTLP (HTTP/protobuf by default,
-//!   `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` with the `grpc` feature) through a batch span processor
-//!   (`OTEL_BSP_*` tune it). Jaeger ingests OTLP natively. Invalid values stop the process
-//!   at start with an error naming the variable. The returned [`Guard`] sends the last spans
-//!   when dropped: keep it until the process exits.
+//!   set, an OpenTelemetry layer exporting spans over OTLP (HTTP/protobuf by default, gRPC with
+//!   `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`) through a batch span processor (`OTEL_BSP_*` tune
+//!   it). Jaeger ingests OTLP natively. Invalid values stop the process at start with an
+//!   error naming the variable. The returned [`Guard`] sends the last spans when dropped: keep
+//!   it until the process exits. [`Guard::new`] and [`Guard::layer`] are the same export
+//!   without the global subscriber (`tests/otlp_grpc.rs` uses them against a gRPC receiver).
+//! - gRPC is the `grpc` feature (tonic). The workspace dependency on this crate turns it on,
+//!   so every Fogmarket binary and function has it; a build without it refuses `grpc` at start.
 //! - Unset, nothing is exported and the HTTP spans made here are not even created (they have
 //!   their own target, [`TRACE_TARGET`], that the log output never shows).
 //! - Propagation is W3C trace context: [`inject`] / [`inject_span`] write `traceparent` and

@@ -66,6 +66,24 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
+    /// Starts the span export `settings` describe, as `service_name`: a tracer provider (batch
+    /// span processor over the OTLP exporter), or a disabled guard when `settings` export
+    /// nothing. Installs nothing: [`init_with`] adds [`Guard::layer`] to the global
+    /// subscriber; a test or an embedder can add it to a subscriber of its own. Fails when the
+    /// exporter cannot be built (e.g. [`Protocol::Grpc`] without the `grpc` feature).
+    pub fn new(service_name: &str, settings: &Settings) -> Result<Guard, InitError> {
+        exporter_guard(service_name, settings)
+    }
+
+    /// The OpenTelemetry layer sending spans to this guard's exporter ([`layer_for`] over its
+    /// provider); `None` when nothing is exported.
+    pub fn layer<S>(&self) -> Option<impl Layer<S> + use<S>>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        self.provider.as_ref().map(layer_for)
+    }
+
     /// A guard exporting nothing.
     pub fn disabled() -> Guard {
         Guard {
@@ -115,11 +133,10 @@ pub fn init(service_name: &str) -> Result<Guard, InitError> {
 /// variable), an exporter that cannot be built, or a subscriber already installed.
 pub fn init_with(service_name: &str, options: &Options) -> Result<Guard, InitError> {
     let settings = Settings::from_env()?;
-    let guard = exporter_guard(service_name, &settings)?;
-    let otel = otel_layer(&guard);
+    let guard = Guard::new(service_name, &settings)?;
     Registry::default()
         .with(log_layer(options))
-        .with(otel)
+        .with(guard.layer())
         .try_init()
         .map_err(|_| InitError::AlreadyInstalled)?;
     if let Some(export) = &settings.export {
@@ -171,13 +188,6 @@ where
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("fogmarket"))
         .with_filter(otel_filter())
-}
-
-fn otel_layer<S>(guard: &Guard) -> Option<impl Layer<S> + use<S>>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    guard.provider.as_ref().map(layer_for)
 }
 
 /// The tracer provider (batch span processor over the OTLP exporter), or a disabled guard.
