@@ -53,23 +53,28 @@ fn check_self(node: &Node, me: NodeId, sla: &Sla, acc: &PathLatency, now: Timest
         is_data_source: sla.has_data_source(me),
     });
     let margin = node.config.latency.sigma_margin;
-    let refusal =
-        if let Err(reason) = check_budget(acc, sla.input_max_size, sla.latency_max, margin) {
-            Some(reason)
-        } else if !needs.fits_in(&free) {
-            Some(RefusalReason::OutOfCapacity {
-                needed: needs,
-                free,
-            })
-        } else {
-            match sla.max_price {
-                Some(max_price) if price > max_price => Some(RefusalReason::OverMaxPrice {
-                    bid: price,
-                    max_price,
-                }),
-                _ => None,
-            }
-        };
+    let refusal = if let Err(reason) = check_budget(
+        acc,
+        sla.input_max_size,
+        sla.latency_max,
+        sla.latency_kind,
+        margin,
+    ) {
+        Some(reason)
+    } else if !needs.fits_in(&free) {
+        Some(RefusalReason::OutOfCapacity {
+            needed: needs,
+            free,
+        })
+    } else {
+        match sla.max_price {
+            Some(max_price) if price > max_price => Some(RefusalReason::OverMaxPrice {
+                bid: price,
+                max_price,
+            }),
+            _ => None,
+        }
+    };
     SelfCheck {
         needs,
         price,
@@ -133,6 +138,7 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
             &to_neighbour,
             sla.input_max_size,
             sla.latency_max,
+            sla.latency_kind,
             node.config.latency.sigma_margin,
         );
         let within_budget = budget.is_ok();

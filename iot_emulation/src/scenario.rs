@@ -305,6 +305,7 @@ const SLA_FIELDS: &[&str] = &[
     "memory",
     "cpu",
     "latencyMax",
+    "latencyKind",
     "duration",
     "replicas",
     "functionImage",
@@ -502,6 +503,14 @@ fn parse_function(
                         "unknown SLA field, expected one of: {}",
                         SLA_FIELDS.join(", ")
                     ),
+                ));
+            }
+            if let Some(kind) = t.get("latencyKind")
+                && kind.as_str().and_then(model::LatencyKind::parse).is_none()
+            {
+                return Err(err(
+                    &join(&p, "latencyKind"),
+                    "must be \"oneWay\" (the default) or \"roundTrip\"",
                 ));
             }
             match serde_json::to_value(&t) {
@@ -999,6 +1008,11 @@ arrival = { process = "constant", rate = 2 }
             ),
             (
                 "latency_class = \"normal\"",
+                "latency_class = \"normal\"\nsla = { latencyKind = \"sideways\" }",
+                "function[0].sla.latencyKind",
+            ),
+            (
+                "latency_class = \"normal\"",
                 "latency_class = \"normal\"\nsla = { memroy = \"1 MB\" }",
                 "function[0].sla.memroy",
             ),
@@ -1129,6 +1143,15 @@ arrival = { process = "constant", rate = 2 }
                 .iter()
                 .any(|f| matches!(f.target, Target::ChainAfter(_)))
         );
+        // Devices wait for answers, and the report judges round trips: so do the SLAs.
+        for f in &s.functions {
+            assert_eq!(
+                f.sla.get("latencyKind"),
+                Some(&Json::from("roundTrip")),
+                "{}",
+                f.name
+            );
+        }
     }
 
     #[test]

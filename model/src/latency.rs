@@ -6,6 +6,7 @@
 //! itself included (GIRAFF's first node never checked itself).
 
 use crate::protocol::RefusalReason;
+use crate::sla::LatencyKind;
 use crate::units::{Bytes, Latency};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -252,14 +253,20 @@ pub fn estimated_ms(path: &PathLatency, size: Bytes, sigma_margin: f64) -> f64 {
 }
 
 /// Ok(estimate in ms) if delivering `size` over `path` fits in `max`, else the refusal to
-/// report.
+/// report. With [`LatencyKind::RoundTrip`] the answer's way back counts too: one more one-way
+/// latency (`median + sigma_margin * sigma`; answers are assumed to fit one flight).
 pub fn check_budget(
     path: &PathLatency,
     size: Bytes,
     max: Latency,
+    kind: LatencyKind,
     sigma_margin: f64,
 ) -> Result<f64, RefusalReason> {
-    let estimated_ms = estimated_ms(path, size, sigma_margin);
+    let there = estimated_ms(path, size, sigma_margin);
+    let estimated_ms = match kind {
+        LatencyKind::OneWay => there,
+        LatencyKind::RoundTrip => there + estimated_ms(path, Bytes::new(1), sigma_margin),
+    };
     let max_ms = max.as_millis_f64();
     if estimated_ms <= max_ms {
         Ok(estimated_ms)
@@ -414,11 +421,61 @@ mod tests {
     }
 
     #[test]
+    fn a_round_trip_budget_also_pays_for_the_answers_way_back() {
+        // 20 ms one way with sigma 5: 25 ms there with the margin, 25 ms back.
+        let p = link(20.0, 5.0, 0.0);
+        let within = |ms| {
+            check_budget(
+                &p,
+                Bytes::new(1000),
+                Latency::from_millis(ms),
+                LatencyKind::RoundTrip,
+                1.0,
+            )
+        };
+        assert!(close(within(50).unwrap(), 50.0));
+        match within(49).unwrap_err() {
+            RefusalReason::LatencyBudget {
+                estimated_ms,
+                max_ms,
+            } => {
+                assert!(close(estimated_ms, 50.0));
+                assert!(close(max_ms, 49.0));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // The same path meets a one-way budget of 25 ms.
+        assert!(
+            check_budget(
+                &p,
+                Bytes::new(1000),
+                Latency::from_millis(25),
+                LatencyKind::OneWay,
+                1.0
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn the_budget_check_passes_within_budget_and_refuses_over_it() {
         let p = link(20.0, 5.0, 0.0);
-        let est = check_budget(&p, Bytes::new(1000), Latency::from_millis(25), 1.0);
+        let est = check_budget(
+            &p,
+            Bytes::new(1000),
+            Latency::from_millis(25),
+            LatencyKind::OneWay,
+            1.0,
+        );
         assert!(close(est.unwrap(), 25.0));
-        let err = check_budget(&p, Bytes::new(1000), Latency::from_millis(24), 1.0).unwrap_err();
+        let err = check_budget(
+            &p,
+            Bytes::new(1000),
+            Latency::from_millis(24),
+            LatencyKind::OneWay,
+            1.0,
+        )
+        .unwrap_err();
         match err {
             RefusalReason::LatencyBudget {
                 estimated_ms,
@@ -448,6 +505,15 @@ mod tests {
         assert!(t.is_finite() && t >= 0.0, "{t}");
         let huge = link(f64::MAX, f64::MAX, 0.0);
         assert!(estimated_ms(&huge, Bytes::new(1_000_000), 1.0).is_finite());
-        assert!(check_budget(&huge, Bytes::new(1), Latency::from_millis(1000), 1.0).is_err());
+        assert!(
+            check_budget(
+                &huge,
+                Bytes::new(1),
+                Latency::from_millis(1000),
+                LatencyKind::OneWay,
+                1.0
+            )
+            .is_err()
+        );
     }
 }

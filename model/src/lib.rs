@@ -23,7 +23,7 @@ pub use auction::{AuctionRule, run_auction};
 pub use ids::{AuctionId, BidId, NodeId, SlaId};
 pub use ledger::Ledger;
 pub use pricing::PricingConfig;
-pub use sla::{FieldError, Sla, SlaRequest};
+pub use sla::{FieldError, LatencyKind, Sla, SlaRequest};
 pub use strategy::Strategy;
 pub use time::Timestamp;
 pub use units::{Bytes, Cpu, Latency, Lifetime, Price};

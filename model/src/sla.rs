@@ -52,6 +52,8 @@ pub struct SlaRequest {
     #[serde(default)]
     pub latency_max: Option<Value>,
     #[serde(default)]
+    pub latency_kind: Option<Value>,
+    #[serde(default)]
     pub duration: Option<Value>,
     #[serde(default)]
     pub replicas: Option<Value>,
@@ -88,6 +90,40 @@ pub struct DataFlow {
     pub to: FlowEnd,
 }
 
+/// What an SLA's `latencyMax` bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LatencyKind {
+    /// The one-way latency from the data source to the host (GIRAFF's feasibility rule, the
+    /// default): the request's input must arrive within `latencyMax`.
+    #[default]
+    OneWay,
+    /// The round trip: the input arrives and the answer comes back within `latencyMax`, which
+    /// is what a device waiting for the answer observes (and what GIRAFF's experiments and
+    /// `iot_emulation` judge).
+    RoundTrip,
+}
+
+impl LatencyKind {
+    pub fn is_one_way(&self) -> bool {
+        *self == LatencyKind::OneWay
+    }
+
+    /// Parses the wire value: `oneWay` / `roundTrip` (also with `_` or `-`, any case).
+    pub fn parse(s: &str) -> Option<LatencyKind> {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['_', '-', ' '], "")
+            .as_str()
+        {
+            "oneway" => Some(LatencyKind::OneWay),
+            "roundtrip" => Some(LatencyKind::RoundTrip),
+            _ => None,
+        }
+    }
+}
+
 /// A valid SLA. Resources are per replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -97,6 +133,9 @@ pub struct Sla {
     pub cpu: Cpu,
     /// Max network latency between the data source (the target node) and the host.
     pub latency_max: Latency,
+    /// Whether `latency_max` bounds the one-way latency (default, GIRAFF) or the round trip.
+    #[serde(default, skip_serializing_if = "LatencyKind::is_one_way")]
+    pub latency_kind: LatencyKind,
     /// Lifetime of the placement; the function is removed after it.
     pub duration: Lifetime,
     pub replicas: u32,
@@ -218,6 +257,21 @@ impl Sla {
             return Err(FieldError::new("cpu", "must be more than 0"));
         }
         let latency_max: Latency = unit(&req.latency_max, "latencyMax")?;
+        let latency_kind = match &req.latency_kind {
+            None | Some(Value::Null) => LatencyKind::OneWay,
+            Some(Value::String(s)) => LatencyKind::parse(s).ok_or_else(|| {
+                FieldError::new(
+                    "latencyKind",
+                    format!("`{s}` is not \"oneWay\" (the default) or \"roundTrip\""),
+                )
+            })?,
+            Some(_) => {
+                return Err(FieldError::new(
+                    "latencyKind",
+                    "must be the string \"oneWay\" or \"roundTrip\"",
+                ));
+            }
+        };
         let duration: Lifetime = unit(&req.duration, "duration")?;
         if duration.as_duration().is_zero() {
             return Err(FieldError::new("duration", "must be more than 0"));
@@ -302,6 +356,7 @@ impl Sla {
             memory,
             cpu,
             latency_max,
+            latency_kind,
             duration,
             replicas,
             function_image,
@@ -373,6 +428,24 @@ mod tests {
         assert_eq!(sla.nodes, 1);
         assert_eq!(sla.total_cpu(), Cpu::from_millis(1000));
         assert_eq!(sla.max_price, None);
+        assert_eq!(sla.latency_kind, LatencyKind::OneWay);
+        // The default is not written back: GIRAFF's wire shape is unchanged.
+        let wire = serde_json::to_value(&sla).unwrap();
+        assert!(wire.get("latencyKind").is_none(), "{wire}");
+    }
+
+    #[test]
+    fn a_round_trip_latency_kind_parses_in_any_spelling_and_survives_the_wire() {
+        for spelling in ["roundTrip", "round_trip", "Round-Trip"] {
+            let mut body = giraff_sla();
+            body["latencyKind"] = json!(spelling);
+            let sla = Sla::from_json(&body, SlaId::new(), "sla").unwrap();
+            assert_eq!(sla.latency_kind, LatencyKind::RoundTrip, "{spelling}");
+            let wire = serde_json::to_value(&sla).unwrap();
+            assert_eq!(wire["latencyKind"], "roundTrip");
+            let back = Sla::from_json(&wire, SlaId::new(), "sla").unwrap();
+            assert_eq!(back.latency_kind, LatencyKind::RoundTrip);
+        }
     }
 
     #[test]
@@ -395,6 +468,8 @@ mod tests {
             ("memory", json!(null), "sla.memory"),
             ("cpu", json!("0 m"), "sla.cpu"),
             ("latencyMax", json!([1]), "sla.latencyMax"),
+            ("latencyKind", json!("both ways"), "sla.latencyKind"),
+            ("latencyKind", json!(2), "sla.latencyKind"),
             ("duration", json!("0 s"), "sla.duration"),
             ("replicas", json!(0), "sla.replicas"),
             ("replicas", json!(1.5), "sla.replicas"),

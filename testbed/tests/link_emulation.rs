@@ -4,8 +4,9 @@
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (`just test` does). SQLite only.
 
+use model::protocol::{ErrorBody, RefusalReason};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use testbed::bench_offload::{echo_sla, place_function};
 use testbed::{Federation, LaunchOptions, Topology, http_client};
@@ -213,5 +214,53 @@ async fn probes_measure_the_emulated_link_and_it_is_not_counted_twice() {
     assert!(
         (29.0..45.0).contains(&latency),
         "edge -> regional should measure about 30 ms one way, got {latency} ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_trip_sla_refuses_a_host_whose_answer_cannot_come_back_in_time_and_a_one_way_sla_takes_it()
+ {
+    let chain = start_chain().await;
+    // Only the cloud fits 4 cpu; it is 70 ms from the edge one way, 140 ms there and back.
+    let mut sla = echo_sla(1);
+    sla["cpu"] = "4 cpu".into();
+    sla["latencyMax"] = "100 ms".into();
+    sla["latencyKind"] = "roundTrip".into();
+    let url = format!("{}/api/function", chain.fed.marketplace_url());
+    let resp = chain
+        .client
+        .put(&url)
+        .json(&json!({"sla": sla, "targetNode": "edge"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body:#}");
+    let err: ErrorBody = serde_json::from_value(body.clone()).expect("an error body");
+    assert_eq!(err.error, "no_feasible_node", "{body:#}");
+    let latency_refusal = err.refusals.iter().find_map(|r| match r.reason {
+        RefusalReason::LatencyBudget { estimated_ms, .. } if r.node_name == "cloud" => {
+            Some(estimated_ms)
+        }
+        _ => None,
+    });
+    let estimated = latency_refusal
+        .unwrap_or_else(|| panic!("the cloud must be refused for its latency: {body:#}"));
+    assert!(
+        (130.0..200.0).contains(&estimated),
+        "the round trip to the cloud is about 140 ms, estimated {estimated} ms"
+    );
+
+    // GIRAFF's one-way reading of the same 100 ms: 70 ms fits, the cloud hosts it.
+    sla["latencyKind"] = "oneWay".into();
+    let placed = place_function(&chain.client, &chain.fed.marketplace_url(), sla, "edge")
+        .await
+        .unwrap_or_else(|e| panic!("placing echo one-way: {e:#}"));
+    assert_eq!(
+        placed.hosts,
+        vec!["cloud".to_string()],
+        "{:#}",
+        placed.answer
     );
 }
