@@ -14,8 +14,8 @@
 //!   their own target, [`TRACE_TARGET`], that the log output never shows).
 //! - Propagation is W3C trace context: [`inject`] / [`inject_span`] write `traceparent` and
 //!   `tracestate` into an `http::HeaderMap`, [`extract`] reads them back into a parent
-//!   [`Context`] for [`set_parent`] or [`server_span`]. [`actix::TraceRequests`] (feature
-//!   `actix`) opens a server span per request; [`reqwest::RequestTracing`] (feature
+//!   [`Context`] for [`set_parent`] or [`server_span`]. `actix::TraceRequests` (feature
+//!   `actix`) opens a server span per request; `reqwest::RequestTracing` (feature
 //!   `reqwest`) adds the context to an outgoing request; [`client_span`] names the call.
 //!
 //! One placement (marketplace -> fog nodes -> gateway) or one invocation (access node ->
