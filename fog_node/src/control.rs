@@ -189,8 +189,7 @@ pub fn control_step(node: &Arc<Node>, now: Timestamp) {
         let weights = compute_weights(strategy, &load, &views, &off.params, Some(&prev), now);
         let offers = offers_to_peers(strategy, &load, &views, &off.params, Some(&prev), now);
         drop(prev);
-        let own_usage = usage.or_else(|| capacity.filter(|c| *c > 0.0).map(|c| 100.0 * rate / c));
-        let margin = own_usage.map(|u| margin_for_peers(u, views.len()));
+        let margin = load.usage().map(|u| margin_for_peers(u, views.len()));
         s.set_control_out(ControlOut {
             rate: *rate,
             capacity,

@@ -148,12 +148,29 @@ pub struct FunctionLoad {
     pub in_flight: u32,
     /// Requests waiting for the function.
     pub queue_len: u32,
-    /// Predicted node CPU usage in percent (node_margin, from a [`UsageModel`]); when `None`,
-    /// node_margin uses `100 × local_rate / capacity`.
+    /// Predicted node CPU usage in percent (node_margin, from a [`UsageModel`]); see
+    /// [`FunctionLoad::usage`].
     pub node_usage: Option<f64>,
 }
 
 impl FunctionLoad {
+    /// node_margin's usage of this node, in percent: the larger of the predicted CPU usage and
+    /// the function's use of its capacity here (`100 × local_rate / capacity`). A function can
+    /// be saturated without the CPU being busy (it sleeps or waits on I/O, its concurrency is
+    /// capped, or several nodes share one machine's CPU); CPU alone would then never shed load.
+    /// `None` when neither is known.
+    pub fn usage(&self) -> Option<f64> {
+        let cpu = self.node_usage.filter(|u| u.is_finite());
+        let slots = self
+            .capacity()
+            .filter(|c| *c > 0.0)
+            .map(|c| 100.0 * self.rate() / c);
+        match (cpu, slots) {
+            (Some(cpu), Some(slots)) => Some(cpu.max(slots)),
+            (cpu, slots) => cpu.or(slots),
+        }
+    }
+
     fn capacity(&self) -> Option<f64> {
         self.capacity.filter(|c| c.is_finite() && *c >= 0.0)
     }
@@ -339,11 +356,7 @@ fn node_margin_weights(
             None => local += pw as f64,
         }
     }
-    let usage = load.node_usage.filter(|u| u.is_finite()).or_else(|| {
-        load.capacity()
-            .filter(|c| *c > 0.0)
-            .map(|c| 100.0 * load.rate() / c)
-    });
+    let usage = load.usage();
     let step = params.margin_step as f64;
     let margin_of = |n: NodeId| {
         eligible

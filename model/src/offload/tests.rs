@@ -545,6 +545,46 @@ fn node_margin_moves_weight_in_bounded_steps_towards_peers_with_margin_and_back(
 }
 
 #[test]
+fn node_margin_sheds_a_saturated_function_even_when_the_cpu_is_idle() {
+    // A sleeping function capped at 10 req/s receives 50 req/s: the CPU says 20 %, the
+    // function's capacity says 500 %. The larger one counts.
+    let hot = FunctionLoad {
+        node_usage: Some(20.0),
+        ..load(50.0, 10.0)
+    };
+    assert_eq!(hot.usage(), Some(500.0));
+    let mut a = peer(1, 5);
+    a.margin = Some(40.0);
+    let w = compute_weights(
+        OffloadStrategy::NodeMargin,
+        &hot,
+        &[a],
+        &Params::default(),
+        None,
+        NOW,
+    );
+    assert_eq!(w.peer(node(1)), 50, "{w:?}");
+    // Either signal alone is used when the other is unknown; neither gives none.
+    let cpu_only = FunctionLoad {
+        node_usage: Some(20.0),
+        capacity: None,
+        ..hot
+    };
+    assert_eq!(cpu_only.usage(), Some(20.0));
+    let slots_only = FunctionLoad {
+        node_usage: None,
+        ..hot
+    };
+    assert_eq!(slots_only.usage(), Some(500.0));
+    let neither = FunctionLoad {
+        node_usage: Some(f64::NAN),
+        capacity: None,
+        ..hot
+    };
+    assert_eq!(neither.usage(), None);
+}
+
+#[test]
 fn node_margin_drops_peers_that_died_and_returns_their_weight_to_local() {
     let p = Params::default();
     let prev = Weights {
