@@ -42,7 +42,8 @@ pub enum OffloadStrategy {
     Static,
     /// DFaaS CloudNet'21 max-rate algorithm, bugs fixed.
     Recalc,
-    /// DFaaS node margin (Filippini et al.) with an online usage model.
+    /// DFaaS node margin (Filippini et al.) with an online usage model; a node's usage is the
+    /// larger of its CPU forecast and its function's use of capacity ([`FunctionLoad::usage`]).
     NodeMargin,
     /// Latency-aware capacity leases with hysteresis.
     #[default]
