@@ -217,6 +217,15 @@ impl Node {
             .collect()
     }
 
+    /// A neighbour's name, without copying the neighbour list.
+    pub fn neighbour_name(&self, id: NodeId) -> Option<String> {
+        self.neighbours
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .map(|n| n.info.name.clone())
+    }
+
     pub fn observe_probe(&self, node: NodeId, rtt: Option<Duration>) {
         let mut map = self.neighbours.write().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get_mut(&node) {

@@ -14,6 +14,7 @@
 //!   fog node, HAProxy in front of the gateway), measured with `wrk`, behind `just bench proxy`.
 //! - [`bench_offload`]: DFaaS's demo and issue #48 scenarios against a real federation, once
 //!   per offloading strategy, behind `just bench offload`.
+//! - [`poll`]: waiting for a state with a deadline (`poll_until`), for the tests and tools.
 //! - [`load`]: an open-loop load generator for the fog nodes' data plane (scheduled sends that
 //!   never wait for answers, per-request records, success per second and per serving node).
 //!
@@ -25,9 +26,11 @@ pub mod bench_offload;
 pub mod bench_proxy;
 pub mod launcher;
 pub mod load;
+pub mod poll;
 pub mod topology;
 
 pub use launcher::{
     Federation, LaunchError, LaunchOptions, default_bin_dir, find_binary, http_client,
 };
+pub use poll::poll_until;
 pub use topology::{MarketplaceSettings, NodeSpec, Topology, TopologyError};

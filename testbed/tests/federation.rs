@@ -14,9 +14,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::time::{Duration, Instant};
-use testbed::{Federation, LaunchOptions, Topology, http_client};
+use testbed::{Federation, LaunchOptions, Topology, http_client, poll_until};
 
 // ---------------------------------------------------------------------------------------------
 // Database backends
@@ -443,25 +442,6 @@ impl TestFed {
             .node_name(id)
             .unwrap_or_else(|| panic!("node id {id} is not in the federation"))
             .to_string()
-    }
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `deadline`.
-async fn poll_until<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < until,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use testbed::bench_offload::{echo_sla, place_function};
-use testbed::{Federation, LaunchOptions, Topology, http_client};
+use testbed::{Federation, LaunchOptions, Topology, http_client, poll_until};
 
 const CHAIN: &str = r#"
 [[node]]
@@ -95,23 +95,6 @@ impl Chain {
             .unwrap_or_default()
             .to_string();
         (resp.status(), served_by, elapsed)
-    }
-}
-
-async fn poll_until<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let until = Instant::now() + deadline;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= until => {
-                panic!("{what} not reached within {deadline:?}; last: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
     }
 }
 

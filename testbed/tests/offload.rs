@@ -23,7 +23,7 @@ use testbed::bench_offload::{
     wait_offload_ready, with_delay,
 };
 use testbed::load::{self, LoadOptions, LoadResult, Schedule, Stream};
-use testbed::{Federation, LaunchOptions, Topology, http_client};
+use testbed::{Federation, LaunchOptions, Topology, http_client, poll_until};
 use tokio::time::Instant;
 
 /// echo's delay in these tests: 1 call in flight = 10 req/s.
@@ -345,25 +345,6 @@ async fn outcome(r: reqwest::RequestBuilder) -> (StatusCode, Option<String>, Opt
     let status = resp.status();
     let _ = resp.bytes().await;
     (status, reason, served)
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `deadline`.
-async fn poll_until<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < until,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
