@@ -1,6 +1,7 @@
 //! `model`: Fogmarket's shared domain types and all pure logic.
 //!
-//! Units ([`units`]), ids ([`ids`]), the SLA ([`sla`]), wire messages ([`protocol`]), request
+//! Units ([`units`]), ids ([`ids`]), the SLA ([`sla`]), the sealed-execution rules for
+//! `envProcess` and `envVars` ([`exec`]), wire messages ([`protocol`]), request
 //! signing ([`auth`]), auction rules ([`auction`]), pricing models ([`pricing`]), the latency
 //! model ([`latency`]), placement strategies ([`strategy`]), the per-node resource ledger
 //! ([`ledger`]) and run-time offloading weights ([`offload`]). Nothing here does I/O or reads the clock: time is a parameter
@@ -8,6 +9,7 @@
 
 pub mod auction;
 pub mod auth;
+pub mod exec;
 pub mod ids;
 pub mod latency;
 pub mod ledger;

@@ -145,6 +145,7 @@ pub struct Sla {
     pub data_flow: Vec<DataFlow>,
     #[serde(default)]
     pub env_vars: BTreeMap<String, String>,
+    /// The name of an entry point the image declares (never a command; see [`crate::exec`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_process: Option<String>,
     pub input_max_size: Bytes,
@@ -347,7 +348,20 @@ impl Sla {
                 .collect::<Result<_, FieldError>>()?,
             Some(_) => return Err(FieldError::new("envVars", "must be an object of strings")),
         };
-        let env_process = string(&req.env_process, "envProcess")?.filter(|s| !s.is_empty());
+        crate::exec::check_env_vars(
+            env_vars.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &crate::exec::EnvLimits::SLA,
+        )
+        .map_err(|e| FieldError::new(e.field(), &e))?;
+        // An entry point the image declares, by name; never a command line.
+        let env_process = string(&req.env_process, "envProcess")?
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                crate::exec::EntryPointName::parse(&s)
+                    .map(|_| s)
+                    .map_err(|e| FieldError::new("envProcess", e))
+            })
+            .transpose()?;
         let input_max_size =
             optional_unit(&req.input_max_size, "inputMaxSize")?.unwrap_or(Bytes::new(1000));
         let max_price = optional_unit(&req.max_price, "maxPrice")?;
@@ -487,6 +501,19 @@ mod tests {
                 "sla.dataFlow[0].from",
             ),
             ("envVars", json!({"A": {"nested": 1}}), "sla.envVars.A"),
+            (
+                "envVars",
+                json!({"LD_PRELOAD": "/tmp/x.so"}),
+                "sla.envVars.LD_PRELOAD",
+            ),
+            ("envVars", json!({"PATH": "/tmp"}), "sla.envVars.PATH"),
+            (
+                "envVars",
+                json!([["fprocess", "sh"]]),
+                "sla.envVars.fprocess",
+            ),
+            ("envProcess", json!("sh -c 'id > /tmp/x'"), "sla.envProcess"),
+            ("envProcess", json!(["sha256"]), "sla.envProcess"),
         ];
         for (field, value, expected) in cases {
             let mut body = giraff_sla();
@@ -494,6 +521,30 @@ mod tests {
             let err = Sla::from_json(&body, SlaId::new(), "sla").unwrap_err();
             assert_eq!(err.field, expected, "{field}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn an_entry_point_name_and_plain_variables_are_accepted() {
+        let mut body = giraff_sla();
+        body["envProcess"] = json!("sha256");
+        body["envVars"] = json!({"GREETING": "hi", "THRESHOLD": 3});
+        let sla = Sla::from_json(&body, SlaId::new(), "sla").unwrap();
+        assert_eq!(sla.env_process.as_deref(), Some("sha256"));
+        assert_eq!(sla.env_vars["THRESHOLD"], "3");
+        body["envProcess"] = json!("");
+        let sla = Sla::from_json(&body, SlaId::new(), "sla").unwrap();
+        assert_eq!(sla.env_process, None);
+    }
+
+    #[test]
+    fn too_many_variables_are_refused_as_a_whole() {
+        let mut body = giraff_sla();
+        let vars: serde_json::Map<String, Value> = (0..=crate::exec::EnvLimits::SLA.max_vars)
+            .map(|i| (format!("V{i}"), json!("x")))
+            .collect();
+        body["envVars"] = Value::Object(vars);
+        let err = Sla::from_json(&body, SlaId::new(), "sla").unwrap_err();
+        assert_eq!(err.field, "sla.envVars", "{err}");
     }
 
     #[test]
