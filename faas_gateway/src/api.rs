@@ -81,6 +81,13 @@ pub struct FunctionStatus {
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<FunctionUsage>,
+    /// **Extension**: function processes stopped by their memory limit since the deployment
+    /// (omitted when none; OpenFaaS clients ignore it).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub memory_limit_kills: u64,
+    /// **Extension**: what the last such stop was (instance, limit, how it is known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_memory_limit_kill: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

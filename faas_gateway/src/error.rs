@@ -31,6 +31,13 @@ pub enum GatewayError {
     /// The function process failed to answer (connection refused, reset...).
     #[error("function {function} failed: {message}")]
     Upstream { function: String, message: String },
+    /// The function process was stopped by its memory limit; `detail` says which and how it
+    /// is known.
+    #[error("function {function} {detail}")]
+    MemoryExceeded { function: String, detail: String },
+    /// The function answered more than the gateway reads.
+    #[error("function {function} failed: answer larger than {limit} bytes")]
+    AnswerTooLarge { function: String, limit: usize },
     #[error("function {0} timed out")]
     UpstreamTimeout(String),
     /// Classic watchdog exec timeout.
@@ -51,7 +58,9 @@ impl ResponseError for GatewayError {
             GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
             GatewayError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::Upstream { .. }
+            | GatewayError::MemoryExceeded { .. }
+            | GatewayError::AnswerTooLarge { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::ExecTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

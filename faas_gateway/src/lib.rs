@@ -7,6 +7,11 @@
 //! ([`process`]) with resource limits ([`limits`], [`quantity`]), the function catalog
 //! ([`catalog`]), logs ([`logs`]) and Prometheus metrics ([`metrics`]).
 //!
+//! Sealed execution: a deployment picks an image, never a program. The gateway runs only what
+//! its catalog maps the image to (`fn-<name>`, or an entry point the image declares, chosen by
+//! name with `envProcess`); `envVars` are checked by name ([`model::exec`]); as root, function
+//! processes run as an unprivileged user, limited by cgroup v2 or rlimits ([`limits`]).
+//!
 //! Layering: handlers (`routes`) -> service -> process runner. Errors: [`GatewayError`], mapped to
 //! status codes with `text/plain` bodies as OpenFaaS answers.
 
@@ -32,7 +37,7 @@ pub mod service;
 
 pub use catalog::default_catalog_dir;
 pub use error::GatewayError;
-pub use limits::Enforcement;
+pub use limits::{Enforcement, IsolationSettings, LimitMode};
 pub use service::Service;
 
 /// How the gateway runs.
@@ -54,8 +59,13 @@ pub struct GatewaySettings {
     /// A replica must print its listening line and answer `/_/health` within this. Default 10 s.
     pub ready_timeout: Duration,
     /// Added to every function process's environment (e.g. `FOGMARKET_NODE_NAME`);
-    /// a deployment's `envVars` override them.
+    /// a deployment's `envVars` override them. Operator configuration: not filtered.
     pub extra_env: Vec<(String, String)>,
+    /// Limits (cgroup v2 or rlimits) and the unprivileged user of function processes.
+    pub isolation: IsolationSettings,
+    /// Largest answer read from a function (HTTP body, or a classic process's stdout); a
+    /// larger one fails the invocation with 502. Default 32 MiB.
+    pub max_answer_bytes: usize,
 }
 
 impl GatewaySettings {
@@ -69,6 +79,8 @@ impl GatewaySettings {
             exec_timeout: Duration::from_secs(30),
             ready_timeout: Duration::from_secs(10),
             extra_env: Vec::new(),
+            isolation: IsolationSettings::default(),
+            max_answer_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -83,14 +95,24 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds the listening socket (port 0 allowed) and detects the limit enforcement.
+    /// Binds the listening socket (port 0 allowed), reads the catalog manifest and sets up the
+    /// isolation of function processes (limits and user).
     pub async fn build(settings: GatewaySettings) -> anyhow::Result<Gateway> {
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("binding {}: {e}", settings.listen))?;
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
-        let enforcement = Enforcement::detect();
-        tracing::info!(info = ?enforcement.info(), "limit enforcement");
+        let enforcement = Enforcement::configure(&settings.isolation)
+            .map_err(|e| anyhow::anyhow!("isolation of function processes: {e}"))?;
+        let info = enforcement.info();
+        tracing::info!(
+            mode = info.mode,
+            memory = info.memory,
+            cpu = info.cpu,
+            run_as = %info.run_as,
+            detail = %info.detail,
+            "function isolation"
+        );
         let service = Service::new(
             service::ServiceConfig {
                 catalog_dir: settings.catalog_dir,
@@ -99,6 +121,7 @@ impl Gateway {
                 exec_timeout: settings.exec_timeout,
                 ready_timeout: settings.ready_timeout,
                 extra_env: settings.extra_env,
+                max_answer_bytes: settings.max_answer_bytes,
             },
             enforcement,
         )?;

@@ -1,11 +1,12 @@
-//! `faas-gateway --listen ADDR [--catalog DIR] [--basic-auth user:password]`: the embedded
-//! OpenFaaS-compatible gateway as a process. Prints `listening on http://IP:PORT` once bound.
+//! `faas-gateway --listen ADDR [--catalog DIR] [--basic-auth user:password] [--run-as USER]
+//! [--limits auto|rlimit]`: the embedded OpenFaaS-compatible gateway as a process. Prints
+//! `listening on http://IP:PORT` once bound.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use faas_gateway::{Gateway, GatewaySettings, default_catalog_dir};
+use faas_gateway::{Gateway, GatewaySettings, LimitMode, default_catalog_dir};
 
 #[derive(Parser)]
 #[command(about = "Embedded OpenFaaS-compatible gateway running functions as local processes")]
@@ -18,6 +19,12 @@ struct Args {
     /// `user:password` required on /system/* routes.
     #[arg(long, env = "FAAS_GATEWAY_BASIC_AUTH")]
     basic_auth: Option<String>,
+    /// Unprivileged user (name or uid) function processes run as when the gateway is root.
+    #[arg(long, env = "FAAS_GATEWAY_RUN_AS", default_value = "nobody")]
+    run_as: String,
+    /// `auto`: cgroup v2 when available, else rlimits; `rlimit`: rlimits only.
+    #[arg(long, env = "FAAS_GATEWAY_LIMITS", default_value = "auto", value_parser = ["auto", "rlimit"])]
+    limits: String,
 }
 
 #[tokio::main]
@@ -30,6 +37,11 @@ async fn main() -> anyhow::Result<()> {
         args.listen,
         args.catalog.unwrap_or_else(default_catalog_dir),
     );
+    settings.isolation.run_as = Some(args.run_as);
+    settings.isolation.limits = match args.limits.as_str() {
+        "rlimit" => LimitMode::Rlimit,
+        _ => LimitMode::Auto,
+    };
     if let Some(auth) = args.basic_auth {
         let (user, password) = auth
             .split_once(':')

@@ -15,28 +15,6 @@ use tokio::time::Instant;
 use crate::limits::{Confinement, Enforcement, FunctionLimits};
 use crate::logs::LogStore;
 
-/// Environment variables a function process inherits from the gateway; everything else comes
-/// from the deployment (functions do not see the gateway's secrets or configuration).
-const INHERITED_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "TMPDIR",
-    "LANG",
-    "LC_ALL",
-    "TZ",
-    "RUST_LOG",
-    "RUST_BACKTRACE",
-    // Tracing (see the `telemetry` crate): functions export their spans where the gateway
-    // does. Not `OTEL_EXPORTER_OTLP_HEADERS` (collector credentials stay with the operator).
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TIMEOUT",
-    "OTEL_BSP_SCHEDULE_DELAY",
-    "OTEL_BSP_MAX_QUEUE_SIZE",
-    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-    "OTEL_BSP_EXPORT_TIMEOUT",
-];
-
 /// Kills a whole process group (SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct ProcessGroup(i32);
@@ -78,7 +56,7 @@ impl ProcessSpec {
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args).env_clear();
-        for key in INHERITED_ENV {
+        for key in model::exec::INHERITED_ENV {
             if let Some(v) = std::env::var_os(key) {
                 cmd.env(key, v);
             }
@@ -95,6 +73,8 @@ pub struct StartedReplica {
     pub addr: SocketAddr,
     pub child: Child,
     pub confinement: Confinement,
+    /// Ends once the replica's stderr is closed and every line of it is in the logs.
+    pub stderr_done: tokio::task::JoinHandle<()>,
 }
 
 /// Starts one replica and waits (until `ready_timeout`) for its listening line and a 200 on
@@ -123,9 +103,9 @@ pub async fn start_replica(
     let pid = child.id().ok_or("the process exited at once")? as i32;
     let group = ProcessGroup(pid);
 
-    let stderr = child.stderr.take().expect("piped stderr");
-    pump_lines(stderr, logs.clone(), spec, instance);
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let stderr = child.stderr.take().ok_or("no stderr pipe")?;
+    let stderr_done = pump_lines(stderr, logs.clone(), spec, instance);
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout pipe")?).lines();
     let addr = loop {
         let line = tokio::time::timeout_at(deadline, stdout.next_line())
             .await
@@ -166,6 +146,7 @@ pub async fn start_replica(
         addr,
         child,
         confinement,
+        stderr_done,
     })
 }
 
@@ -188,7 +169,7 @@ fn pump_lines(
     logs: Arc<LogStore>,
     spec: &ProcessSpec,
     instance: &str,
-) {
+) -> tokio::task::JoinHandle<()> {
     let (name, namespace, instance) = (
         spec.name.clone(),
         spec.namespace.clone(),
@@ -199,22 +180,31 @@ fn pump_lines(
         while let Ok(Some(line)) = lines.next_line().await {
             logs.push(&name, &namespace, &instance, &line);
         }
-    });
+    })
 }
+
+/// Stderr of a classic execution kept for the answer and the logs; the rest is discarded.
+const MAX_STDERR: usize = 64 * 1024;
 
 /// Result of one classic-watchdog execution.
 pub struct ExecOutput {
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
+    /// At most [`MAX_STDERR`] bytes.
     pub stderr: Vec<u8>,
+    /// OOM kills in the execution's cgroup (`None` without a cgroup).
+    pub oom_kills: Option<u64>,
 }
 
 pub enum ExecError {
     Spawn(String),
     Timeout,
+    /// Stdout grew past the answer limit (bytes); the process was killed.
+    AnswerTooLarge(usize),
 }
 
-/// Runs `spec` once with `stdin` as input; kills the process group after `timeout`.
+/// Runs `spec` once with `stdin` as input; kills the process group after `timeout`, or as soon
+/// as its stdout passes `max_answer` bytes.
 pub async fn run_classic(
     spec: &ProcessSpec,
     extra_env: Vec<(String, String)>,
@@ -222,6 +212,7 @@ pub async fn run_classic(
     enforcement: &Enforcement,
     stdin: Vec<u8>,
     timeout: Duration,
+    max_answer: usize,
 ) -> Result<ExecOutput, ExecError> {
     let mut cmd = spec.command();
     cmd.envs(extra_env)
@@ -236,33 +227,54 @@ pub async fn run_classic(
         .map_err(|e| ExecError::Spawn(format!("spawning {}: {e}", spec.program.display())))?;
     confinement.spawned();
     let group = child.id().map(|p| ProcessGroup(p as i32));
-    let mut input = child.stdin.take().expect("piped stdin");
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
+    let pgid = group.as_ref().map(|g| g.0);
+    let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let (Some(mut input), Some(out), Some(err)) = pipes else {
+        return Err(ExecError::Spawn("the process has no stdio pipes".into()));
+    };
     let run = async {
         let write = async {
             // A function that does not read its input must not block the execution.
             let _ = input.write_all(&stdin).await;
             drop(input);
         };
-        let (mut o, mut e) = (Vec::new(), Vec::new());
-        let (_, _, _, status) = tokio::join!(
-            write,
-            out.read_to_end(&mut o),
-            err.read_to_end(&mut e),
-            child.wait()
-        );
-        status.map(|status| ExecOutput {
-            status,
-            stdout: o,
-            stderr: e,
-        })
+        let read_out = async {
+            let mut o = Vec::new();
+            let _ = out.take(max_answer as u64 + 1).read_to_end(&mut o).await;
+            let too_large = o.len() > max_answer;
+            if too_large && let Some(pgid) = pgid {
+                // Nobody reads the rest: stop the whole group now rather than at the timeout.
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            (o, too_large)
+        };
+        let read_err = async {
+            let mut e = Vec::new();
+            let mut err = err;
+            let _ = (&mut err).take(MAX_STDERR as u64).read_to_end(&mut e).await;
+            let _ = tokio::io::copy(&mut err, &mut tokio::io::sink()).await;
+            e
+        };
+        let (_, (o, too_large), e, status) = tokio::join!(write, read_out, read_err, child.wait());
+        if too_large {
+            return Err(ExecError::AnswerTooLarge(max_answer));
+        }
+        status
+            .map(|status| ExecOutput {
+                status,
+                stdout: o,
+                stderr: e,
+                oom_kills: confinement.oom_kills(),
+            })
+            .map_err(|e| ExecError::Spawn(format!("waiting: {e}")))
     };
     let result = tokio::time::timeout(timeout, run).await;
     drop(group); // the whole group, whatever it spawned
     match result {
-        Ok(Ok(output)) => Ok(output),
-        Ok(Err(e)) => Err(ExecError::Spawn(format!("waiting: {e}"))),
+        Ok(output) => output,
         Err(_) => Err(ExecError::Timeout),
     }
 }

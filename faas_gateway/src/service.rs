@@ -27,7 +27,7 @@ use crate::api::{
     self, DEFAULT_NAMESPACE, FunctionDeployment, FunctionStatus, FunctionUsage, ReplicaStatus,
     Secret,
 };
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, EntryMode};
 use crate::error::{GatewayError, GatewayResult};
 use crate::limits::{Enforcement, FunctionLimits};
 use crate::logs::LogStore;
@@ -108,6 +108,8 @@ pub struct ServiceConfig {
     pub exec_timeout: Duration,
     pub ready_timeout: Duration,
     pub extra_env: Vec<(String, String)>,
+    /// Largest answer read from a function (see [`crate::GatewaySettings::max_answer_bytes`]).
+    pub max_answer_bytes: usize,
 }
 
 /// A function's identity: name and namespace.
@@ -123,15 +125,9 @@ impl fmt::Display for FnKey {
     }
 }
 
-/// How a function runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Long-lived HTTP replicas (of-watchdog `mode=http`).
-    Http,
-    /// One process per request (classic watchdog, `envProcess`); replicas are slots without a
-    /// process.
-    Classic,
-}
+/// How a function runs: long-lived HTTP replicas (of-watchdog `mode=http`), or one process per
+/// request (classic watchdog) whose replicas are slots without a process.
+type Mode = EntryMode;
 
 /// A validated deployment.
 #[derive(Debug)]
@@ -163,6 +159,15 @@ struct Replica {
     ready_at: Option<Instant>,
     /// Kills the replica's process group when the replica leaves the registry.
     group: Option<ProcessGroup>,
+    /// Set by the supervisor when the process ends.
+    exit: Arc<watch::Sender<Option<ReplicaExit>>>,
+}
+
+/// How a replica's process ended.
+#[derive(Debug, Clone)]
+struct ReplicaExit {
+    /// Why the memory limit stopped it, when it did.
+    memory: Option<String>,
 }
 
 struct FunctionEntry {
@@ -181,6 +186,9 @@ struct FunctionEntry {
     metrics: Arc<FnMetrics>,
     failures: u32,
     next_start_at: Instant,
+    /// Processes stopped by their memory limit since the deployment, and the last reason.
+    memory_limit_kills: u64,
+    last_memory_limit_kill: Option<String>,
 }
 
 impl FunctionEntry {
@@ -268,7 +276,7 @@ impl Service {
             .build()?;
         Ok(Service {
             inner: Arc::new(Inner {
-                catalog: Catalog::new(config.catalog_dir.clone()),
+                catalog: Catalog::load(config.catalog_dir.clone())?,
                 config,
                 enforcement,
                 logs: Arc::new(LogStore::default()),
@@ -324,6 +332,8 @@ impl Service {
                     f.busy_at = now;
                     f.failures = 0;
                     f.next_start_at = now;
+                    f.memory_limit_kills = 0;
+                    f.last_memory_limit_kill = None;
                     f.spec = spec;
                     f.notify();
                 }
@@ -345,6 +355,8 @@ impl Service {
                             metrics: Arc::new(FnMetrics::new(&key)),
                             failures: 0,
                             next_start_at: now,
+                            memory_limit_kills: 0,
+                            last_memory_limit_kill: None,
                         },
                     );
                 }
@@ -415,29 +427,31 @@ impl Service {
             }
         }
 
+        // Sealed execution: variables are data, checked by name and bounded; the program is
+        // the catalog's, chosen by entry-point name at most.
+        model::exec::check_env_vars(
+            d.env_vars.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &model::exec::EnvLimits::DEPLOYMENT,
+        )
+        .map_err(|e| bad(format!("{}: {e}", e.field())))?;
+        let entry_point = match d.env_process.as_deref().map(str::trim) {
+            Some(name) if !name.is_empty() => Some(
+                model::exec::EntryPointName::parse(name)
+                    .map_err(|e| bad(format!("envProcess: {e}")))?,
+            ),
+            _ => None,
+        };
+        let resolved = self
+            .inner
+            .catalog
+            .resolve(&d.image, entry_point.as_ref())
+            .map_err(bad)?;
         let mut env = self.inner.config.extra_env.clone();
         env.extend(d.env_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let (mode, program, args) = match d.env_process.as_deref().map(str::trim) {
-            Some(fprocess) if !fprocess.is_empty() => {
-                let argv =
-                    shell_words::split(fprocess).map_err(|e| bad(format!("envProcess: {e}")))?;
-                let (first, rest) = argv
-                    .split_first()
-                    .ok_or_else(|| bad("envProcess: no program".into()))?;
-                let program = self.inner.catalog.resolve_program(first).ok_or_else(|| {
-                    bad(format!(
-                        "envProcess: program {first:?} not found in the catalog {} nor in PATH",
-                        self.inner.catalog.dir().display()
-                    ))
-                })?;
-                env.push(("fprocess".into(), fprocess.to_string()));
-                (Mode::Classic, program, rest.to_vec())
-            }
-            _ => {
-                let exe = self.inner.catalog.resolve_image(&d.image).map_err(bad)?;
-                (Mode::Http, exe, Vec::new())
-            }
-        };
+        if resolved.mode == Mode::Classic {
+            env.push(("fprocess".into(), resolved.command_line()));
+        }
+        let (mode, program, args) = (resolved.mode, resolved.program, resolved.args);
         let key = FnKey {
             name: d.service.clone(),
             namespace: namespace.clone(),
@@ -687,6 +701,7 @@ impl Service {
                         let id = self.inner.next_id.fetch_add(1, Ordering::SeqCst);
                         let instance = format!("{}-{id}", key.name);
                         let classic = f.spec.mode == Mode::Classic;
+                        let exit = Arc::new(watch::channel(None).0);
                         f.replicas.push(Replica {
                             id,
                             instance: instance.clone(),
@@ -700,10 +715,11 @@ impl Service {
                             in_flight: Arc::new(AtomicUsize::new(0)),
                             ready_at: classic.then_some(now),
                             group: None,
+                            exit: exit.clone(),
                         });
                         report.started.push(instance.clone());
                         if !classic {
-                            starts.push((f.spec.clone(), id, instance));
+                            starts.push((f.spec.clone(), id, instance, exit));
                         }
                     }
                     f.notify();
@@ -739,11 +755,11 @@ impl Service {
             }
         }
         drop(stopped); // kills their process groups
-        for (spec, id, instance) in starts {
+        for (spec, id, instance, exit) in starts {
             let this = self.clone();
             self.inner
                 .runtime
-                .spawn(async move { this.start_and_supervise(spec, id, instance).await });
+                .spawn(async move { this.start_and_supervise(spec, id, instance, exit).await });
         }
         if !report.started.is_empty() || !report.stopped.is_empty() {
             tracing::debug!(?report, "scale step");
@@ -751,7 +767,13 @@ impl Service {
         report
     }
 
-    async fn start_and_supervise(self, spec: Arc<FunctionSpec>, id: u64, instance: String) {
+    async fn start_and_supervise(
+        self,
+        spec: Arc<FunctionSpec>,
+        id: u64,
+        instance: String,
+        exit: Arc<watch::Sender<Option<ReplicaExit>>>,
+    ) {
         let inner = &self.inner;
         let started = process::start_replica(
             &spec.process,
@@ -806,8 +828,20 @@ impl Service {
         }
         tracing::info!(%key, %instance, addr = %started.addr, "replica ready");
         let status = started.child.wait().await;
+        // Every stderr line in the logs (bounded: a grandchild may keep the pipe open).
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut started.stderr_done).await;
+        let tail = self.recent_lines(key, &instance);
+        let memory = inner.enforcement.memory_verdict(
+            spec.process.limits,
+            started.confinement.oom_kills(),
+            &tail,
+        );
         drop(started.confinement);
         let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+        if let Some(detail) = &memory {
+            self.record_memory_kill(&spec, &instance, detail);
+        }
+        exit.send_replace(Some(ReplicaExit { memory }));
         if self.replica_gone(&spec, id, true) {
             tracing::warn!(%key, %instance, %status, "replica exited; restarting with backoff");
             inner.logs.push(
@@ -816,6 +850,43 @@ impl Service {
                 &instance,
                 &format!("faas-gateway: replica exited ({status}); restarting"),
             );
+        }
+    }
+
+    /// The last lines `instance` wrote (where an allocation failure shows under rlimits).
+    fn recent_lines(&self, key: &FnKey, instance: &str) -> String {
+        let q = crate::logs::LogQuery {
+            name: key.name.clone(),
+            namespace: key.namespace.clone(),
+            instance: Some(instance.to_string()),
+            since: None,
+            tail: Some(20),
+        };
+        let lines: Vec<String> = self
+            .inner
+            .logs
+            .query(&q)
+            .into_iter()
+            .map(|e| e.text)
+            .collect();
+        lines.join("\n")
+    }
+
+    /// Counts a process stopped by its memory limit in the function's status and logs it.
+    fn record_memory_kill(&self, spec: &Arc<FunctionSpec>, instance: &str, detail: &str) {
+        let key = &spec.key;
+        let message = format!("{instance} {detail}");
+        tracing::warn!(%key, %instance, %detail, "function process stopped by its memory limit");
+        self.inner.logs.push(
+            &key.name,
+            &key.namespace,
+            instance,
+            &format!("faas-gateway: {message}"),
+        );
+        let mut fns = self.inner.functions.lock().unwrap();
+        if let Some(f) = fns.get_mut(key).filter(|f| Arc::ptr_eq(&f.spec, spec)) {
+            f.memory_limit_kills += 1;
+            f.last_memory_limit_kill = Some(message);
         }
     }
 
@@ -1051,21 +1122,55 @@ impl Service {
                 .await
                 .map_err(|e| upstream_err(&e, format!("error sending request for url ({uri})")))?;
             let (parts, body) = resp.into_parts();
-            let body = body
+            let limit = self.inner.config.max_answer_bytes;
+            let body = http_body_util::Limited::new(body, limit)
                 .collect()
                 .await
-                .map_err(|e| upstream_err(&e, "request or response body error".into()))?;
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        GatewayError::AnswerTooLarge {
+                            function: key.to_string(),
+                            limit,
+                        }
+                    } else {
+                        upstream_err(e.as_ref(), "request or response body error".into())
+                    }
+                })?;
             Ok::<_, GatewayError>((parts, body.to_bytes()))
         };
-        let (parts, body) = tokio::time::timeout(timeout, exchange)
+        let result = tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| GatewayError::UpstreamTimeout(key.to_string()))??;
+            .map_err(|_| GatewayError::UpstreamTimeout(key.to_string()))?;
+        let (parts, body) = match result {
+            Ok(answer) => answer,
+            Err(e @ GatewayError::Upstream { .. }) => return Err(self.why_failed(lease, e).await),
+            Err(e) => return Err(e),
+        };
         let headers = without_hop_by_hop(parts.headers);
         Ok(InvocationResponse {
             status: parts.status.as_u16(),
             headers,
             body,
         })
+    }
+
+    /// A failed exchange with a replica: when the replica's process ended because of its memory
+    /// limit (known within a second of the failure), that is the error; else `e` itself.
+    async fn why_failed(&self, lease: &Lease, e: GatewayError) -> GatewayError {
+        let mut exit = lease.exit.subscribe();
+        let ended =
+            tokio::time::timeout(Duration::from_secs(1), exit.wait_for(|x| x.is_some())).await;
+        let memory = match ended {
+            Ok(Ok(x)) => x.as_ref().and_then(|x| x.memory.clone()),
+            _ => None,
+        };
+        match memory {
+            Some(detail) => GatewayError::MemoryExceeded {
+                function: lease.spec.key.to_string(),
+                detail,
+            },
+            None => e,
+        }
     }
 
     /// Classic watchdog: the body on stdin, stdout as the response, headers as `Http_*` env.
@@ -1096,6 +1201,7 @@ impl Service {
             &self.inner.enforcement,
             req.body.to_vec(),
             self.inner.config.exec_timeout,
+            self.inner.config.max_answer_bytes,
         )
         .await;
         let out = match out {
@@ -1118,12 +1224,31 @@ impl Service {
                     message,
                 });
             }
+            Err(ExecError::AnswerTooLarge(limit)) => {
+                return Err(GatewayError::AnswerTooLarge {
+                    function: key.to_string(),
+                    limit,
+                });
+            }
         };
         let stderr = String::from_utf8_lossy(&out.stderr);
         for line in stderr.lines() {
             self.inner
                 .logs
                 .push(&key.name, &key.namespace, &lease.instance, line);
+        }
+        if !out.status.success()
+            && let Some(detail) = self.inner.enforcement.memory_verdict(
+                lease.spec.process.limits,
+                out.oom_kills,
+                &stderr,
+            )
+        {
+            self.record_memory_kill(&lease.spec, &lease.instance, &detail);
+            return Err(GatewayError::MemoryExceeded {
+                function: key.to_string(),
+                detail,
+            });
         }
         if out.status.success() {
             let mut headers = HeaderMap::new();
@@ -1182,6 +1307,7 @@ struct Lease {
     instance: String,
     authority: Option<Authority>,
     in_flight: Arc<AtomicUsize>,
+    exit: Arc<watch::Sender<Option<ReplicaExit>>>,
 }
 
 impl Drop for Lease {
@@ -1205,6 +1331,7 @@ fn try_lease(f: &mut FunctionEntry) -> Option<Lease> {
         instance: r.instance.clone(),
         authority: r.authority.clone(),
         in_flight: r.in_flight.clone(),
+        exit: r.exit.clone(),
     })
 }
 
@@ -1374,6 +1501,8 @@ fn status_of(f: &FunctionEntry) -> FunctionStatus {
             cpu: 0.0,
             total_memory_bytes: memory as f64,
         }),
+        memory_limit_kills: f.memory_limit_kills,
+        last_memory_limit_kill: f.last_memory_limit_kill.clone(),
     }
 }
 

@@ -90,9 +90,10 @@ impl ExecRuleError {
     }
 }
 
-/// Exact names the runtime sets itself or that change how any program is loaded or run.
-const RESERVED_NAMES: &[&str] = &[
-    // Set by the gateway for every function process (inherited from the gateway or its own).
+/// The variables the embedded gateway passes from its own environment to every function
+/// process (nothing else of it: functions do not see the gateway's secrets or configuration).
+/// Reserved: a deployment cannot override them.
+pub const INHERITED_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "TMPDIR",
@@ -101,6 +102,21 @@ const RESERVED_NAMES: &[&str] = &[
     "TZ",
     "RUST_LOG",
     "RUST_BACKTRACE",
+    // Tracing (see the `telemetry` crate): functions export their spans where the gateway
+    // does. Not `OTEL_EXPORTER_OTLP_HEADERS` (collector credentials stay with the operator).
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+];
+
+/// Exact names, besides [`INHERITED_ENV`], the runtime sets itself or that change how any
+/// program is loaded or run.
+const RESERVED_NAMES: &[&str] = &[
+    // Set by the gateway for every replica.
     "PORT",
     // The OpenFaaS watchdogs' own configuration.
     "fprocess",
@@ -188,7 +204,11 @@ pub fn check_env_name(name: &str) -> Result<(), ExecRuleError> {
              the shell or the runtime)"
         )));
     }
-    if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+    if RESERVED_NAMES
+        .iter()
+        .chain(INHERITED_ENV)
+        .any(|r| r.eq_ignore_ascii_case(name))
+    {
         return Err(bad(format!(
             "{name} is refused: it is set by the runtime or changes which code runs"
         )));

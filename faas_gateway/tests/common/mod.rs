@@ -99,6 +99,28 @@ impl TestGateway {
             .unwrap()
     }
 
+    /// `POST /function/{name}` with `body`.
+    pub async fn invoke(&self, name: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/function/{name}")))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET` of a `/system/*` path as text (logs) or JSON.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn describe(&self, name: &str) -> Option<Value> {
         let r = self
             .http
@@ -222,11 +244,62 @@ pub async fn wait_gone(pid: u32) {
     .await
 }
 
+/// The operator's entry points of the test catalogs ([`manifest_catalog`]).
+pub const TEST_MANIFEST: &str = r#"
+[images.shasum.entry_points.sha256]
+command = ["fn-shasum", "--stdin"]
+
+[images.echo.entry_points.env]
+command = ["sh", "-c", 'echo "$Http_Method|$Http_Path|$Http_Query|$Http_X_Custom|$GREETING|$fprocess"']
+
+[images.echo.entry_points.fails]
+command = ["sh", "-c", "echo broken >&2; exit 3"]
+
+[images.echo.entry_points.sleep]
+command = ["sleep", "5"]
+
+[images.echo.entry_points.talker]
+command = ["sh", "-c", 'echo "saw $Http_Method $Http_Path $Http_Query" >&2; cat']
+
+[images.echo.entry_points.uid]
+command = ["id", "-u"]
+
+# Allocates a 256 MiB buffer and fills it: past any small memory limit.
+[images.echo.entry_points.hog]
+command = ["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"]
+
+[images.echo.entry_points.missing]
+command = ["no-such-program-xyz", "--flag"]
+"#;
+
+/// A catalog in a temp dir with the real functions and [`TEST_MANIFEST`] as `catalog.toml`.
+pub fn manifest_catalog() -> tempfile::TempDir {
+    let dir = temp_catalog(&[]);
+    std::fs::write(dir.path().join("catalog.toml"), TEST_MANIFEST).unwrap();
+    dir
+}
+
+/// A gateway on a [`manifest_catalog`]; keep the returned directory alive with it.
+pub async fn spawn_manifest_gateway(
+    configure: impl FnOnce(&mut GatewaySettings),
+) -> (TestGateway, tempfile::TempDir) {
+    let catalog = manifest_catalog();
+    let dir = catalog.path().to_path_buf();
+    let gw = spawn_gateway_with(move |s| {
+        s.catalog_dir = dir;
+        configure(s);
+    })
+    .await;
+    (gw, catalog)
+}
+
 /// A catalog in a temp dir: links to the real functions plus extra shell-script functions.
+/// Readable by everyone, as function processes of a root gateway run unprivileged.
 pub fn temp_catalog(scripts: &[(&str, &str)]) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let real = catalog();
     let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     for f in ["fn-echo", "fn-shasum", "fn-spin"] {
         std::os::unix::fs::symlink(real.join(f), dir.path().join(f)).unwrap();
     }
