@@ -354,6 +354,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_manifest_declares_the_shasum_entry_points() {
+        let c = Catalog::from_manifest(
+            PathBuf::from("/nonexistent"),
+            include_str!("../catalog.example.toml"),
+        )
+        .unwrap();
+        let shasum = &c.images["shasum"];
+        assert_eq!(shasum[&ep("sha256")].command, vec!["fn-shasum", "--stdin"]);
+        assert_eq!(shasum[&ep("serve")].mode, EntryMode::Http);
+    }
+
+    #[test]
     fn a_bad_manifest_names_the_key() {
         let dir = PathBuf::from("/nonexistent");
         let err = Catalog::from_manifest(

@@ -2,7 +2,8 @@
 //! newline (like `sha256sum`, without the file name). Any body, including an empty one, is valid.
 //!
 //! Run as `fn-shasum --stdin`, it is a classic-watchdog function instead: it reads all of stdin,
-//! prints the digest and exits 0 (the embedded gateway's `envProcess` tests run it per request).
+//! prints the digest and exits 0 (the embedded gateway's tests declare it as the classic entry
+//! point `sha256` of the `shasum` image and run it per request).
 
 use std::io::Read;
 
