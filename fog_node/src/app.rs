@@ -29,7 +29,10 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
         let workers = config.workers();
-        let node = Arc::new(Node::new(config, url));
+        let key = crate::client::load_or_create_key(config.state_dir.as_deref())?;
+        let client = crate::client::SignedClient::new(&config.client_options()?)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let node = Arc::new(Node::new(config, url, key, client));
         let saved_id = node.restore(Timestamp::now())?;
         let data = web::Data::new(node.clone());
         let server = HttpServer::new(move || {

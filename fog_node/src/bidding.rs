@@ -6,7 +6,7 @@
 //! accumulated path latency and a shrinking deadline. Every call has a deadline, so a slow or
 //! dead subtree cannot block the auction; it shows up as an `unreachable` refusal instead.
 
-use crate::client::Signer;
+use crate::client::Call;
 use crate::node::{NeighbourState, Node};
 use futures::future::join_all;
 use model::Sla;
@@ -14,11 +14,10 @@ use model::ids::{BidId, NodeId};
 use model::latency::{PathLatency, check_budget};
 use model::pricing::PricingInput;
 use model::protocol::{
-    Bid, BidRequest, BidResponse, Refusal, RefusalReason, ReleaseRequest, Resources,
+    Bid, BidRequest, BidResponse, Refusal, RefusalReason, Resources,
 };
 use model::strategy::{self, AskMode, BidFilter, NeighbourInfo, SelfBid, StrategyInput};
 use model::time::Timestamp;
-use reqwest::Method;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -236,12 +235,13 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
         accumulated_latency: acc,
         timeout_ms: 0,
         path: path.clone(),
+        ticket: req.ticket.clone(),
     };
     match plan.mode {
         AskMode::Parallel => {
             let calls = targets
                 .iter()
-                .map(|(n, acc)| relay(&node, me, n, child(*acc), deadline));
+                .map(|(n, acc)| relay(&node, n, child(*acc), deadline));
             for answer in join_all(calls).await {
                 out.bids.extend(answer.bids);
                 out.refusals.extend(answer.refusals);
@@ -249,7 +249,7 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
         }
         AskMode::Sequential => {
             for (n, acc) in &targets {
-                let answer = relay(&node, me, n, child(*acc), deadline).await;
+                let answer = relay(&node, n, child(*acc), deadline).await;
                 let found = !answer.bids.is_empty();
                 out.bids.extend(answer.bids);
                 out.refusals.extend(answer.refusals);
@@ -289,7 +289,6 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
 /// Relays to one neighbour with what is left of the deadline; failures become refusals.
 async fn relay(
     node: &Node,
-    me: NodeId,
     n: &NeighbourState,
     mut req: BidRequest,
     deadline: Instant,
@@ -316,20 +315,18 @@ async fn relay(
     let Some(identity) = node.identity() else {
         return unreachable("this node is not enrolled".into());
     };
-    let result: Result<BidResponse, _> = node
-        .client
-        .call(
-            Method::POST,
-            &n.info.url,
-            "/api/bid",
-            Some(&req),
-            Signer {
-                key: &identity.federation_key,
-                sender: &me.to_string(),
-            },
-            call_timeout,
-        )
-        .await;
+    let recipient = n.info.node_id.to_string();
+    let result: Result<BidResponse, _> = match Call::post(&n.info.url, "/api/bid").json(&req) {
+        Ok(call) => {
+            node.client
+                .call(
+                    call.timeout(call_timeout),
+                    node.signer(&identity, &recipient),
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
     match result {
         Ok(mut answer) => {
             // Never trust a peer's numbers blindly.
@@ -361,40 +358,16 @@ async fn probe_now(node: &Node, n: &NeighbourState, left: Duration) -> Option<Pa
         .and_then(|x| node.link_latency(&x))
 }
 
-/// Frees the holds behind bids a consolidation filter dropped (ours now, others' by message;
-/// they would expire anyway, this only returns the capacity sooner).
+/// Frees the holds behind our own bids a consolidation filter dropped. Holds of other nodes'
+/// dropped bids expire at the auction deadline plus their grace: only the marketplace may
+/// release holds on a node, so no node can free (or fake freeing) another owner's capacity.
 fn release_dropped(node: &Arc<Node>, me: NodeId, dropped: Vec<Bid>) {
-    if dropped.is_empty() {
-        return;
-    }
-    let (mine, others): (Vec<Bid>, Vec<Bid>) = dropped.into_iter().partition(|b| b.node_id == me);
-    node.release_holds(&mine.iter().map(|b| b.id).collect::<Vec<_>>());
-    let Some(identity) = node.identity() else {
-        return;
-    };
-    for b in others {
-        let client = node.client.clone();
-        let key = identity.federation_key.clone();
-        tokio::spawn(tracing::Instrument::in_current_span(async move {
-            let body = ReleaseRequest {
-                bid_ids: vec![b.id],
-            };
-            let r: Result<serde_json::Value, _> = client
-                .call(
-                    Method::POST,
-                    &b.node_url,
-                    "/api/release",
-                    Some(&body),
-                    Signer {
-                        key: &key,
-                        sender: &me.to_string(),
-                    },
-                    Duration::from_secs(2),
-                )
-                .await;
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "release of a filtered bid failed; the hold will expire");
-            }
-        }));
+    let mine: Vec<_> = dropped
+        .iter()
+        .filter(|b| b.node_id == me)
+        .map(|b| b.id)
+        .collect();
+    if !mine.is_empty() {
+        node.release_holds(&mine);
     }
 }

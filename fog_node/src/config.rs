@@ -77,6 +77,16 @@ pub struct Config {
     /// In-process emulation of the network between nodes sharing one machine.
     #[serde(default)]
     pub link_emulation: LinkEmulationConfig,
+    /// TLS of this node's server (`cert`, `key`) and the CA it trusts calling others (`ca`).
+    #[serde(default)]
+    pub tls: signed_http::tls::TlsFiles,
+    /// Largest answer the node reads from the marketplace or a peer, in bytes.
+    #[serde(default = "default_max_answer")]
+    pub max_answer_bytes: usize,
+}
+
+fn default_max_answer() -> usize {
+    signed_http::DEFAULT_MAX_ANSWER
 }
 
 /// `[link_emulation]`: when several nodes share one machine, the network between them is
@@ -240,6 +250,11 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// How the node's HTTP client is built: the answer cap and the CA to trust.
+    pub fn client_options(&self) -> Result<signed_http::ClientOptions, signed_http::tls::TlsError> {
+        self.tls.client_options(self.max_answer_bytes)
+    }
+
     /// Reads `path` (TOML) and applies `FOG_NODE_*` environment overrides.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -11,7 +11,7 @@
 
 mod cpu;
 
-use crate::client::{CallError, Signer};
+use crate::client::{Call, CallError};
 use crate::directory::Routes;
 use crate::node::Node;
 use crate::offload::{ControlOut, Offload, PeerLink, PeerSummary};
@@ -21,7 +21,6 @@ use model::offload::{
 };
 use model::protocol::{FunctionLoadReport, LoadReport, PROTOCOL_VERSION};
 use model::time::Timestamp;
-use reqwest::Method;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -259,22 +258,19 @@ async fn exchange(node: &Node, link: &PeerLink, url: &str, report: LoadReport) {
     let Some(me) = node.identity_arc() else {
         return;
     };
-    let sender = me.node_id.to_string();
+    let recipient = link.node.to_string();
     let timeout = node.offload.config.peer_timeout.as_duration();
     let started = Instant::now();
+    let call = match Call::post(url, LOAD_PATH).json(&report) {
+        Ok(c) => c.route(LOAD_PATH).timeout(timeout),
+        Err(e) => {
+            tracing::debug!(peer = %link.node, error = %e, "cannot encode a load report");
+            return;
+        }
+    };
     let result: Result<LoadReport, CallError> = node
         .client
-        .call(
-            Method::POST,
-            url,
-            LOAD_PATH,
-            Some(&report),
-            Signer {
-                key: &me.federation_key,
-                sender: &sender,
-            },
-            timeout,
-        )
+        .call(call, node.signer(&me, &recipient))
         .await;
     match result {
         Ok(answer) if answer.version == PROTOCOL_VERSION && answer.from == link.node => {
@@ -302,15 +298,12 @@ pub enum LoadError {
 /// for the sender.
 pub fn receive_report(
     node: &Node,
-    sender: &str,
+    sender: NodeId,
     report: LoadReport,
     now: Timestamp,
 ) -> Result<LoadReport, LoadError> {
     let off = &node.offload;
     let routes = off.routes();
-    let sender: NodeId = sender
-        .parse()
-        .map_err(|_| LoadError::Forbidden(format!("sender `{sender}` is not a node id")))?;
     let Some(peer) = routes.node(sender) else {
         return Err(LoadError::Forbidden(format!(
             "sender {sender} is not a node of the route table"

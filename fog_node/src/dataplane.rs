@@ -21,7 +21,7 @@
 pub mod identity;
 pub mod upstream;
 
-pub use identity::{Caller, RouteKind, haproxy_peer_token};
+pub use identity::{Caller, RouteKind};
 
 use crate::directory::{FunctionEntry, Routes};
 use crate::metrics::Outcome;
@@ -262,7 +262,8 @@ pub async fn invoke(
         .path_and_query()
         .map_or_else(|| req.uri().path(), |pq| pq.as_str());
     let caller = match identity::identify(
-        &me.federation_key,
+        &me,
+        |peer| node.pair_secret(peer),
         &routes,
         req.headers(),
         req.method().as_str(),
@@ -496,15 +497,12 @@ impl Call<'_> {
             });
         };
         off.metrics.count_forward(service, &target.info.name);
-        let signature = auth::sign_forward(
-            &self.me.federation_key,
-            &self.me.node_id.to_string(),
+        let covered = auth::forward_target(self.path_and_query, hops, kind.as_str());
+        let signature = self.node.sign_forward(
+            self.me,
+            &peer.to_string(),
             Timestamp::now(),
-            self.method.as_str(),
-            self.path_and_query,
-            hops,
-            kind.as_str(),
-            &self.body,
+            &auth::RequestTarget::new(self.method.as_str(), &covered, &self.body),
         );
         let mut headers = upstream::request_headers(self.req.headers(), 3);
         if let Ok(v) = HeaderValue::from_str(&signature) {

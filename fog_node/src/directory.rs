@@ -14,7 +14,8 @@
 
 use crate::node::{Identity, Node};
 use crate::offload::{FunctionState, PeerLink};
-use model::auth;
+use crate::client::{Call, CallError};
+use model::auth::MARKETPLACE;
 use model::ids::{NodeId, SlaId};
 use model::protocol::{FunctionRoute, RouteNode, RouteTable};
 use model::time::Timestamp;
@@ -165,69 +166,24 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MIN_UNCHANGED_POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error("{url}: {source}")]
-    Transport { url: String, source: reqwest::Error },
-    #[error("{url} answered {status}: {body}")]
-    Status {
-        url: String,
-        status: reqwest::StatusCode,
-        body: String,
-    },
-    #[error("{url}: not a route table: {reason}")]
-    Decode { url: String, reason: String },
-}
-
-/// One long poll: the table after `after` (at once when absent), signed with the federation
-/// key like heartbeats (`Authorization` over `GET /api/routes` and an empty body).
+/// One long poll: the table after `after` (at once when absent), signed by this node for the
+/// marketplace like heartbeats, over the path with its query.
 pub async fn fetch_routes(
     node: &Node,
     identity: &Identity,
     after: Option<u64>,
     wait_ms: u64,
-) -> Result<RouteTable, SyncError> {
-    let base = node.config.marketplace_url.trim_end_matches('/');
-    let url = match after {
-        Some(v) => format!("{base}/api/routes?after={v}&waitMs={wait_ms}"),
-        None => format!("{base}/api/routes?waitMs={wait_ms}"),
+) -> Result<RouteTable, CallError> {
+    let path = match after {
+        Some(v) => format!("/api/routes?after={v}&waitMs={wait_ms}"),
+        None => format!("/api/routes?waitMs={wait_ms}"),
     };
-    let header = auth::sign(
-        &identity.federation_key,
-        &identity.node_id.to_string(),
-        Timestamp::now(),
-        "GET",
-        "/api/routes",
-        b"",
-    );
-    let resp = node
-        .client
-        .http()
-        .get(&url)
-        .header("authorization", header)
-        .timeout(Duration::from_millis(wait_ms) + Duration::from_secs(5))
-        .send()
+    let call = Call::get(&node.config.marketplace_url, path)
+        .route("/api/routes")
+        .timeout(Duration::from_millis(wait_ms) + Duration::from_secs(5));
+    node.client
+        .call(call, node.signer(identity, MARKETPLACE))
         .await
-        .map_err(|source| SyncError::Transport {
-            url: url.clone(),
-            source,
-        })?;
-    let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|source| SyncError::Transport {
-        url: url.clone(),
-        source,
-    })?;
-    if !status.is_success() {
-        return Err(SyncError::Status {
-            url,
-            status,
-            body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
-        });
-    }
-    serde_json::from_slice(&bytes).map_err(|e| SyncError::Decode {
-        url,
-        reason: e.to_string(),
-    })
 }
 
 /// Keeps the route table current: starts once the node has an identity, long-polls with

@@ -36,7 +36,8 @@
 //! has weight 0, HAProxy answers 503.
 //!
 //! Every request of a function backend gets the backend's `peer_headers` (HAProxy picks the
-//! server after the `http-request` rules run, so headers cannot depend on the chosen server).
+//! server after the `http-request` rules run, so these cannot depend on the chosen server);
+//! a per-server value travels as the server's name (`server_name_header`).
 //! A connection failure is retried once on another server (`retries 1` + `option redispatch`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -140,6 +141,10 @@ pub struct FunctionBackend {
     /// Other names routed to the same backend (`/function/<alias>[/...]`).
     pub aliases: Vec<String>,
     pub servers: Vec<ServerSpec>,
+    /// When set, every request carries the chosen server's name in this header
+    /// (`http-send-name-header`): how a per-peer value (the pair's token) travels, since the
+    /// `http-request` rules run before a server is chosen.
+    pub server_name_header: Option<String>,
     /// Headers set (replacing any client value) on every request of this backend.
     pub peer_headers: Vec<(String, String)>,
 }
@@ -349,6 +354,9 @@ impl Desired {
             }
             for (name, value) in &f.peer_headers {
                 validate_header(name, value)?;
+            }
+            if let Some(name) = &f.server_name_header {
+                validate_header(name, "")?;
             }
         }
         functions.sort_by(|a, b| a.service.cmp(&b.service));
@@ -655,7 +663,12 @@ impl Haproxy {
                         .iter()
                         .map(|s| (s.name.clone(), self.effective_addr(s)))
                         .collect(),
-                    headers: f.peer_headers.clone(),
+                    headers: f
+                        .server_name_header
+                        .iter()
+                        .map(|h| (h.clone(), "<server name>".to_string()))
+                        .chain(f.peer_headers.iter().cloned())
+                        .collect(),
                 })
                 .collect(),
         }
@@ -737,6 +750,9 @@ impl Haproxy {
                     "    http-request set-header {name} \"{}\"",
                     escape_log_format(value)
                 );
+            }
+            if let Some(name) = &f.server_name_header {
+                let _ = writeln!(c, "    http-send-name-header {name}");
             }
             for s in &f.servers {
                 let _ = writeln!(

@@ -5,14 +5,16 @@
 //! starts HAProxy, then every `control_interval` turns the route table and the current weights
 //! of every function hosted here into a [`Desired`] configuration and applies it: weights go
 //! through the Runtime API (`set weight`), and HAProxy reloads only when the set of functions
-//! or peers changes (or the hourly peer token rotates). Each function backend has a `local`
-//! server (this node's FaaS gateway), one server per other host (its native data plane, with
-//! the `X-Fogmarket-Peer` token so it serves the request itself) and a `reject` server.
+//! or peers changes (or the peer tokens rotate, every ten minutes). Each function backend has
+//! a `local` server (this node's FaaS gateway), one server per other host (its native data
+//! plane; the server is named after the token of that pair of nodes, which HAProxy sends as
+//! `X-Fogmarket-Peer` so the peer knows the sender and serves the request itself) and a
+//! `reject` server.
 //! Requests for functions this node does not host are not routed by HAProxy: clients use the
 //! node's native `/function/…` for those.
 
 use crate::config::DataPlane;
-use crate::dataplane::haproxy_peer_token;
+use crate::dataplane::identity::PEER_HEADER;
 use crate::haproxy::{Desired, FunctionBackend, Haproxy, HaproxySettings, ServerKind, ServerSpec};
 use crate::node::Node;
 use model::time::Timestamp;
@@ -113,11 +115,7 @@ async fn desired(node: &Node, reject: SocketAddr) -> Result<Desired, String> {
     let faas = node.faas().await.map_err(|e| e.to_string())?;
     let gateway = resolve(faas.client.base_url()).await?;
     let now = Timestamp::now();
-    let token = haproxy_peer_token(
-        &identity.federation_key,
-        &me.to_string(),
-        now.as_millis() / 1000 / 3600,
-    );
+    let window = model::auth::peer_token_window(now);
     let routes = node.offload.routes();
     let mut functions = Vec::new();
     for f in routes.functions() {
@@ -138,8 +136,11 @@ async fn desired(node: &Node, reject: SocketAddr) -> Result<Desired, String> {
             let Ok(addr) = resolve(&peer.info.url).await else {
                 continue;
             };
+            // The server's name is the token for this pair of nodes in this window: HAProxy
+            // sends it in `X-Fogmarket-Peer`, only this peer can check it, and it rotates.
+            let pair = node.pair_secret(&peer.info.public_key);
             servers.push(ServerSpec {
-                name: format!("peer-{}", host.to_string().replace('-', "")),
+                name: model::auth::peer_token(&pair, &identity.sender, &host.to_string(), window),
                 addr,
                 weight_per_mille: w.peer(*host),
                 kind: ServerKind::Peer,
@@ -155,10 +156,10 @@ async fn desired(node: &Node, reject: SocketAddr) -> Result<Desired, String> {
             service: f.route.service.clone(),
             aliases: Vec::new(),
             servers,
+            server_name_header: Some(PEER_HEADER.into()),
             peer_headers: vec![
                 ("X-Fogmarket-Route".into(), "offload".into()),
                 ("X-Fogmarket-Hops".into(), "1".into()),
-                ("X-Fogmarket-Peer".into(), token.clone()),
             ],
         });
     }

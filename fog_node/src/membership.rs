@@ -1,13 +1,14 @@
 //! Enrollment with the marketplace, heartbeats (which bring back the overlay neighbours),
 //! neighbour latency probes and the lifetime loop. Each loop only sleeps and calls one step.
 
-use crate::client::Signer;
+use crate::client::{Call, Signer};
 use crate::node::{Identity, Node};
+use model::auth::{MARKETPLACE, enrollment};
 use model::protocol::{
     HeartbeatRequest, HeartbeatResponse, PROTOCOL_VERSION, RegisterRequest, RegisterResponse,
 };
 use model::time::Timestamp;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ pub async fn register(
     let body = RegisterRequest {
         node_id: node.node_id().or(saved_id),
         name: node.config.name.clone(),
+        public_key: node.public_key(),
         owner: node.config.owner.clone(),
         tags: node.config.tags.clone(),
         parent: node.config.parent.clone(),
@@ -30,24 +32,37 @@ pub async fn register(
         capacity: node.config.capacity(),
         protocol_version: Some(PROTOCOL_VERSION),
     };
-    let resp: RegisterResponse = node
-        .client
-        .call(
-            Method::POST,
-            &node.config.marketplace_url,
-            "/api/register",
-            Some(&body),
-            Signer {
-                key: node.config.enrollment_secret.as_bytes(),
-                sender: &node.config.name,
-            },
-            CALL_TIMEOUT,
-        )
-        .await?;
-    let identity = Identity {
-        node_id: resp.node_id,
-        federation_key: resp.federation_key.into_bytes(),
+    let secret = node.config.enrollment_secret.as_bytes();
+    let call = Call::post(&node.config.marketplace_url, "/api/register")
+        .json(&body)?
+        .timeout(CALL_TIMEOUT);
+    let signer = Signer::Enrollment {
+        secret,
+        name: &node.config.name,
     };
+    let resp: RegisterResponse = node.client.call(call, signer).await?;
+    // Only a holder of the enrollment secret can prove this pairing: a machine in the middle
+    // cannot slip its own key in as the marketplace's.
+    enrollment::verify_ack(
+        secret,
+        &resp.node_id.to_string(),
+        &node.public_key(),
+        &resp.marketplace_key,
+        &resp.proof,
+    )
+    .map_err(|e| {
+        anyhow::anyhow!("the marketplace's enrollment answer does not prove its key: {e}")
+    })?;
+    if let Some(pinned) = node.identity()
+        && pinned.marketplace_key != resp.marketplace_key
+    {
+        tracing::warn!(
+            was = %pinned.marketplace_key,
+            now = %resp.marketplace_key,
+            "the marketplace answers with another key (proven with the enrollment secret); pinning it"
+        );
+    }
+    let identity = Identity::new(resp.node_id, resp.marketplace_key);
     node.set_identity(identity.clone());
     tracing::info!(node_id = %identity.node_id, "enrolled with the marketplace");
     let interval = Duration::from_millis(resp.heartbeat_interval_ms.clamp(50, 60_000));
@@ -63,19 +78,13 @@ pub async fn heartbeat(node: &Node, identity: &Identity) -> Result<(), (bool, St
         url: Some(node.url.clone()),
     };
     let path = format!("/api/heartbeat/{}", identity.node_id);
+    let call = match Call::post(&node.config.marketplace_url, path).json(&body) {
+        Ok(c) => c.route("/api/heartbeat/{node_id}").timeout(CALL_TIMEOUT),
+        Err(e) => return Err((false, e.to_string())),
+    };
     let result: Result<HeartbeatResponse, _> = node
         .client
-        .call(
-            Method::POST,
-            &node.config.marketplace_url,
-            &path,
-            Some(&body),
-            Signer {
-                key: &identity.federation_key,
-                sender: &identity.node_id.to_string(),
-            },
-            CALL_TIMEOUT,
-        )
+        .call(call, node.signer(identity, MARKETPLACE))
         .await;
     match result {
         Ok(resp) => {

@@ -4,10 +4,11 @@
 //! The ledger and the placements live under one lock (the [`Book`]) so that they never
 //! disagree; no lock is held across an `.await`.
 
-use crate::client::SignedClient;
+use crate::client::{SignedClient, Signer};
 use crate::config::Config;
 use crate::error::ApiError;
 use model::Sla;
+use model::auth::{Guard, PublicKey, SecretKey};
 use model::ids::{BidId, NodeId, SlaId};
 use model::latency::{LinkEstimator, PathLatency};
 use model::ledger::{EntryState, Ledger};
@@ -26,11 +27,34 @@ use std::time::Duration;
 /// How long finished or cancelled placements stay visible in `GET /api/state`.
 pub const FINISHED_RETENTION: Duration = Duration::from_secs(600);
 
-/// What the marketplace handed out at enrollment.
+/// What enrollment settled: the id the marketplace pinned this node's key to, the
+/// marketplace's own key (pinned here), and the check of signatures addressed to this id.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub node_id: NodeId,
-    pub federation_key: Vec<u8>,
+    /// `node_id` as text: the sender of this node's signatures, the recipient of its peers'.
+    pub sender: String,
+    pub marketplace_key: PublicKey,
+    pub guard: std::sync::Arc<Guard>,
+}
+
+impl Identity {
+    pub fn new(node_id: NodeId, marketplace_key: PublicKey) -> Identity {
+        let sender = node_id.to_string();
+        Identity {
+            node_id,
+            guard: std::sync::Arc::new(Guard::new(sender.clone())),
+            sender,
+            marketplace_key,
+        }
+    }
+}
+
+/// Who sent a verified control-plane request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    Marketplace,
+    Node(NodeId),
 }
 
 pub use model::protocol::PlacementState;
@@ -83,6 +107,8 @@ pub struct Node {
     neighbours: RwLock<BTreeMap<NodeId, NeighbourState>>,
     auctions_in_flight: AtomicUsize,
     pub client: SignedClient,
+    /// The node's own Ed25519 key; the marketplace pinned its public half at enrollment.
+    key: SecretKey,
     rng: Mutex<StdRng>,
     faas: tokio::sync::OnceCell<crate::provision::FaasHandle>,
     /// The runtime the node's loops run on; the embedded gateway is started there rather than
@@ -116,7 +142,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Node {
-    pub fn new(config: Config, url: String) -> Node {
+    pub fn new(config: Config, url: String, key: SecretKey, client: SignedClient) -> Node {
         let ledger = Ledger::new(config.capacity());
         let offload = crate::offload::Offload::new(&config);
         Node {
@@ -129,7 +155,8 @@ impl Node {
             }),
             neighbours: RwLock::new(BTreeMap::new()),
             auctions_in_flight: AtomicUsize::new(0),
-            client: SignedClient::new(),
+            client,
+            key,
             rng: Mutex::new(StdRng::from_os_rng()),
             faas: tokio::sync::OnceCell::new(),
             main_runtime: std::sync::OnceLock::new(),
@@ -151,6 +178,71 @@ impl Node {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The public half of the node's key, as enrolled.
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    /// How this node signs a call to `recipient` (a node id, or [`model::auth::MARKETPLACE`]).
+    pub fn signer<'a>(&'a self, identity: &'a Identity, recipient: &'a str) -> Signer<'a> {
+        Signer::Member {
+            key: &self.key,
+            sender: &identity.sender,
+            recipient,
+        }
+    }
+
+    /// The secret for HAProxy-mode tokens shared with one peer only (X25519 of the two keys).
+    pub fn pair_secret(&self, peer: &PublicKey) -> [u8; 32] {
+        model::auth::pair_secret(&self.key, peer)
+    }
+
+    /// Signs a data-plane forward to `recipient` (the `X-Fogmarket-Forward` value).
+    pub fn sign_forward(
+        &self,
+        identity: &Identity,
+        recipient: &str,
+        now: Timestamp,
+        req: &model::auth::RequestTarget<'_>,
+    ) -> String {
+        model::auth::sign(
+            &self.key,
+            &identity.sender,
+            recipient,
+            now,
+            model::auth::Nonce::random(&mut rand::rng()),
+            req,
+        )
+    }
+
+    /// The key pinned for a neighbour, by the marketplace's heartbeat answers.
+    pub fn neighbour_key(&self, id: NodeId) -> Option<PublicKey> {
+        self.neighbours
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .map(|n| n.info.public_key)
+    }
+
+    /// The pinned key of a signer: the marketplace's (pinned at enrollment), a neighbour's or a
+    /// route-table node's (as the marketplace pinned them). `None` for anyone else.
+    pub fn key_of(&self, identity: &Identity, sender: &str) -> Option<PublicKey> {
+        if sender == model::auth::MARKETPLACE {
+            return Some(identity.marketplace_key);
+        }
+        let id: NodeId = sender.parse().ok()?;
+        self.neighbour_key(id)
+            .or_else(|| self.offload.routes().node(id).map(|n| n.info.public_key))
+    }
+
+    /// Whether `id` is one of this node's overlay neighbours now.
+    pub fn is_neighbour(&self, id: NodeId) -> bool {
+        self.neighbours
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id)
     }
 
     pub fn identity(&self) -> Option<Identity> {

@@ -2,7 +2,7 @@
 
 use crate::bidding::handle_bid;
 use crate::error::ApiError;
-use crate::node::Node;
+use crate::node::{Identity, Node, Sender};
 use actix_web::{HttpRequest, HttpResponse, web};
 use model::auth;
 use model::ids::SlaId;
@@ -12,10 +12,7 @@ use model::{FieldError, Sla};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Signatures older (or newer) than this are refused.
-pub const MAX_SKEW: Duration = Duration::from_secs(30);
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 256 * 1024;
 
@@ -42,22 +39,46 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// Checks the federation signature; returns the sender.
-fn verify(node: &Node, req: &HttpRequest, body: &[u8]) -> Result<String, ApiError> {
+/// Checks the sender's own signature (for this node, over this request, not replayed);
+/// returns who sent it.
+fn verify(node: &Node, req: &HttpRequest, body: &[u8]) -> Result<(Identity, Sender), ApiError> {
     let identity = node.identity_or_unavailable()?;
     let header = req
         .headers()
-        .get("authorization")
+        .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
-    Ok(auth::verify(
-        &identity.federation_key,
-        header,
-        Timestamp::now(),
-        MAX_SKEW,
-        req.method().as_str(),
-        req.path(),
-        body,
-    )?)
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path(), |pq| pq.as_str());
+    let target = auth::RequestTarget::new(req.method().as_str(), path_and_query, body);
+    let sender = identity
+        .guard
+        .check(header, Timestamp::now(), &target, |s| node.key_of(&identity, s))?;
+    let sender = if sender == auth::MARKETPLACE {
+        Sender::Marketplace
+    } else {
+        // `key_of` only knows node ids besides the marketplace.
+        Sender::Node(sender.parse().map_err(|_| {
+            ApiError::Forbidden(format!("sender `{sender}` is not a node id"))
+        })?)
+    };
+    Ok((identity, sender))
+}
+
+/// Like [`verify`], for actions only the marketplace may take on a node.
+fn verify_marketplace(
+    node: &Node,
+    req: &HttpRequest,
+    body: &[u8],
+    action: &str,
+) -> Result<Identity, ApiError> {
+    match verify(node, req, body)? {
+        (identity, Sender::Marketplace) => Ok(identity),
+        (_, Sender::Node(id)) => Err(ApiError::Forbidden(format!(
+            "only the marketplace may {action}; node {id} may not"
+        ))),
+    }
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -87,13 +108,32 @@ async fn bid(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    verify(&node, &req, &body)?;
-    let me = node.identity_or_unavailable()?.node_id;
+    let (identity, sender) = verify(&node, &req, &body)?;
+    // The marketplace opens auctions; a node relays them to its overlay neighbours only.
+    if let Sender::Node(id) = sender
+        && !node.is_neighbour(id)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "node {id} is not an overlay neighbour of this node; only neighbours relay bid requests"
+        )));
+    }
+    let me = identity.node_id;
     let value: serde_json::Value = parse(&body)?;
     // Validate the SLA like the marketplace did: a peer's input is input.
     let sla = Sla::from_json(&value["sla"], SlaId::new(), "sla")?;
     let request: BidRequest = serde_json::from_value(value)
         .map_err(|e| ApiError::BadRequest(FieldError::new("body", e)))?;
+    // Whoever delivers it, only an auction the marketplace opened, for this very SLA and
+    // before its deadline, may hold resources here.
+    request
+        .ticket
+        .check(
+            &identity.marketplace_key,
+            request.auction_id,
+            &request.sla,
+            Timestamp::now(),
+        )
+        .map_err(|e| ApiError::Forbidden(e.to_string()))?;
     let answer = handle_bid(node.get_ref().clone(), request, me, sla).await;
     Ok(HttpResponse::Ok().json(answer))
 }
@@ -104,7 +144,7 @@ async fn accept(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    verify(&node, &req, &body)?;
+    verify_marketplace(&node, &req, &body, "accept a bid")?;
     let sla_id = sla_id(&path)?;
     let request: AcceptRequest = parse(&body)?;
     let answer = node.accept(sla_id, &request, Timestamp::now())?;
@@ -116,7 +156,7 @@ async fn release(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    verify(&node, &req, &body)?;
+    verify_marketplace(&node, &req, &body, "release holds")?;
     let request: ReleaseRequest = parse(&body)?;
     let released = node.release_holds(&request.bid_ids);
     Ok(HttpResponse::Ok().json(json!({ "released": released })))
@@ -128,7 +168,7 @@ async fn provision(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    verify(&node, &req, &body)?;
+    verify_marketplace(&node, &req, &body, "provision a placement")?;
     let placement = crate::provision::provision(node.get_ref(), sla_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(placement))
 }
@@ -154,9 +194,16 @@ async fn load(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     use crate::control::LoadError;
-    let sender = verify(&node, &req, &body)?;
+    let sender = match verify(&node, &req, &body)? {
+        (_, Sender::Node(id)) => id,
+        (_, Sender::Marketplace) => {
+            return Err(ApiError::Forbidden(
+                "load reports come from nodes, not from the marketplace".into(),
+            ));
+        }
+    };
     let report: model::protocol::LoadReport = parse(&body)?;
-    match crate::control::receive_report(&node, &sender, report, Timestamp::now()) {
+    match crate::control::receive_report(&node, sender, report, Timestamp::now()) {
         Ok(answer) => Ok(HttpResponse::Ok().json(answer)),
         Err(e @ LoadError::Version(_)) => Err(ApiError::BadRequest(FieldError::new(
             "version",
@@ -172,7 +219,7 @@ async fn cancel(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    verify(&node, &req, &body)?;
+    verify_marketplace(&node, &req, &body, "cancel a placement")?;
     let placement = node.cancel(sla_id(&path)?, Timestamp::now())?;
     crate::provision::remove_deployed(&node, std::slice::from_ref(&placement)).await;
     Ok(HttpResponse::Ok().json(placement))

@@ -134,6 +134,7 @@ fn two_way(service: &str, a: &Upstream, local: u32, b: &Upstream, peer: u32) -> 
             server("local", a.addr, local, ServerKind::Local),
             server("peer1", b.addr, peer, ServerKind::Peer),
         ],
+        server_name_header: None,
         peer_headers: vec![],
     }
 }
@@ -252,6 +253,7 @@ async fn a_function_request_reaches_the_local_upstream_with_path_query_and_heade
         service: "fogfn-3f2a".into(),
         aliases: vec!["echo-live".into()],
         servers: vec![server("local", a.addr, 1000, ServerKind::Local)],
+        server_name_header: None,
         peer_headers: vec![
             ("X-Fogmarket-Route".into(), "offload".into()),
             ("X-Fogmarket-Hops".into(), "1".into()),
@@ -385,6 +387,7 @@ async fn a_reject_weight_of_1000_answers_429_with_retry_after_and_the_reason() {
             // The address of a Reject server is ignored: it points at the built-in listener.
             server("reject", unused_addr(), 1000, ServerKind::Reject),
         ],
+        server_name_header: None,
         peer_headers: vec![],
     };
     h.apply(&desired(vec![function])).await.unwrap();
@@ -456,6 +459,7 @@ async fn adding_a_function_reloads_and_removing_it_stops_routing_it() {
             1000,
             ServerKind::Local,
         )],
+        server_name_header: None,
         peer_headers: vec![],
     };
     // Fresh connection per request: an idle keep-alive connection to the previous worker
@@ -709,6 +713,7 @@ async fn a_connection_failure_is_retried_once_on_another_server() {
             server("local", a.addr, 500, ServerKind::Local),
             server("peer-dead", dead, 500, ServerKind::Peer),
         ],
+        server_name_header: None,
         peer_headers: vec![],
     };
     h.apply(&desired(vec![function])).await.unwrap();
@@ -729,6 +734,7 @@ async fn invalid_names_are_rejected_with_an_error_naming_the_value() {
         service: "fogfn-ok".into(),
         aliases: vec![],
         servers: vec![server("local", addr, 1000, ServerKind::Local)],
+        server_name_header: None,
         peer_headers: vec![],
     };
     let cases: Vec<(FunctionBackend, &str)> = vec![
@@ -762,6 +768,7 @@ async fn invalid_names_are_rejected_with_an_error_naming_the_value() {
         ),
         (
             FunctionBackend {
+                server_name_header: None,
                 peer_headers: vec![("X-Bad Header".into(), "1".into())],
                 ..ok()
             },
@@ -769,6 +776,7 @@ async fn invalid_names_are_rejected_with_an_error_naming_the_value() {
         ),
         (
             FunctionBackend {
+                server_name_header: None,
                 peer_headers: vec![("X-Ok".into(), "a\r\nInjected: 1".into())],
                 ..ok()
             },

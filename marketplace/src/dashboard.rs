@@ -27,12 +27,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use telemetry::reqwest::RequestTracing;
+use signed_http::{Call, CallError, SignedClient, Signer};
 
 /// How many auctions the dashboard lists, newest first.
 pub const RECENT_AUCTIONS: u32 = 20;
-/// Largest node answer read for the dashboard.
-const MAX_NODE_ANSWER_BYTES: usize = 1024 * 1024;
 /// Deeper nodes are listed as roots of their own (a guard against absurd chains).
 const MAX_TREE_DEPTH: usize = 64;
 
@@ -428,7 +426,7 @@ fn finite(x: Option<f64>) -> Option<f64> {
 /// Builds and caches the dashboard aggregate. Shared by every clone of the marketplace.
 pub struct Dashboard {
     repo: Repository,
-    http: reqwest::Client,
+    http: SignedClient,
     config: DashboardConfig,
     rule: AuctionRule,
     /// The latest aggregate and when it was built; the lock is held while building.
@@ -441,7 +439,7 @@ pub struct Dashboard {
 impl Dashboard {
     pub fn new(
         repo: Repository,
-        http: reqwest::Client,
+        http: SignedClient,
         rule: AuctionRule,
         config: DashboardConfig,
     ) -> Self {
@@ -695,54 +693,33 @@ impl Dashboard {
     }
 
     /// `GET <base><path>` as JSON within the node timeout; the error as text.
-    async fn get_json(&self, base: &str, path: &str) -> Result<Value, String> {
-        let url = format!("{}{path}", base.trim_end_matches('/'));
+    async fn get_json(&self, base: &str, path: &'static str) -> Result<Value, String> {
         let timeout = self.config.node_timeout;
-        let read = async {
-            let mut resp = self
-                .http
-                .get(&url)
-                .timeout(timeout)
-                .with_trace_context()
-                .send()
-                .await
-                .map_err(|e| describe(&e, timeout))?;
-            let status = resp.status();
-            if !status.is_success() {
-                return Err(format!("{path} answered HTTP {}", status.as_u16()));
-            }
-            let mut buf = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e, timeout))? {
-                if buf.len() + chunk.len() > MAX_NODE_ANSWER_BYTES {
-                    return Err(format!(
-                        "{path} answer larger than {MAX_NODE_ANSWER_BYTES} bytes"
-                    ));
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            serde_json::from_slice::<Value>(&buf).map_err(|e| format!("{path}: not JSON: {e}"))
-        };
+        let call = Call::get(base, path).route(path).timeout(timeout);
+        let read = self.http.call::<Value>(call, Signer::Anonymous);
         // The request timeout covers the body too; this bounds everything else.
-        tokio::time::timeout(timeout + Duration::from_millis(50), read)
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+        match tokio::time::timeout(timeout + Duration::from_millis(50), read).await {
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(describe(path, &e)),
+        }
     }
 }
 
-/// A short reason for the page: the timeout, or the innermost cause (e.g. `cannot connect:
-/// Connection refused (os error 111)`).
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("no answer within {} ms", timeout.as_millis());
-    }
-    let mut root: &dyn std::error::Error = e;
-    while let Some(next) = root.source() {
-        root = next;
-    }
-    if e.is_connect() {
-        format!("cannot connect: {root}")
-    } else {
-        format!("request failed: {root}")
+/// A short reason for the page: the timeout, the status, or the innermost cause (e.g.
+/// `cannot connect: Connection refused (os error 111)`).
+fn describe(path: &str, e: &CallError) -> String {
+    match e {
+        CallError::Timeout { after, .. } => {
+            format!("no answer within {} ms", after.as_millis())
+        }
+        CallError::Status { status, .. } => {
+            format!("{path} answered HTTP {}", status.as_u16())
+        }
+        CallError::Transport { reason, .. } => format!("cannot connect: {reason}"),
+        CallError::TooLarge { limit, .. } => format!("{path} answer larger than {limit} bytes"),
+        CallError::Decode { reason, .. } => format!("{path}: not JSON: {reason}"),
+        CallError::Encode(e) => format!("{path}: {e}"),
     }
 }
 

@@ -109,6 +109,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::NodeCallFailed(_) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "node_call_failed", message)
             }
+            ServiceError::Internal(_) => {
+                tracing::error!(error = %message, "internal failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
             ServiceError::Repo(RepoError::Conflict(_)) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }

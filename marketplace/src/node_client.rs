@@ -1,25 +1,24 @@
-//! Signed calls from the marketplace to fog nodes (one shared `reqwest::Client`, pooled).
+//! Signed calls from the marketplace to fog nodes, over the federation's one client
+//! ([`signed_http::SignedClient`], pooled).
 //!
-//! Every call carries `Authorization: Fogmarket marketplace:<ts>:<mac>` made with the
-//! federation key over the URL path and the exact body bytes sent. Every call has a timeout;
-//! answers are read up to [`MAX_RESPONSE_BYTES`] so a misbehaving node cannot exhaust memory.
-//! Every call runs in a client span named after the node's route (`POST /api/bid`, ...) whose
-//! context travels in `traceparent`, so the node's work joins the marketplace's trace.
+//! Every call is signed with the marketplace's own key for the node it goes to (the node's id
+//! is the recipient, so a call captured on its way to one node is refused by every other) and
+//! has a timeout; answers are read up to [`MAX_RESPONSE_BYTES`] so a misbehaving node cannot
+//! exhaust memory. Every call runs in a client span named after the node's route
+//! (`POST /api/bid`, ...) whose context travels in `traceparent`, so the node's work joins the
+//! marketplace's trace.
 
+use model::auth::{self, SecretKey};
 use model::protocol::{AcceptRequest, AcceptResponse, BidRequest, BidResponse, ReleaseRequest};
-use model::{BidId, SlaId, Timestamp, auth};
-use reqwest::{Method, StatusCode};
-use serde::Serialize;
+use model::{BidId, NodeId, SlaId};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
+use signed_http::{Call, CallError, SignedClient, Signer};
 use std::sync::Arc;
 use std::time::Duration;
-use telemetry::reqwest::RequestTracing;
-use tracing::Instrument;
 
-/// Sender name in the signatures the marketplace makes.
-pub const SENDER: &str = "marketplace";
 /// Largest node answer read (a bid response carries a whole subtree's bids).
-pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: usize = signed_http::DEFAULT_MAX_ANSWER;
 
 /// Why a call to a node failed. `Refused` is the node's considered "no" (HTTP 409).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -36,215 +35,142 @@ pub enum NodeCallError {
     BadResponse(String),
 }
 
-/// Client for the fog node API.
+impl From<CallError> for NodeCallError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout { after, .. } => NodeCallError::Timeout {
+                after_ms: after.as_millis() as u64,
+            },
+            CallError::Transport { reason, .. } => NodeCallError::Transport(reason),
+            CallError::Status {
+                status, message, ..
+            } if status == reqwest::StatusCode::CONFLICT => NodeCallError::Refused(message),
+            CallError::Status {
+                status, message, ..
+            } => NodeCallError::Status {
+                status: status.as_u16(),
+                body: message,
+            },
+            CallError::TooLarge { limit, .. } => {
+                NodeCallError::BadResponse(format!("answer larger than {limit} bytes"))
+            }
+            CallError::Decode { reason, .. } => NodeCallError::BadResponse(reason),
+            CallError::Encode(e) => NodeCallError::BadResponse(format!("cannot encode: {e}")),
+        }
+    }
+}
+
+/// Where a node is: its id (the recipient of signatures) and its URL.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeAddr<'a> {
+    pub id: NodeId,
+    pub url: &'a str,
+}
+
+/// Client for the fog node API, signing as the marketplace.
 #[derive(Clone)]
 pub struct NodeClient {
-    http: reqwest::Client,
-    key: Arc<Vec<u8>>,
+    http: SignedClient,
+    key: Arc<SecretKey>,
 }
 
 impl NodeClient {
-    pub fn new(http: reqwest::Client, federation_key: &str) -> Self {
-        Self {
-            http,
-            key: Arc::new(federation_key.as_bytes().to_vec()),
-        }
+    pub fn new(http: SignedClient, key: Arc<SecretKey>) -> Self {
+        Self { http, key }
     }
 
-    /// Parses the answer as JSON.
-    async fn call<B: Serialize, R: DeserializeOwned>(
+    /// One signed call to `node`; the JSON answer on 2xx.
+    async fn call<R: DeserializeOwned>(
         &self,
-        method: Method,
-        base_url: &str,
-        (path, route): (&str, &'static str),
-        body: Option<&B>,
-        timeout: Duration,
+        node: NodeAddr<'_>,
+        call: Call<'_>,
     ) -> Result<R, NodeCallError> {
-        let buf = self
-            .send(method, base_url, (path, route), body, timeout)
-            .await?;
-        let buf = if buf.is_empty() {
-            b"null".to_vec()
-        } else {
-            buf
+        let recipient = node.id.to_string();
+        let signer = Signer::Member {
+            key: &self.key,
+            sender: auth::MARKETPLACE,
+            recipient: &recipient,
         };
-        serde_json::from_slice(&buf).map_err(|e| NodeCallError::BadResponse(e.to_string()))
+        Ok(self.http.call(call, signer).await?)
     }
 
-    /// One signed call in a client span named `METHOD route` (`route` is the node's pattern
-    /// for `path`); the raw answer body on 2xx.
-    async fn send<B: Serialize>(
-        &self,
-        method: Method,
-        base_url: &str,
-        (path, route): (&str, &'static str),
-        body: Option<&B>,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, NodeCallError> {
-        let url = format!("{}{path}", base_url.trim_end_matches('/'));
-        let span = telemetry::client_span(method.as_str(), route, Some(&url));
-        let result = self
-            .send_traced(method, url, path, body, timeout, &span)
-            .instrument(span.clone())
-            .await;
-        if let Err(e) = &result
-            && !matches!(e, NodeCallError::Refused(_) | NodeCallError::Status { .. })
-        {
-            telemetry::record_error(&span, e);
-        }
-        result
-    }
-
-    async fn send_traced<B: Serialize>(
-        &self,
-        method: Method,
-        url: String,
-        path: &str,
-        body: Option<&B>,
-        timeout: Duration,
-        span: &tracing::Span,
-    ) -> Result<Vec<u8>, NodeCallError> {
-        let bytes = match body {
-            Some(b) => {
-                serde_json::to_vec(b).map_err(|e| NodeCallError::BadResponse(e.to_string()))?
-            }
-            None => Vec::new(),
+    /// One signed call to `node`, answer ignored.
+    async fn send(&self, node: NodeAddr<'_>, call: Call<'_>) -> Result<(), NodeCallError> {
+        let recipient = node.id.to_string();
+        let signer = Signer::Member {
+            key: &self.key,
+            sender: auth::MARKETPLACE,
+            recipient: &recipient,
         };
-        let header = auth::sign(
-            &self.key,
-            SENDER,
-            Timestamp::now(),
-            method.as_str(),
-            path,
-            &bytes,
-        );
-        let mut req = self
-            .http
-            .request(method, &url)
-            .timeout(timeout)
-            .header(reqwest::header::AUTHORIZATION, header)
-            .with_trace_context_of(span);
-        if body.is_some() {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
-        }
-        let after_ms = timeout.as_millis() as u64;
-        let map_err = |e: reqwest::Error| {
-            if e.is_timeout() {
-                NodeCallError::Timeout { after_ms }
-            } else {
-                NodeCallError::Transport(error_chain(&e))
-            }
-        };
-        let mut resp = req.send().await.map_err(map_err)?;
-        let status = resp.status();
-        telemetry::record_status(span, status.as_u16());
-        let mut buf = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(map_err)? {
-            if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(NodeCallError::BadResponse(format!(
-                    "answer larger than {MAX_RESPONSE_BYTES} bytes"
-                )));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        if status == StatusCode::CONFLICT {
-            return Err(NodeCallError::Refused(error_message(&buf)));
-        }
-        if !status.is_success() {
-            return Err(NodeCallError::Status {
-                status: status.as_u16(),
-                body: error_message(&buf),
-            });
-        }
-        Ok(buf)
+        self.http.send(call, signer).await?;
+        Ok(())
     }
 
     /// `POST /api/bid` to the auction's target node.
     pub async fn bid(
         &self,
-        url: &str,
+        node: NodeAddr<'_>,
         req: &BidRequest,
         timeout: Duration,
     ) -> Result<BidResponse, NodeCallError> {
-        let path = ("/api/bid", "/api/bid");
-        self.call(Method::POST, url, path, Some(req), timeout).await
+        let call = Call::post(node.url, "/api/bid")
+            .route("/api/bid")
+            .timeout(timeout)
+            .json(req)?;
+        self.call(node, call).await
     }
 
     /// `POST /api/accept/{slaId}`: turns the winner's hold into a reservation.
     pub async fn accept(
         &self,
-        url: &str,
+        node: NodeAddr<'_>,
         req: &AcceptRequest,
         timeout: Duration,
     ) -> Result<AcceptResponse, NodeCallError> {
-        let path = format!("/api/accept/{}", req.sla.id);
-        let path = (path.as_str(), "/api/accept/{sla_id}");
-        self.call(Method::POST, url, path, Some(req), timeout).await
+        let call = Call::post(node.url, format!("/api/accept/{}", req.sla.id))
+            .route("/api/accept/{sla_id}")
+            .timeout(timeout)
+            .json(req)?;
+        self.call(node, call).await
     }
 
     /// `POST /api/release`: frees losing holds (they would expire anyway).
     pub async fn release(
         &self,
-        url: &str,
+        node: NodeAddr<'_>,
         bid_ids: Vec<BidId>,
         timeout: Duration,
     ) -> Result<(), NodeCallError> {
-        let req = ReleaseRequest { bid_ids };
-        let path = ("/api/release", "/api/release");
-        self.send(Method::POST, url, path, Some(&req), timeout)
-            .await
-            .map(|_| ())
+        let call = Call::post(node.url, "/api/release")
+            .route("/api/release")
+            .timeout(timeout)
+            .json(&ReleaseRequest { bid_ids })?;
+        self.send(node, call).await
     }
 
     /// `POST /api/provision/{slaId}`; returns the node's answer (a placement with a `state`).
     pub async fn provision(
         &self,
-        url: &str,
+        node: NodeAddr<'_>,
         sla: SlaId,
         timeout: Duration,
     ) -> Result<serde_json::Value, NodeCallError> {
-        let path = format!("/api/provision/{sla}");
-        let path = (path.as_str(), "/api/provision/{sla_id}");
-        self.call::<serde_json::Value, _>(Method::POST, url, path, None, timeout)
-            .await
+        let call = Call::post(node.url, format!("/api/provision/{sla}"))
+            .route("/api/provision/{sla_id}")
+            .timeout(timeout);
+        self.call(node, call).await
     }
 
     /// `DELETE /api/placement/{slaId}`: cancels, the node frees the resources.
     pub async fn cancel(
         &self,
-        url: &str,
+        node: NodeAddr<'_>,
         sla: SlaId,
         timeout: Duration,
     ) -> Result<(), NodeCallError> {
-        let path = format!("/api/placement/{sla}");
-        let path = (path.as_str(), "/api/placement/{sla_id}");
-        self.send::<()>(Method::DELETE, url, path, None, timeout)
-            .await
-            .map(|_| ())
+        let call = Call::new(Method::DELETE, node.url, format!("/api/placement/{sla}"))
+            .route("/api/placement/{sla_id}")
+            .timeout(timeout);
+        self.send(node, call).await
     }
-}
-
-/// The error and its causes on one line (reqwest hides the useful part in `source()`).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-/// The `message` of an error body, or the body itself (truncated).
-fn error_message(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
-        && let Some(m) = v.get("message").and_then(|m| m.as_str())
-    {
-        return m.to_string();
-    }
-    let s = String::from_utf8_lossy(body);
-    s.chars().take(300).collect()
 }

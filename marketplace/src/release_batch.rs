@@ -2,12 +2,12 @@
 //!
 //! Every auction leaves a hold on each losing node. Releasing them one call per node per
 //! auction costs as many HTTP calls as there are bidders, for every placement. Instead, bid ids
-//! are queued per node URL and flushed at most every [`FLUSH_EVERY`]: under load one call per
+//! are queued per node and flushed at most every [`FLUSH_EVERY`]: under load one call per
 //! node carries the releases of many auctions, and a hold is still freed well before it would
 //! expire on its own.
 
-use crate::node_client::NodeClient;
-use model::BidId;
+use crate::node_client::{NodeAddr, NodeClient};
+use model::{BidId, NodeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +28,7 @@ struct Inner {
 
 #[derive(Default)]
 struct Pending {
-    by_url: HashMap<String, Vec<BidId>>,
+    by_node: HashMap<(NodeId, String), Vec<BidId>>,
     flush_scheduled: bool,
 }
 
@@ -42,15 +42,15 @@ impl ReleaseBatcher {
         }
     }
 
-    /// Queues the release of `bid_ids` on the node at `url`; a flush follows within
+    /// Queues the release of `bid_ids` on `node` (at `url`); a flush follows within
     /// [`FLUSH_EVERY`].
-    pub fn release(&self, url: &str, bid_ids: Vec<BidId>) {
+    pub fn release(&self, node: NodeId, url: &str, bid_ids: Vec<BidId>) {
         if bid_ids.is_empty() {
             return;
         }
         let schedule = {
             let mut p = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
-            p.by_url.entry(url.to_string()).or_default().extend(bid_ids);
+            p.by_node.entry((node, url.to_string())).or_default().extend(bid_ids);
             !std::mem::replace(&mut p.flush_scheduled, true)
         };
         if schedule {
@@ -68,10 +68,11 @@ impl Inner {
         let batch = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             p.flush_scheduled = false;
-            std::mem::take(&mut p.by_url)
+            std::mem::take(&mut p.by_node)
         };
-        let calls = batch.into_iter().map(|(url, bid_ids)| async move {
-            if let Err(e) = self.client.release(&url, bid_ids, CALL_TIMEOUT).await {
+        let calls = batch.into_iter().map(|((id, url), bid_ids)| async move {
+            let node = NodeAddr { id, url: &url };
+            if let Err(e) = self.client.release(node, bid_ids, CALL_TIMEOUT).await {
                 tracing::debug!(%url, error = %e, "release failed; the holds will expire");
             }
         });

@@ -6,6 +6,7 @@
 //! PostgreSQL. Migrations are embedded per backend (`migrations/{sqlite,postgres}`).
 
 use model::auction::AuctionRule;
+use model::auth::PublicKey;
 use model::protocol::{Bid, Refusal, Resources};
 use model::{AuctionId, BidId, Bytes, Cpu, NodeId, Price, Sla, SlaId, Timestamp};
 use serde::Serialize;
@@ -80,6 +81,8 @@ pub struct NodeRecord {
     pub last_seen: Timestamp,
     pub alive: bool,
     pub registered_at: Timestamp,
+    /// The node's own key, pinned at its first enrollment.
+    pub public_key: Option<PublicKey>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -244,7 +247,8 @@ fn to_json<T: Serialize>(v: &T) -> String {
 macro_rules! node_columns {
     () => {
         "id, name, owner, tags, parent_name, url, cpu_millis, memory_bytes, \
-         reserved_cpu_millis, reserved_memory_bytes, last_seen_ms, alive, registered_at_ms"
+         reserved_cpu_millis, reserved_memory_bytes, last_seen_ms, alive, registered_at_ms, \
+         public_key"
     };
 }
 
@@ -271,6 +275,11 @@ fn node_from_row(row: &AnyRow) -> Result<NodeRecord, RepoError> {
         last_seen: ts(row.try_get("last_seen_ms")?),
         alive: row.try_get::<i64, _>("alive")? != 0,
         registered_at: ts(row.try_get("registered_at_ms")?),
+        public_key: row
+            .try_get::<Option<String>, _>("public_key")?
+            .map(|k| k.parse::<PublicKey>())
+            .transpose()
+            .map_err(|e| corrupt("nodes", "public_key", e))?,
     })
 }
 
@@ -412,16 +421,21 @@ impl Repository {
 
     // -- nodes --------------------------------------------------------------------------------
 
-    /// Inserts a node or updates the node of the same name (its id is kept).
+    /// Inserts a node or updates the node of the same name (its id is kept), but only while
+    /// the stored key is the same as `n`'s or there is none yet: a registration racing another
+    /// one under a different key gets `Conflict` and changes nothing.
     pub async fn upsert_node(&self, n: &NodeRecord) -> Result<(), RepoError> {
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO nodes (id, name, owner, tags, parent_name, url, cpu_millis, memory_bytes, \
-             reserved_cpu_millis, reserved_memory_bytes, last_seen_ms, alive, registered_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             reserved_cpu_millis, reserved_memory_bytes, last_seen_ms, alive, registered_at_ms, \
+             public_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, tags = excluded.tags, \
              parent_name = excluded.parent_name, url = excluded.url, \
              cpu_millis = excluded.cpu_millis, memory_bytes = excluded.memory_bytes, \
-             last_seen_ms = excluded.last_seen_ms, alive = excluded.alive",
+             last_seen_ms = excluded.last_seen_ms, alive = excluded.alive, \
+             public_key = excluded.public_key \
+             WHERE nodes.public_key IS NULL OR nodes.public_key = excluded.public_key",
         )
         .bind(n.id.to_string())
         .bind(&n.name)
@@ -436,8 +450,15 @@ impl Repository {
         .bind(ms(n.last_seen))
         .bind(flag(n.alive))
         .bind(ms(n.registered_at))
+        .bind(n.public_key.map(|k| k.to_hex()))
         .execute(&self.pool)
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(RepoError::Conflict(format!(
+                "node `{}` is enrolled under another key",
+                n.name
+            )));
+        }
         Ok(())
     }
 

@@ -134,6 +134,13 @@ fn limit(req: &HttpRequest) -> usize {
         .map_or(256 * 1024, |l| l.0)
 }
 
+/// The path with its query string, as signed by the sender.
+fn path_and_query(req: &HttpRequest) -> &str {
+    req.uri()
+        .path_and_query()
+        .map_or_else(|| req.path(), |pq| pq.as_str())
+}
+
 fn authorization(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get(AUTHORIZATION)
@@ -322,7 +329,7 @@ async fn heartbeat(
         .heartbeat(
             &path,
             authorization(&req),
-            req.path(),
+            path_and_query(&req),
             &body,
             Timestamp::now(),
         )
@@ -350,7 +357,7 @@ async fn routes(
     let table = market
         .routes(
             authorization(&req),
-            req.path(),
+            path_and_query(&req),
             &body,
             after,
             wait_ms,

@@ -13,7 +13,7 @@
 
 use crate::dashboard::{Dashboard, DashboardConfig, DashboardView};
 use crate::metrics::{AuctionOutcome, Metrics};
-use crate::node_client::{NodeCallError, NodeClient};
+use crate::node_client::{NodeAddr, NodeCallError, NodeClient};
 use crate::release_batch::ReleaseBatcher;
 use crate::repository::{
     AuctionRecord, AuctionResult, BidRecord, HeartbeatOutcome, NodeRecord, PlacementRecord,
@@ -22,21 +22,23 @@ use crate::repository::{
 use model::auction::{AuctionRule, Award, run_auction};
 use model::latency::PathLatency;
 use model::protocol::{
-    AcceptRequest, AcceptResponse, Bid, BidRequest, FunctionRoute, HeartbeatRequest,
+    AcceptRequest, AcceptResponse, AuctionTicket, Bid, BidRequest, FunctionRoute, HeartbeatRequest,
     HeartbeatResponse, Neighbour, PROTOCOL_VERSION, Refusal, RefusalReason, RegisterRequest,
     RegisterResponse, Relation, Resources, RouteNode, RouteTable,
 };
-use model::{AuctionId, BidId, FieldError, NodeId, Price, Sla, SlaId, Timestamp, auth};
+use model::auth::{self, PublicKey, RequestTarget, SecretKey};
+use model::{AuctionId, BidId, FieldError, NodeId, Price, Sla, SlaId, Timestamp};
+use signed_http::SignedClient;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::Instrument;
 
 /// Signatures older (or newer) than this are refused.
-pub const MAX_SIGNATURE_SKEW: Duration = Duration::from_secs(30);
+pub const MAX_SIGNATURE_SKEW: Duration = auth::MAX_SKEW;
 /// A node silent for this many heartbeat intervals is marked dead.
 pub const MISSED_HEARTBEATS: u32 = 3;
 /// Timeout of the best-effort calls (release, cancel, provision).
@@ -46,7 +48,7 @@ const SIDE_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const PROVISION_TIMEOUT: Duration = Duration::from_secs(65);
 /// Longest a route long-poll may wait (`waitMs`).
 pub const MAX_ROUTE_WAIT_MS: u64 = 30_000;
-/// The path fog nodes sign their route polls with (`GET`, no query, empty body).
+/// The path of the route table long-poll.
 pub const ROUTES_PATH: &str = "/api/routes";
 const MAX_NAME_LEN: usize = 128;
 const MAX_URL_LEN: usize = 2048;
@@ -83,6 +85,9 @@ pub enum ServiceError {
     Forbidden(String),
     #[error("{0}")]
     NodeCallFailed(String),
+    /// A fault of the marketplace itself (500).
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
 }
@@ -232,7 +237,12 @@ pub struct Marketplace {
     repo: Repository,
     nodes: NodeClient,
     releases: ReleaseBatcher,
-    federation_key: String,
+    /// The marketplace's own key: signs its calls to nodes and its auction tickets.
+    key: Arc<SecretKey>,
+    /// Checks members' signatures addressed to the marketplace (and refuses replays).
+    guard: Arc<auth::Guard>,
+    /// The pinned key of every enrolled node, loaded from the database on first use.
+    node_keys: Arc<RwLock<HashMap<NodeId, PublicKey>>>,
     enrollment_secret: Vec<u8>,
     rule: AuctionRule,
     auction_timeout: Duration,
@@ -328,7 +338,8 @@ pub fn data_plane_url(node_url: &str, sla: SlaId) -> String {
 /// Configuration of [`Marketplace::new`].
 #[derive(Debug, Clone)]
 pub struct MarketplaceConfig {
-    pub federation_key: String,
+    /// The marketplace's own signing key (persisted by `startup`).
+    pub key: Arc<SecretKey>,
     pub enrollment_secret: String,
     pub rule: AuctionRule,
     pub auction_timeout: Duration,
@@ -449,8 +460,8 @@ fn provisioned(answer: &serde_json::Value) -> (PlacementState, Option<String>, O
 }
 
 impl Marketplace {
-    pub fn new(repo: Repository, http: reqwest::Client, config: MarketplaceConfig) -> Self {
-        let nodes = NodeClient::new(http.clone(), &config.federation_key);
+    pub fn new(repo: Repository, http: SignedClient, config: MarketplaceConfig) -> Self {
+        let nodes = NodeClient::new(http.clone(), config.key.clone());
         let dashboard = Dashboard::new(repo.clone(), http, config.rule, config.dashboard);
         Self {
             metrics: Arc::new(Metrics::new()),
@@ -458,7 +469,9 @@ impl Marketplace {
             nodes: nodes.clone(),
             releases: ReleaseBatcher::new(nodes),
             repo,
-            federation_key: config.federation_key,
+            key: config.key,
+            guard: Arc::new(auth::Guard::new(auth::MARKETPLACE)),
+            node_keys: Arc::default(),
             enrollment_secret: config.enrollment_secret.into_bytes(),
             rule: config.rule,
             auction_timeout: config.auction_timeout,
@@ -513,7 +526,60 @@ impl Marketplace {
 
     // -- nodes --------------------------------------------------------------------------------
 
-    /// `POST /api/register`: signed with the enrollment secret by the node's name.
+    /// The marketplace's public key (nodes pin it at enrollment).
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    /// The key pinned to `node`, from the cache or the database.
+    async fn node_key(&self, node: NodeId) -> Result<Option<PublicKey>, ServiceError> {
+        if let Some(k) = self
+            .node_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&node)
+        {
+            return Ok(Some(*k));
+        }
+        let Some(record) = self.repo.node_by_id(node).await? else {
+            return Ok(None);
+        };
+        let Some(key) = record.public_key else {
+            return Ok(None);
+        };
+        self.node_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node, key);
+        Ok(Some(key))
+    }
+
+    /// The enrolled node that signed a request to the marketplace (signature, recipient, time
+    /// and nonce checked).
+    async fn signed_by_node(
+        &self,
+        authorization: Option<&str>,
+        req: &RequestTarget<'_>,
+        now: Timestamp,
+    ) -> Result<NodeId, ServiceError> {
+        let claim = auth::parse(authorization).map_err(unauthorized)?;
+        let node: NodeId = claim.sender.parse().map_err(|_| {
+            ServiceError::Unauthorized(format!(
+                "signed by `{}`, which is not a node id",
+                claim.sender
+            ))
+        })?;
+        let key = self.node_key(node).await?;
+        self.guard
+            .check(authorization, now, req, |_| key)
+            .map_err(unauthorized)?;
+        Ok(node)
+    }
+
+    /// `POST /api/register`: signed with the enrollment secret by the node's name, carrying
+    /// the node's public key. The first registration of a name pins that key to the name and
+    /// to the node id; a later one must come with the same key (and the same owner), or it is
+    /// refused with 409 and changes nothing.
     #[tracing::instrument(skip_all)]
     pub async fn register(
         &self,
@@ -521,7 +587,7 @@ impl Marketplace {
         body: &[u8],
         now: Timestamp,
     ) -> Result<RegisterResponse, ServiceError> {
-        let sender = auth::verify(
+        let sender = auth::enrollment::verify(
             &self.enrollment_secret,
             authorization,
             now,
@@ -579,6 +645,23 @@ impl Marketplace {
         check_url("url", &req.url)?;
 
         let existing = self.repo.node_by_name(&req.name).await?;
+        if let Some(n) = &existing {
+            if let Some(pinned) = n.public_key
+                && pinned != req.public_key
+            {
+                return Err(ServiceError::Conflict(format!(
+                    "node `{}` is enrolled under another key; a node keeps its key \
+                     (its state directory), or an operator removes it first",
+                    req.name
+                )));
+            }
+            if n.owner != req.owner {
+                return Err(ServiceError::Conflict(format!(
+                    "node `{}` belongs to owner `{}`, not `{}`",
+                    req.name, n.owner, req.owner
+                )));
+            }
+        }
         let id = match (&existing, req.node_id) {
             (Some(n), _) => n.id,
             (None, Some(wanted)) => match self.repo.node_by_id(wanted).await? {
@@ -604,21 +687,34 @@ impl Marketplace {
             last_seen: now,
             alive: true,
             registered_at: existing.as_ref().map_or(now, |n| n.registered_at),
+            public_key: Some(req.public_key),
         };
         self.repo.upsert_node(&record).await.map_err(|e| match e {
             RepoError::Conflict(m) => ServiceError::Conflict(m),
             e => e.into(),
         })?;
+        self.node_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, req.public_key);
         self.bump_routes();
         tracing::info!(node_id = %id, name = %req.name, url = %req.url, "node registered");
+        let marketplace_key = self.key.public();
         Ok(RegisterResponse {
             node_id: id,
-            federation_key: self.federation_key.clone(),
+            marketplace_key,
+            proof: auth::enrollment::ack_proof(
+                &self.enrollment_secret,
+                &id.to_string(),
+                &req.public_key,
+                &marketplace_key,
+            ),
             heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
         })
     }
 
-    /// `POST /api/heartbeat/{nodeId}`: signed with the federation key by the node itself.
+    /// `POST /api/heartbeat/{nodeId}`: signed by that node's own key (no other node may
+    /// heartbeat, move or report reservations in its name).
     #[tracing::instrument(skip_all, fields(node_id = %node_id))]
     pub async fn heartbeat(
         &self,
@@ -628,24 +724,17 @@ impl Marketplace {
         body: &[u8],
         now: Timestamp,
     ) -> Result<HeartbeatResponse, ServiceError> {
-        let sender = auth::verify(
-            self.federation_key.as_bytes(),
-            authorization,
-            now,
-            MAX_SIGNATURE_SKEW,
-            "POST",
-            path,
-            body,
-        )
-        .map_err(unauthorized)?;
-        if sender != node_id {
-            return Err(ServiceError::Unauthorized(format!(
-                "signed by `{sender}`, not by node {node_id}"
-            )));
-        }
         let id: NodeId = node_id.parse().map_err(|e| {
             ServiceError::InvalidRequest(FieldError::new("nodeId", format!("not a UUID: {e}")))
         })?;
+        let sender = self
+            .signed_by_node(authorization, &RequestTarget::new("POST", path, body), now)
+            .await?;
+        if sender != id {
+            return Err(ServiceError::Forbidden(format!(
+                "signed by node {sender}, which may only heartbeat as itself, not as node {id}"
+            )));
+        }
         let req: HeartbeatRequest = serde_json::from_slice(body).map_err(|e| {
             ServiceError::InvalidRequest(FieldError::new(
                 "body",
@@ -686,10 +775,14 @@ impl Marketplace {
                     } else {
                         return None;
                     };
+                    // A node enrolled before keys existed has none: it cannot be verified, so
+                    // it is nobody's neighbour until it enrols again.
+                    let public_key = n.public_key?;
                     (n.id != me.id).then(|| Neighbour {
                         node_id: n.id,
                         name: n.name.clone(),
                         url: n.url.clone(),
+                        public_key,
                         relation,
                         alive: n.alive,
                         tags: n.tags.clone(),
@@ -814,11 +907,14 @@ impl Marketplace {
             .list_nodes()
             .await?
             .into_iter()
-            .map(|n| RouteNode {
-                node_id: n.id,
-                name: n.name,
-                url: n.url,
-                alive: n.alive,
+            .filter_map(|n| {
+                Some(RouteNode {
+                    node_id: n.id,
+                    name: n.name,
+                    url: n.url,
+                    public_key: n.public_key?,
+                    alive: n.alive,
+                })
             })
             .collect();
         let mut functions: Vec<FunctionRoute> = Vec::new();
@@ -850,7 +946,7 @@ impl Marketplace {
         })
     }
 
-    /// `GET /api/routes?after=&waitMs=`: signed with the federation key by a registered node.
+    /// `GET /api/routes?after=&waitMs=`: signed by an enrolled node (over the query too).
     /// Answers the current table at once when its version is greater than `after` (or `after`
     /// is absent); otherwise waits up to `wait_ms` (at most [`MAX_ROUTE_WAIT_MS`]) for a newer
     /// version, then answers the current table. While waiting it holds no database connection.
@@ -864,16 +960,9 @@ impl Marketplace {
         wait_ms: Option<u64>,
         now: Timestamp,
     ) -> Result<Arc<RouteTable>, ServiceError> {
-        let sender = auth::verify(
-            self.federation_key.as_bytes(),
-            authorization,
-            now,
-            MAX_SIGNATURE_SKEW,
-            "GET",
-            path,
-            body,
-        )
-        .map_err(unauthorized)?;
+        let sender = self
+            .signed_by_node(authorization, &RequestTarget::new("GET", path, body), now)
+            .await?;
         let wait_ms = wait_ms.unwrap_or(0);
         if wait_ms > MAX_ROUTE_WAIT_MS {
             return Err(ServiceError::InvalidRequest(FieldError::new(
@@ -885,9 +974,7 @@ impl Marketplace {
         let mut versions = self.routes.version.subscribe();
         let mut stopping = self.routes.stopping.subscribe();
         let table = self.route_table().await?;
-        let registered = sender
-            .parse::<NodeId>()
-            .is_ok_and(|id| table.nodes.iter().any(|n| n.node_id == id));
+        let registered = table.nodes.iter().any(|n| n.node_id == sender);
         if !registered {
             return Err(ServiceError::Forbidden(format!(
                 "signed by `{sender}`, which is not a registered node"
@@ -972,12 +1059,22 @@ impl Marketplace {
             accumulated_latency: PathLatency::ZERO,
             timeout_ms: self.auction_timeout.as_millis() as u64,
             path: Vec::new(),
+            ticket: AuctionTicket::issue(
+                &self.key,
+                auction_id,
+                &sla,
+                now.plus(self.auction_timeout.saturating_add(self.call_margin)),
+            )
+            .map_err(|e| ServiceError::Internal(e.to_string()))?,
         };
         let mut refusals: Vec<Refusal> = Vec::new();
         let received: Vec<Bid> = match self
             .nodes
             .bid(
-                &target.url,
+                NodeAddr {
+                    id: target.id,
+                    url: &target.url,
+                },
                 &bid_request,
                 self.auction_timeout.saturating_add(self.call_margin),
             )
@@ -1077,10 +1174,11 @@ impl Marketplace {
                     price: award.price,
                 };
                 let url = award.bid.node_url.clone();
+                let id = award.bid.node_id;
                 async move {
                     self.nodes
                         .accept(
-                            &url,
+                            NodeAddr { id, url: &url },
                             &accept,
                             self.auction_timeout.saturating_add(self.call_margin),
                         )
@@ -1135,7 +1233,7 @@ impl Marketplace {
         if !success {
             // Undo partial success: k nodes or none.
             for (award, _) in &accepted {
-                self.cancel_in_background(award.bid.node_url.clone(), sla.id);
+                self.cancel_in_background(award.bid.node_id, award.bid.node_url.clone(), sla.id);
             }
         }
 
@@ -1234,16 +1332,17 @@ impl Marketplace {
         }
         for (node, bid_ids) in by_node {
             if let Some(n) = registry.get(&node) {
-                self.releases.release(&n.url, bid_ids);
+                self.releases.release(n.id, &n.url, bid_ids);
             }
         }
     }
 
-    fn cancel_in_background(&self, url: String, sla: SlaId) {
+    fn cancel_in_background(&self, id: NodeId, url: String, sla: SlaId) {
         let client = self.nodes.clone();
         tokio::spawn(
             async move {
-                if let Err(e) = client.cancel(&url, sla, SIDE_CALL_TIMEOUT).await {
+                let node = NodeAddr { id, url: &url };
+                if let Err(e) = client.cancel(node, sla, SIDE_CALL_TIMEOUT).await {
                     tracing::warn!(%url, error = %e, "rollback cancel failed; the reservation will expire");
                 }
             }
@@ -1274,7 +1373,11 @@ impl Marketplace {
             v
         };
         let calls = targets.iter().map(|(_, n)| async move {
-            self.nodes.provision(&n.url, sla, PROVISION_TIMEOUT).await
+            let node = NodeAddr {
+                id: n.id,
+                url: &n.url,
+            };
+            self.nodes.provision(node, sla, PROVISION_TIMEOUT).await
         });
         let results = futures::future::join_all(calls).await;
         let mut errors = Vec::new();
@@ -1366,7 +1469,14 @@ impl Marketplace {
             match n {
                 Some(n) => self
                     .nodes
-                    .cancel(&n.url, sla, SIDE_CALL_TIMEOUT)
+                    .cancel(
+                        NodeAddr {
+                            id: n.id,
+                            url: &n.url,
+                        },
+                        sla,
+                        SIDE_CALL_TIMEOUT,
+                    )
                     .await
                     .map_err(|e| format!("node `{}`: {e}", n.name)),
                 None => Ok(()),

@@ -13,11 +13,13 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use model::Timestamp;
-use rand::RngCore;
+use model::auth::SecretKey;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
-const FEDERATION_KEY: &str = "federation_key";
+/// Meta key of the marketplace's own signing key (hex seed), made at first start.
+const MARKETPLACE_KEY: &str = "marketplace_key";
 
 /// A bound, ready-to-run marketplace.
 pub struct Application {
@@ -27,15 +29,9 @@ pub struct Application {
     settings: Settings,
 }
 
-fn random_key() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
 impl Application {
-    /// Connects to the database (migrating it), loads the federation key (generated and
-    /// persisted at first start), marks every known node not-alive until it heartbeats again,
+    /// Connects to the database (migrating it), loads the marketplace's signing key (generated
+    /// and persisted at first start), marks every known node not-alive until it heartbeats again,
     /// and binds `settings.listen` (port 0 allowed).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         anyhow::ensure!(
@@ -47,10 +43,15 @@ impl Application {
             .with_context(|| {
                 format!("opening the database `{}`", redact(&settings.database_url))
             })?;
-        let federation_key = repo
-            .meta_get_or_init(FEDERATION_KEY, random_key)
+        let key = repo
+            .meta_get_or_init(MARKETPLACE_KEY, || {
+                SecretKey::generate(&mut rand::rng()).to_hex()
+            })
             .await
-            .context("loading the federation key")?;
+            .context("loading the marketplace key")?;
+        let key = SecretKey::from_hex(&key)
+            .map_err(|e| anyhow::anyhow!("the stored marketplace key is unreadable: {e}"))?;
+        tracing::info!(public_key = %key.public(), "marketplace key loaded");
         let stale = repo
             .mark_all_nodes_dead()
             .await
@@ -61,16 +62,13 @@ impl Application {
                 "known nodes are not alive until they heartbeat"
             );
         }
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(2))
-            .build()
+        let http = signed_http::SignedClient::new(&signed_http::ClientOptions::default())
             .context("building the HTTP client")?;
         let market = Marketplace::new(
             repo,
             http,
             MarketplaceConfig {
-                federation_key,
+                key: Arc::new(key),
                 enrollment_secret: settings.enrollment_secret.clone(),
                 rule: settings.auction_rule,
                 auction_timeout: settings.auction_timeout,

@@ -2,6 +2,7 @@
 //! JSON, camelCase, compatible with GIRAFF's shapes where GIRAFF has them
 //! (`POST /api/bid` -> `{bids: [{nodeId, id, bid}]}`).
 
+use crate::auth::{self, PublicKey, SecretKey};
 use crate::ids::{AuctionId, BidId, NodeId, SlaId};
 use crate::latency::PathLatency;
 use crate::sla::Sla;
@@ -12,7 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Version of these messages; a node refuses messages of another major version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A quantity of node resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -63,6 +64,70 @@ pub struct BidRequest {
     /// Nodes the request already visited, target first (loop guard; the tree is an overlay).
     #[serde(default)]
     pub path: Vec<NodeId>,
+    /// The marketplace's authority for this auction of this SLA; relays pass it on unchanged.
+    pub ticket: AuctionTicket,
+}
+
+/// The marketplace's signature over an auction id, the SLA it auctions and a deadline
+/// ([`auth::ticket_message`]). A node holds resources for a relayed bid request only when its
+/// ticket verifies with the marketplace key it pinned, for that auction and that SLA, in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuctionTicket {
+    pub deadline: Timestamp,
+    pub signature: String,
+}
+
+/// Why a ticket does not authorize a bid request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    #[error("ticket: the auction's deadline has passed")]
+    Expired,
+    #[error("ticket: {0}")]
+    Signature(auth::AuthError),
+    #[error("ticket: cannot encode the SLA: {0}")]
+    Encode(String),
+}
+
+impl AuctionTicket {
+    fn message(auction_id: AuctionId, sla: &Sla, deadline: Timestamp) -> Result<Vec<u8>, TicketError> {
+        let canonical = serde_json::to_vec(sla).map_err(|e| TicketError::Encode(e.to_string()))?;
+        Ok(auth::ticket_message(
+            &auction_id.to_string(),
+            &auth::digest(&canonical),
+            deadline,
+        ))
+    }
+
+    /// The marketplace's ticket for `auction_id` of `sla`, valid until `deadline`.
+    pub fn issue(
+        key: &SecretKey,
+        auction_id: AuctionId,
+        sla: &Sla,
+        deadline: Timestamp,
+    ) -> Result<AuctionTicket, TicketError> {
+        let message = Self::message(auction_id, sla, deadline)?;
+        Ok(AuctionTicket {
+            deadline,
+            signature: auth::sign_ticket(key, &message),
+        })
+    }
+
+    /// Checks that the marketplace (`key`) issued this ticket for this auction of this SLA
+    /// and that its deadline is still ahead of `now`.
+    pub fn check(
+        &self,
+        key: &PublicKey,
+        auction_id: AuctionId,
+        sla: &Sla,
+        now: Timestamp,
+    ) -> Result<(), TicketError> {
+        if self.deadline <= now {
+            return Err(TicketError::Expired);
+        }
+        let message = Self::message(auction_id, sla, self.deadline)?;
+        auth::verify_ticket(key, &message, &self.signature).map_err(TicketError::Signature)
+    }
 }
 
 /// One node's offer. `bid` is the asking price (GIRAFF field name).
@@ -190,6 +255,8 @@ pub struct RegisterRequest {
     #[serde(default)]
     pub node_id: Option<NodeId>,
     pub name: String,
+    /// The node's own Ed25519 public key; the marketplace pins it to the node's id and name.
+    pub public_key: PublicKey,
     pub owner: String,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -206,8 +273,12 @@ pub struct RegisterRequest {
 #[serde(rename_all = "camelCase")]
 pub struct RegisterResponse {
     pub node_id: NodeId,
-    /// Key shared by the federation, for signing node <-> node and marketplace <-> node calls.
-    pub federation_key: String,
+    /// The marketplace's public key; the node pins it and accepts marketplace calls only
+    /// when signed with it.
+    pub marketplace_key: PublicKey,
+    /// The marketplace's proof, made with the enrollment secret, that `marketplace_key` is its
+    /// key and `node_id` the id it pinned the node's key to ([`auth::enrollment::ack_proof`]).
+    pub proof: String,
     pub heartbeat_interval_ms: u64,
 }
 
@@ -234,6 +305,8 @@ pub struct Neighbour {
     pub node_id: NodeId,
     pub name: String,
     pub url: String,
+    /// The key the marketplace pinned to this node.
+    pub public_key: PublicKey,
     pub relation: Relation,
     pub alive: bool,
     #[serde(default)]
@@ -340,6 +413,8 @@ pub struct RouteNode {
     pub node_id: NodeId,
     pub name: String,
     pub url: String,
+    /// The key the marketplace pinned to this node.
+    pub public_key: PublicKey,
     /// Heartbeating, by the marketplace's view.
     pub alive: bool,
 }

@@ -1,23 +1,19 @@
 //! Who sent an invocation: a client (no federation header), or a fog node proven by
-//! `X-Fogmarket-Forward` (a per-request signature over sender, time, method, path and query,
-//! hop count, route kind and body) or by `X-Fogmarket-Peer` (HAProxy mode: a per-sender,
-//! per-hour bearer token, since HAProxy cannot sign each request; it implies route `offload`
-//! and one hop).
+//! `X-Fogmarket-Forward` (the forwarding node's own Ed25519 signature for this node over
+//! time, nonce, method, path and query, hop count, route kind and body) or by
+//! `X-Fogmarket-Peer` (HAProxy mode: a ten-minute token keyed for this one pair of nodes,
+//! since HAProxy cannot sign each request; it implies route `offload` and one hop).
 
 use crate::directory::Routes;
 use actix_web::http::header::HeaderMap;
-use hmac::{Hmac, KeyInit, Mac};
-use model::auth::{self, FORWARD_HEADER, HOPS_HEADER, ROUTE_HEADER};
+use crate::node::Identity;
+use model::auth::{self, FORWARD_HEADER, HOPS_HEADER, PublicKey, ROUTE_HEADER};
 use model::ids::NodeId;
 use model::time::Timestamp;
-use sha2::Sha256;
-use std::time::Duration;
 
-/// Header of the HAProxy-mode peer token: `<senderNodeId>:<epochHour>:<hex>`.
+/// Header of the HAProxy-mode peer token: `<senderNodeId>.<window>.<hex>`
+/// ([`model::auth::peer_token`]).
 pub const PEER_HEADER: &str = "x-fogmarket-peer";
-
-/// Forward signatures further than this from the receiver's clock are refused.
-pub const MAX_SKEW: Duration = Duration::from_secs(30);
 
 /// The kind of a node-to-node forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,9 +97,13 @@ fn known_sender(routes: &Routes, sender: &str) -> Result<NodeId, String> {
     Ok(id)
 }
 
-/// Identifies the caller of one invocation, or says why it is refused (403).
+/// Identifies the caller of one invocation, or says why it is refused (403). A forward must
+/// be signed by the forwarding node's own key for this node, over this request, hop count and
+/// route kind, with a fresh nonce; a peer token must be the one of this pair of nodes.
+#[allow(clippy::too_many_arguments)]
 pub fn identify(
-    key: &[u8],
+    me: &Identity,
+    pair_secret: impl FnOnce(&PublicKey) -> [u8; 32],
     routes: &Routes,
     headers: &HeaderMap,
     method: &str,
@@ -111,6 +111,10 @@ pub fn identify(
     body: &[u8],
     now: Timestamp,
 ) -> Result<Caller, String> {
+    let route_key = |sender: &str| {
+        let id: NodeId = sender.parse().ok()?;
+        routes.node(id).map(|n| n.info.public_key)
+    };
     if let Some(signature) = header(headers, FORWARD_HEADER)? {
         let hops = match header(headers, HOPS_HEADER)? {
             Some(h) => h
@@ -122,23 +126,27 @@ pub fn identify(
         let kind_raw = header(headers, ROUTE_HEADER)?.unwrap_or("");
         let kind = RouteKind::parse(kind_raw.trim())
             .ok_or_else(|| format!("{ROUTE_HEADER} must be `access` or `offload`"))?;
-        let sender = auth::verify_forward(
-            key,
-            Some(signature),
-            now,
-            MAX_SKEW,
-            method,
-            path_and_query,
-            hops,
-            kind.as_str(),
-            body,
-        )
-        .map_err(|e| format!("{FORWARD_HEADER}: {e}"))?;
+        let target = auth::forward_target(path_and_query, hops, kind.as_str());
+        let sender = me
+            .guard
+            .check(
+                Some(signature),
+                now,
+                &auth::RequestTarget::new(method, &target, body),
+                route_key,
+            )
+            .map_err(|e| format!("{FORWARD_HEADER}: {e}"))?;
         let sender = known_sender(routes, &sender)?;
         return Ok(Caller::Node { sender, hops, kind });
     }
     if let Some(token) = header(headers, PEER_HEADER)? {
-        let sender = verify_peer_token(key, token, now)?;
+        let claimed = auth::peer_token_sender(token)
+            .ok_or_else(|| format!("{PEER_HEADER} must be `<sender>.<window>.<hex>`"))?;
+        let peer_key = route_key(claimed)
+            .ok_or_else(|| format!("{PEER_HEADER}: sender `{claimed}` is not a node of the route table"))?;
+        let pair = pair_secret(&peer_key);
+        let sender = auth::verify_peer_token(&pair, token, &me.sender, now)
+            .map_err(|e| format!("{PEER_HEADER}: {e}"))?;
         let sender = known_sender(routes, &sender)?;
         return Ok(Caller::Node {
             sender,
@@ -147,76 +155,4 @@ pub fn identify(
         });
     }
     Ok(Caller::Client)
-}
-
-fn peer_mac(key: &[u8], sender: &str, epoch_hour: u64) -> Hmac<Sha256> {
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any size"));
-    m.update(b"haproxy-peer\n");
-    m.update(sender.as_bytes());
-    m.update(b"\n");
-    m.update(epoch_hour.to_string().as_bytes());
-    m
-}
-
-/// The hour number of `now` (Unix seconds / 3600).
-pub fn epoch_hour(now: Timestamp) -> u64 {
-    now.as_millis() / 1000 / 3600
-}
-
-/// The `X-Fogmarket-Peer` header value HAProxy sends on behalf of `sender` during
-/// `epoch_hour`: `<sender>:<epochHour>:<hex HMAC-SHA256(key, "haproxy-peer\n<sender>\n<epochHour>")>`.
-/// Receivers accept the current and the previous hour, so install a new token every hour.
-pub fn haproxy_peer_token(key: &[u8], sender: &str, epoch_hour: u64) -> String {
-    let tag = peer_mac(key, sender, epoch_hour).finalize().into_bytes();
-    format!("{sender}:{epoch_hour}:{}", hex::encode(tag))
-}
-
-/// Checks an `X-Fogmarket-Peer` value; returns the sender.
-pub fn verify_peer_token(key: &[u8], value: &str, now: Timestamp) -> Result<String, String> {
-    let malformed = || format!("{PEER_HEADER} must be `<sender>:<epochHour>:<hex>`");
-    let mut parts = value.trim().rsplitn(3, ':');
-    let tag = parts.next().ok_or_else(malformed)?;
-    let hour: u64 = parts
-        .next()
-        .and_then(|h| h.parse().ok())
-        .ok_or_else(malformed)?;
-    let sender = parts
-        .next()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(malformed)?;
-    let tag = hex::decode(tag).map_err(|_| malformed())?;
-    let current = epoch_hour(now);
-    if hour != current && hour + 1 != current {
-        return Err(format!(
-            "{PEER_HEADER}: token of hour {hour} is neither the current nor the previous hour"
-        ));
-    }
-    peer_mac(key, sender, hour)
-        .verify_slice(&tag)
-        .map_err(|_| format!("{PEER_HEADER}: bad token"))?;
-    Ok(sender.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_peer_token_is_accepted_for_the_current_and_previous_hour_only() {
-        let key = b"k";
-        let now = Timestamp::from_millis(10 * 3_600_000 + 5);
-        let sender = NodeId::new().to_string();
-        for hour in [10, 9] {
-            let t = haproxy_peer_token(key, &sender, hour);
-            assert_eq!(verify_peer_token(key, &t, now).unwrap(), sender);
-        }
-        let old = haproxy_peer_token(key, &sender, 8);
-        assert!(verify_peer_token(key, &old, now).is_err());
-        let other_key = haproxy_peer_token(b"other", &sender, 10);
-        assert!(verify_peer_token(key, &other_key, now).is_err());
-        let forged = haproxy_peer_token(key, &sender, 10).replacen(&sender, "someone", 1);
-        assert!(verify_peer_token(key, &forged, now).is_err());
-        assert!(verify_peer_token(key, "garbage", now).is_err());
-    }
 }
