@@ -24,15 +24,23 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr()?;
+        // TLS files first: a bad one stops the node at start, naming the `[tls]` field.
+        let server_tls = config.tls.server_config()?;
+        let options = config.client_options()?;
         let url = config
             .advertise_url
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{}://{addr}", config.tls.scheme()));
         let workers = config.workers();
         let key = crate::client::load_or_create_key(config.state_dir.as_deref())?;
-        let client = crate::client::SignedClient::new(&config.client_options()?)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let node = Arc::new(Node::new(config, url, key, client));
+        let client =
+            crate::client::SignedClient::new(&options).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let upstream = crate::dataplane::upstream::UpstreamClient::new(
+            options.tls_ca.as_deref(),
+            config.offload.max_answer_bytes(),
+        )
+        .map_err(|e| anyhow::anyhow!("data-plane client: {e}"))?;
+        let node = Arc::new(Node::new(config, url, key, client, upstream));
         let saved_id = node.restore(Timestamp::now())?;
         let data = web::Data::new(node.clone());
         let server = HttpServer::new(move || {
@@ -45,8 +53,12 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(emulation::emulate_links))
         })
         .workers(workers)
-        .disable_signals()
-        .listen(listener)?
+        .disable_signals();
+        // One server for the API and the data plane: with `[tls]` both are HTTPS.
+        let server = match server_tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+            None => server.listen(listener)?,
+        }
         .run();
         Ok(Application {
             node,

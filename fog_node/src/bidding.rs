@@ -14,7 +14,7 @@ use model::ids::{BidId, NodeId};
 use model::latency::{PathLatency, check_budget};
 use model::pricing::PricingInput;
 use model::protocol::{
-    Bid, BidRequest, BidResponse, Refusal, RefusalReason, Resources,
+    Bid, BidRequest, BidResponse, DroppedBid, Refusal, RefusalReason, Resources,
 };
 use model::strategy::{self, AskMode, BidFilter, NeighbourInfo, SelfBid, StrategyInput};
 use model::time::Timestamp;
@@ -245,6 +245,7 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
             for answer in join_all(calls).await {
                 out.bids.extend(answer.bids);
                 out.refusals.extend(answer.refusals);
+                out.dropped.extend(answer.dropped);
             }
         }
         AskMode::Sequential => {
@@ -253,6 +254,7 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
                 let found = !answer.bids.is_empty();
                 out.bids.extend(answer.bids);
                 out.refusals.extend(answer.refusals);
+                out.dropped.extend(answer.dropped);
                 if found {
                     break;
                 }
@@ -273,7 +275,7 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
             .into_iter()
             .filter(|b| !kept.iter().any(|k| k.id == b.id))
             .collect();
-        release_dropped(&node, me, dropped);
+        out.dropped.extend(release_dropped(&node, me, dropped));
         out.bids = kept;
     }
     tracing::debug!(
@@ -304,6 +306,7 @@ async fn relay(
             node_name: n.info.name.clone(),
             reason: RefusalReason::Unreachable { error },
         }],
+        dropped: Vec::new(),
     };
     if call_timeout < MIN_RELAY_BUDGET {
         return unreachable("no time left in the auction deadline to relay".into());
@@ -358,10 +361,18 @@ async fn probe_now(node: &Node, n: &NeighbourState, left: Duration) -> Option<Pa
         .and_then(|x| node.link_latency(&x))
 }
 
-/// Frees the holds behind our own bids a consolidation filter dropped. Holds of other nodes'
-/// dropped bids expire at the auction deadline plus their grace: only the marketplace may
-/// release holds on a node, so no node can free (or fake freeing) another owner's capacity.
-fn release_dropped(node: &Arc<Node>, me: NodeId, dropped: Vec<Bid>) {
+/// Frees the holds behind our own bids a consolidation filter dropped, and returns the others:
+/// only the marketplace may release holds on a node, so no node can free another owner's
+/// capacity; the marketplace releases them with the auction's losers.
+fn release_dropped(node: &Arc<Node>, me: NodeId, dropped: Vec<Bid>) -> Vec<DroppedBid> {
+    let others = dropped
+        .iter()
+        .filter(|b| b.node_id != me)
+        .map(|b| DroppedBid {
+            node_id: b.node_id,
+            bid_id: b.id,
+        })
+        .collect();
     let mine: Vec<_> = dropped
         .iter()
         .filter(|b| b.node_id == me)
@@ -370,4 +381,5 @@ fn release_dropped(node: &Arc<Node>, me: NodeId, dropped: Vec<Bid>) {
     if !mine.is_empty() {
         node.release_holds(&mine);
     }
+    others
 }

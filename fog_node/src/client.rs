@@ -59,7 +59,11 @@ mod tests {
                 .unwrap()
                 .permissions()
                 .mode();
-            assert_eq!(mode & 0o077, 0, "the key file is readable by others: {mode:o}");
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "the key file is readable by others: {mode:o}"
+            );
         }
     }
 
@@ -67,7 +71,9 @@ mod tests {
     fn a_damaged_key_file_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(KEY_FILE), "not hex").unwrap();
-        let e = load_or_create_key(Some(dir.path())).unwrap_err().to_string();
+        let e = load_or_create_key(Some(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(KEY_FILE), "{e}");
     }
 }

@@ -268,10 +268,8 @@ async fn exchange(node: &Node, link: &PeerLink, url: &str, report: LoadReport) {
             return;
         }
     };
-    let result: Result<LoadReport, CallError> = node
-        .client
-        .call(call, node.signer(&me, &recipient))
-        .await;
+    let result: Result<LoadReport, CallError> =
+        node.client.call(call, node.signer(&me, &recipient)).await;
     match result {
         Ok(answer) if answer.version == PROTOCOL_VERSION && answer.from == link.node => {
             link.observe_ok(Some(started.elapsed()), Instant::now());

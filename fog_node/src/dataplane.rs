@@ -515,14 +515,17 @@ impl Call<'_> {
             target.info.url.trim_end_matches('/'),
             self.path_and_query
         );
-        let result = upstream::send(
-            self.method.clone(),
-            &uri,
-            headers,
-            self.body.clone(),
-            off.config.forward_timeout.as_duration(),
-        )
-        .await;
+        let result = self
+            .node
+            .upstream
+            .send(
+                self.method.clone(),
+                &uri,
+                headers,
+                self.body.clone(),
+                off.config.forward_timeout.as_duration(),
+            )
+            .await;
         let idempotent = idempotent(&self.method);
         match result {
             Ok(up) => {
@@ -536,6 +539,14 @@ impl Call<'_> {
                 } else {
                     Ok(answer)
                 }
+            }
+            Err(e @ UpstreamError::TooLarge { .. }) => {
+                // The peer answered: not a transport failure, and not worth a retry.
+                Ok(Answer::reject(
+                    StatusCode::BAD_GATEWAY,
+                    "answer_too_large",
+                    format!("{} answered: {e}", target.info.name),
+                ))
             }
             Err(e) => {
                 tracing::debug!(peer = %target.info.name, error = %e, "forward failed");
@@ -597,14 +608,17 @@ impl Call<'_> {
             uri.push_str(query);
         }
         let headers = upstream::request_headers(self.req.headers(), 0);
-        let result = upstream::send(
-            self.method.clone(),
-            &uri,
-            headers,
-            self.body.clone(),
-            off.config.forward_timeout.as_duration(),
-        )
-        .await;
+        let result = self
+            .node
+            .upstream
+            .send(
+                self.method.clone(),
+                &uri,
+                headers,
+                self.body.clone(),
+                off.config.forward_timeout.as_duration(),
+            )
+            .await;
         state.record_completion(Timestamp::now());
         match result {
             Ok(up) => Answer::local(up),
@@ -613,6 +627,9 @@ impl Call<'_> {
                 "backend_timeout",
                 e.to_string(),
             ),
+            Err(e @ UpstreamError::TooLarge { .. }) => {
+                Answer::reject(StatusCode::BAD_GATEWAY, "answer_too_large", e.to_string())
+            }
             Err(e) => Answer::reject(StatusCode::BAD_GATEWAY, "backend_error", e.to_string()),
         }
     }

@@ -12,9 +12,9 @@
 //! `expiresAt` (ties: the later in the table). Routes past their `expiresAt` are ignored at
 //! lookup time, without waiting for the next table.
 
+use crate::client::{Call, CallError};
 use crate::node::{Identity, Node};
 use crate::offload::{FunctionState, PeerLink};
-use crate::client::{Call, CallError};
 use model::auth::MARKETPLACE;
 use model::ids::{NodeId, SlaId};
 use model::protocol::{FunctionRoute, RouteNode, RouteTable};

@@ -18,7 +18,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
 use actix_web::web;
 use model::NodeId;
-use model::auth::{FORWARD_HEADER, SCHEME};
+use model::auth::{FORWARD_HEADER, SCHEME, peer_token_sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,22 +26,26 @@ use std::time::Duration;
 pub const FROM_HEADER: &str = "x-fogmarket-from";
 
 /// The node a request says it comes from (an id, or a name): `X-Fogmarket-From`, else the
-/// sender field of `X-Fogmarket-Forward`, `X-Fogmarket-Peer` or `Authorization`
-/// (`[Fogmarket ]<sender>:<time>:<mac>`). Not verified; see the module documentation.
+/// sender field of `X-Fogmarket-Forward` or `Authorization`
+/// (`Fogmarket-Ed25519 <sender>:<recipient>:…`), else of `X-Fogmarket-Peer`
+/// (`<sender>.<window>.<tag>`). Not verified; see the module documentation.
 pub fn claimed_sender(headers: &HeaderMap) -> Option<&str> {
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(from) = value(FROM_HEADER).map(str::trim).filter(|s| !s.is_empty()) {
         return Some(from);
     }
-    [FORWARD_HEADER, PEER_HEADER, "authorization"]
+    let signed = [FORWARD_HEADER, "authorization"]
         .into_iter()
         .filter_map(value)
         .find_map(|v| {
-            let rest = v
-                .strip_prefix(SCHEME)
-                .map_or(v, |r| r.trim_start_matches(' '));
-            rest.rsplitn(3, ':').nth(2).filter(|s| !s.is_empty())
-        })
+            v.strip_prefix(SCHEME)?
+                .strip_prefix(' ')?
+                .trim_start()
+                .split(':')
+                .next()
+                .filter(|s| !s.is_empty())
+        });
+    signed.or_else(|| value(PEER_HEADER).and_then(peer_token_sender))
 }
 
 impl Node {
@@ -113,7 +117,7 @@ mod tests {
 
     #[test]
     fn the_sender_comes_from_any_identity_header() {
-        let signed = format!("Fogmarket {ID}:1700000000000:abcd");
+        let signed = format!("Fogmarket-Ed25519 {ID}:marketplace:1700000000000:00ff:abcd");
         assert_eq!(
             claimed_sender(&headers(&[("authorization", &signed)])),
             Some(ID)
@@ -122,7 +126,7 @@ mod tests {
             claimed_sender(&headers(&[("x-fogmarket-forward", &signed)])),
             Some(ID)
         );
-        let token = format!("{ID}:472222:00ff");
+        let token = format!("{ID}.2833333.00ff");
         assert_eq!(
             claimed_sender(&headers(&[("x-fogmarket-peer", &token)])),
             Some(ID)
@@ -135,7 +139,7 @@ mod tests {
 
     #[test]
     fn the_explicit_from_header_wins_and_garbage_names_nobody() {
-        let signed = format!("Fogmarket {ID}:1:ab");
+        let signed = format!("Fogmarket-Ed25519 {ID}:marketplace:1:00:ab");
         assert_eq!(
             claimed_sender(&headers(&[
                 ("authorization", &signed),
@@ -149,7 +153,15 @@ mod tests {
             None
         );
         assert_eq!(
-            claimed_sender(&headers(&[("authorization", "Fogmarket :1:ab")])),
+            claimed_sender(&headers(&[(
+                "authorization",
+                "Fogmarket-Ed25519 :x:1:00:ab"
+            )])),
+            None
+        );
+        // The enrollment scheme names no node yet.
+        assert_eq!(
+            claimed_sender(&headers(&[("authorization", "Fogmarket edge-1:1:ab")])),
             None
         );
     }

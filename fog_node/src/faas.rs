@@ -67,6 +67,9 @@ pub enum FaasError {
     },
     #[error("OpenFaaS gateway {url}: unreadable answer: {reason}")]
     Decode { url: String, reason: String },
+    /// The gateway answered more than the client's cap; the rest was not read.
+    #[error("OpenFaaS gateway {url}: answer larger than {limit} bytes")]
+    TooLarge { url: String, limit: usize },
 }
 
 impl FaasError {
@@ -80,13 +83,16 @@ impl FaasError {
         match self {
             FaasError::Transport { .. } => true,
             FaasError::Status { status, .. } => status.is_server_error(),
-            FaasError::Decode { .. } => false,
+            FaasError::Decode { .. } | FaasError::TooLarge { .. } => false,
         }
     }
 }
 
 /// `/system/functions`, as path and route.
 const FUNCTIONS: (&str, &str) = ("/system/functions", "/system/functions");
+
+/// Default cap on a gateway's answer: the embedded gateway's own cap on a function's answer.
+pub const DEFAULT_MAX_ANSWER: usize = 32 * 1024 * 1024;
 
 /// Client of one OpenFaaS gateway.
 #[derive(Clone)]
@@ -96,6 +102,8 @@ pub struct OpenFaasClient {
     auth: Option<(String, String)>,
     timeout: Duration,
     retries: u32,
+    /// Largest answer read (the `/system` API's and a function's).
+    max_answer: usize,
 }
 
 /// What an invocation returned.
@@ -116,7 +124,14 @@ impl OpenFaasClient {
             auth,
             timeout: Duration::from_secs(10),
             retries: 2,
+            max_answer: DEFAULT_MAX_ANSWER,
         }
+    }
+
+    /// Reads answers up to `max_answer` bytes; a bigger one is [`FaasError::TooLarge`].
+    pub fn with_max_answer(mut self, max_answer: usize) -> Self {
+        self.max_answer = max_answer;
+        self
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -181,10 +196,8 @@ impl OpenFaasClient {
             reason: e.to_string(),
         })?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| FaasError::Transport {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        let body = self.read(resp, &url).await?;
+        let text = String::from_utf8_lossy(&body).into_owned();
         if status.is_success() {
             Ok((status, text))
         } else {
@@ -309,10 +322,7 @@ impl OpenFaasClient {
                 })?;
             let status = resp.status();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(|e| FaasError::Transport {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+            let body = self.read(resp, &url).await?;
             Ok(Invocation {
                 status,
                 headers,
@@ -325,6 +335,24 @@ impl OpenFaasClient {
             Err(e) => telemetry::record_error(&span, e),
         }
         result
+    }
+}
+
+impl OpenFaasClient {
+    /// Reads an answer up to the cap.
+    async fn read(&self, resp: reqwest::Response, url: &str) -> Result<bytes::Bytes, FaasError> {
+        signed_http::read_capped(resp, self.max_answer)
+            .await
+            .map_err(|e| match e {
+                signed_http::ReadError::TooLarge(limit) => FaasError::TooLarge {
+                    url: url.to_string(),
+                    limit,
+                },
+                signed_http::ReadError::Transport(e) => FaasError::Transport {
+                    url: url.to_string(),
+                    reason: e.to_string(),
+                },
+            })
     }
 }
 

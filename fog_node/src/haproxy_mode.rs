@@ -35,6 +35,15 @@ pub async fn haproxy_loop(node: Arc<Node>) {
         );
         return;
     }
+    if node.config.tls.serves() {
+        // HAProxy would reach the peers' TLS data planes in plain HTTP (and serve plain
+        // HTTP itself): not supported with `[tls]` yet.
+        tracing::error!(
+            "offload.data_plane = \"haproxy\" is not supported with [tls]; \
+             the native data plane serves"
+        );
+        return;
+    }
     let listen = match frontend_addr(config.haproxy.listen.as_deref()).await {
         Ok(a) => a,
         Err(e) => {

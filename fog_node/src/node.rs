@@ -107,6 +107,9 @@ pub struct Node {
     neighbours: RwLock<BTreeMap<NodeId, NeighbourState>>,
     auctions_in_flight: AtomicUsize,
     pub client: SignedClient,
+    /// The data plane's client (forwards to peers, calls to the gateway): same CA trust as
+    /// `client`, answers capped at `[offload] max_answer`.
+    pub upstream: crate::dataplane::upstream::UpstreamClient,
     /// The node's own Ed25519 key; the marketplace pinned its public half at enrollment.
     key: SecretKey,
     rng: Mutex<StdRng>,
@@ -142,7 +145,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Node {
-    pub fn new(config: Config, url: String, key: SecretKey, client: SignedClient) -> Node {
+    pub fn new(
+        config: Config,
+        url: String,
+        key: SecretKey,
+        client: SignedClient,
+        upstream: crate::dataplane::upstream::UpstreamClient,
+    ) -> Node {
         let ledger = Ledger::new(config.capacity());
         let offload = crate::offload::Offload::new(&config);
         Node {
@@ -156,6 +165,7 @@ impl Node {
             neighbours: RwLock::new(BTreeMap::new()),
             auctions_in_flight: AtomicUsize::new(0),
             client,
+            upstream,
             key,
             rng: Mutex::new(StdRng::from_os_rng()),
             faas: tokio::sync::OnceCell::new(),

@@ -82,7 +82,8 @@ async fn start_backend(config: &Config, http: reqwest::Client) -> anyhow::Result
                 anyhow::anyhow!("faas.gateway_url is required for backend = \"openfaas\"")
             })?;
             Ok(FaasHandle {
-                client: OpenFaasClient::new(http, &url, auth),
+                client: OpenFaasClient::new(http, &url, auth)
+                    .with_max_answer(config.offload.max_answer_bytes()),
                 embedded: Mutex::new(None),
             })
         }
@@ -104,7 +105,8 @@ async fn start_backend(config: &Config, http: reqwest::Client) -> anyhow::Result
             }));
             tracing::info!(%url, "embedded OpenFaaS gateway started");
             Ok(FaasHandle {
-                client: OpenFaasClient::new(http, &url, None),
+                client: OpenFaasClient::new(http, &url, None)
+                    .with_max_answer(config.offload.max_answer_bytes()),
                 embedded: Mutex::new(Some(EmbeddedGateway { stop, task })),
             })
         }

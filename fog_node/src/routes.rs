@@ -54,14 +54,18 @@ fn verify(node: &Node, req: &HttpRequest, body: &[u8]) -> Result<(Identity, Send
     let target = auth::RequestTarget::new(req.method().as_str(), path_and_query, body);
     let sender = identity
         .guard
-        .check(header, Timestamp::now(), &target, |s| node.key_of(&identity, s))?;
+        .check(header, Timestamp::now(), &target, |s| {
+            node.key_of(&identity, s)
+        })?;
     let sender = if sender == auth::MARKETPLACE {
         Sender::Marketplace
     } else {
         // `key_of` only knows node ids besides the marketplace.
-        Sender::Node(sender.parse().map_err(|_| {
-            ApiError::Forbidden(format!("sender `{sender}` is not a node id"))
-        })?)
+        Sender::Node(
+            sender
+                .parse()
+                .map_err(|_| ApiError::Forbidden(format!("sender `{sender}` is not a node id")))?,
+        )
     };
     Ok((identity, sender))
 }

@@ -9,8 +9,7 @@ use fog_node::{Application, Config};
 use model::Sla;
 use model::auth;
 use model::ids::{AuctionId, BidId, NodeId};
-use model::latency::PathLatency;
-use model::protocol::{AcceptRequest, BidRequest, BidResponse, RefusalReason, ReleaseRequest};
+use model::protocol::{AcceptRequest, BidResponse, RefusalReason, ReleaseRequest};
 use model::time::Timestamp;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -188,10 +187,10 @@ async fn unsigned_forged_and_malformed_requests_are_refused() {
         .unwrap();
     assert_eq!(unsigned.status(), 401);
     let bytes = b"{}".to_vec();
-    let forged = auth::sign(
-        b"wrong key",
-        "marketplace",
-        Timestamp::now(),
+    let forged = member_header(
+        &member_key("not the marketplace"),
+        auth::MARKETPLACE,
+        &a.id.to_string(),
         "POST",
         "/api/bid",
         &bytes,
@@ -216,10 +215,10 @@ async fn unsigned_forged_and_malformed_requests_are_refused() {
     assert_eq!(body["field"], "sla.memory");
     // Oversized body.
     let big = vec![b'x'; 300 * 1024];
-    let header = auth::sign(
-        KEY,
-        "marketplace",
-        Timestamp::now(),
+    let header = member_header(
+        &market_key(),
+        auth::MARKETPLACE,
+        &a.id.to_string(),
         "POST",
         "/api/bid",
         &big,
@@ -311,14 +310,7 @@ async fn occupy(n: &TestNode, cpu: &str) {
 /// Asks a node as if it were the last on the path, so it does not relay.
 async fn ask_alone(n: &TestNode, sla: &Sla) -> BidResponse {
     let everyone: Vec<NodeId> = n.node.neighbours().iter().map(|x| x.info.node_id).collect();
-    let req = BidRequest {
-        auction_id: AuctionId::new(),
-        sla: sla.clone(),
-        node_origin: None,
-        accumulated_latency: PathLatency::ZERO,
-        timeout_ms: 1000,
-        path: everyone,
-    };
+    let req = bid_request(sla, 1000, everyone);
     signed_post(&n.url, "/api/bid", &req)
         .await
         .json()
@@ -390,7 +382,17 @@ async fn maxcpu_keeps_only_the_most_utilised_bidder() {
     occupy(&b, "1 cpu").await;
     let answer = ask(&r, &sla(json!({"cpu": "100 m"})), 2000).await;
     assert_eq!(names(&answer), vec!["b"]);
-    // The holds of the dropped bids are given back.
+    // r frees its own dropped hold and reports a's to the marketplace, the only member that
+    // may release a hold on a; here the test plays the marketplace.
+    let dropped: Vec<_> = answer.dropped.iter().map(|d| d.node_id).collect();
+    assert_eq!(dropped, vec![a.id], "{:?}", answer.dropped);
+    let release = ReleaseRequest {
+        bid_ids: answer.dropped.iter().map(|d| d.bid_id).collect(),
+    };
+    assert_eq!(
+        signed_post(&a.url, "/api/release", &release).await.status(),
+        200
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while a.node.state_view(Timestamp::now()).holds > 0
         || r.node.state_view(Timestamp::now()).holds > 0

@@ -10,7 +10,7 @@ use common::*;
 use model::auth;
 use model::ids::NodeId;
 use model::offload::CapacityOffer;
-use model::protocol::{FunctionLoadReport, LoadReport, RouteNode, RouteTable};
+use model::protocol::{FunctionLoadReport, LoadReport, PROTOCOL_VERSION, RouteNode, RouteTable};
 use model::time::Timestamp;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,16 +37,16 @@ fn report(from: NodeId, seq: u64, version: u32, service: &str, offer: f64) -> Lo
     }
 }
 
-async fn post_signed(url: &str, sender: &str, key: &[u8], body: &LoadReport) -> reqwest::Response {
+/// A load report to the node at `url`, signed by `sender` with `key`.
+async fn post_signed(
+    url: &str,
+    sender: &str,
+    key: &auth::SecretKey,
+    body: &LoadReport,
+) -> reqwest::Response {
     let bytes = serde_json::to_vec(body).unwrap();
-    let header = auth::sign(
-        key,
-        sender,
-        Timestamp::now(),
-        "POST",
-        "/fog/v1/load",
-        &bytes,
-    );
+    let recipient = id_at(url).to_string();
+    let header = member_header(key, sender, &recipient, "POST", "/fog/v1/load", &bytes);
     reqwest::Client::new()
         .post(format!("{url}/fog/v1/load"))
         .header("authorization", header)
@@ -61,10 +61,12 @@ async fn post_signed(url: &str, sender: &str, key: &[u8], body: &LoadReport) -> 
 async fn load_reports_are_authenticated_versioned_ordered_and_answered_with_the_receivers_report() {
     let h = spawn_node("h", "").await;
     // A co-host that never answers exchanges itself: only its reports reach h.
+    let peer_key = member_key("p");
     let peer = RouteNode {
         node_id: NodeId::new(),
         name: "p".into(),
         url: dead_url(),
+        public_key: peer_key.public(),
         alive: true,
     };
     let s = echo_sla();
@@ -77,16 +79,28 @@ async fn load_reports_are_authenticated_versioned_ordered_and_answered_with_the_
     let p = peer.node_id.to_string();
     let peer_id = peer.node_id;
 
-    let r = post_signed(&h.url, &p, KEY, &report(peer_id, 10, 1, &svc, 7.0)).await;
+    let r = post_signed(
+        &h.url,
+        &p,
+        &peer_key,
+        &report(peer_id, 10, PROTOCOL_VERSION, &svc, 7.0),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let answer: LoadReport = r.json().await.unwrap();
     assert_eq!(answer.from, h.id);
-    assert_eq!(answer.version, 1);
+    assert_eq!(answer.version, PROTOCOL_VERSION);
     assert_eq!(answer.functions.len(), 1);
     assert_eq!(answer.functions[0].service, svc);
 
     // An older report is acknowledged but ignored.
-    let r = post_signed(&h.url, &p, KEY, &report(peer_id, 5, 1, &svc, 99.0)).await;
+    let r = post_signed(
+        &h.url,
+        &p,
+        &peer_key,
+        &report(peer_id, 5, PROTOCOL_VERSION, &svc, 99.0),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let kept = {
         let routes = h.node.offload.routes();
@@ -102,25 +116,55 @@ async fn load_reports_are_authenticated_versioned_ordered_and_answered_with_the_
     })
     .await;
 
-    let r = post_signed(&h.url, &p, KEY, &report(peer_id, 11, 2, &svc, 1.0)).await;
+    let r = post_signed(
+        &h.url,
+        &p,
+        &peer_key,
+        &report(peer_id, 11, PROTOCOL_VERSION + 1, &svc, 1.0),
+    )
+    .await;
     assert_eq!(r.status(), 400, "another protocol version");
     let stranger = NodeId::new();
     let r = post_signed(
         &h.url,
         &stranger.to_string(),
-        KEY,
-        &report(stranger, 12, 1, &svc, 1.0),
+        &member_key("stranger"),
+        &report(stranger, 12, PROTOCOL_VERSION, &svc, 1.0),
     )
     .await;
-    assert_eq!(r.status(), 403, "a sender outside the route table");
-    let r = post_signed(&h.url, &p, KEY, &report(h.id, 13, 1, &svc, 1.0)).await;
+    assert_eq!(
+        r.status(),
+        401,
+        "a sender outside the route table has no known key"
+    );
+    let r = post_signed(
+        &h.url,
+        &p,
+        &peer_key,
+        &report(h.id, 13, PROTOCOL_VERSION, &svc, 1.0),
+    )
+    .await;
     assert_eq!(
         r.status(),
         403,
         "a report signed by one node in the name of another"
     );
-    let r = post_signed(&h.url, &p, b"wrong-key", &report(peer_id, 14, 1, &svc, 1.0)).await;
+    let r = post_signed(
+        &h.url,
+        &p,
+        &member_key("q"),
+        &report(peer_id, 14, PROTOCOL_VERSION, &svc, 1.0),
+    )
+    .await;
     assert_eq!(r.status(), 401, "a bad signature");
+    let r = post_signed(
+        &h.url,
+        auth::MARKETPLACE,
+        &market_key(),
+        &report(peer_id, 15, PROTOCOL_VERSION, &svc, 1.0),
+    )
+    .await;
+    assert_eq!(r.status(), 403, "load reports come from nodes only");
 }
 
 /// What the fake marketplace saw of each long poll: the query and the Authorization header.
@@ -216,15 +260,15 @@ async fn the_route_sync_long_polls_the_marketplace_signed_and_installs_each_new_
         "the first poll asks for the table at once"
     );
     assert_eq!(polls[1].0, "after=3&waitMs=10000");
+    // Each poll is signed by the node's own key, for the marketplace, over its query.
+    let guard = auth::Guard::new(auth::MARKETPLACE);
     for (query, header) in &polls {
-        let sender = auth::verify(
-            KEY,
+        let target = format!("/api/routes?{query}");
+        let sender = guard.check(
             Some(header),
             Timestamp::now(),
-            Duration::from_secs(30),
-            "GET",
-            "/api/routes",
-            b"",
+            &auth::RequestTarget::new("GET", &target, b""),
+            |_| Some(n.node.public_key()),
         );
         assert_eq!(sender.as_deref(), Ok(n.id.to_string().as_str()), "{query}");
     }

@@ -169,43 +169,91 @@ async fn forged_forward_headers_are_refused_and_the_hop_limit_stops_forwarding()
     };
     let now = Timestamp::now();
     let access_id = access.id.to_string();
-    let sign = |key: &[u8], sender: &str, at: Timestamp, hops: u32| {
-        auth::sign_forward(key, sender, at, "POST", &path, hops, "offload", b"x")
+    let host_id = host.id.to_string();
+    let access_identity = access.node.identity().unwrap();
+    // Signed by the access node's own key (what its data plane does), for `recipient`.
+    let sign_as_access = |recipient: &str, at: Timestamp, hops: u32, kind: &str| {
+        let target = auth::forward_target(&path, hops, kind);
+        access.node.sign_forward(
+            &access_identity,
+            recipient,
+            at,
+            &auth::RequestTarget::new("POST", &target, b"x"),
+        )
+    };
+    let sign_with = |key: &auth::SecretKey, sender: &str| {
+        let target = auth::forward_target(&path, 1, "offload");
+        auth::sign(
+            key,
+            sender,
+            &host_id,
+            now,
+            auth::Nonce::random(&mut rand::rng()),
+            &auth::RequestTarget::new("POST", &target, b"x"),
+        )
     };
 
     // A valid signature from a known node is served (the helper signs correctly).
     let ok = send(
         format!("{}{path}", host.url),
-        sign(KEY, &access_id, now, 1),
+        sign_as_access(&host_id, now, 1, "offload"),
         1,
         "offload",
         "x",
     )
     .await;
     assert_eq!(ok.status(), 200);
+    // The very same header again: a replay.
+    let replayed = sign_as_access(&host_id, now, 1, "offload");
+    let first = send(
+        format!("{}{path}", host.url),
+        replayed.clone(),
+        1,
+        "offload",
+        "x",
+    )
+    .await;
+    assert_eq!(first.status(), 200);
 
     let forged = [
         (
-            "wrong key",
-            sign(b"not-the-key", &access_id, now, 1),
+            "another node's key",
+            sign_with(&member_key("intruder"), &access_id),
             1,
             "x",
         ),
         (
             "unknown sender",
-            sign(KEY, &NodeId::new().to_string(), now, 1),
+            sign_with(&member_key("intruder"), &NodeId::new().to_string()),
             1,
             "x",
         ),
-        ("tampered hops", sign(KEY, &access_id, now, 1), 2, "x"),
-        ("tampered body", sign(KEY, &access_id, now, 1), 1, "y"),
+        ("replayed", replayed, 1, "x"),
+        (
+            "addressed to another node",
+            sign_as_access(&access_id, now, 1, "offload"),
+            1,
+            "x",
+        ),
+        (
+            "tampered hops",
+            sign_as_access(&host_id, now, 1, "offload"),
+            2,
+            "x",
+        ),
+        (
+            "tampered body",
+            sign_as_access(&host_id, now, 1, "offload"),
+            1,
+            "y",
+        ),
         (
             "stale",
-            sign(
-                KEY,
-                &access_id,
+            sign_as_access(
+                &host_id,
                 Timestamp::from_millis(now.as_millis() - 60_000),
                 1,
+                "offload",
             ),
             1,
             "x",
@@ -223,9 +271,10 @@ async fn forged_forward_headers_are_refused_and_the_hop_limit_stops_forwarding()
         assert_eq!(err["error"], "forbidden", "{what}");
     }
 
-    // HAProxy mode's bearer token: valid for this hour, refused when forged.
-    let hour = fog_node::dataplane::identity::epoch_hour(Timestamp::now());
-    let token = fog_node::dataplane::haproxy_peer_token(KEY, &access_id, hour);
+    // HAProxy mode's pair token: valid in its window for this pair only, refused when forged.
+    let window = auth::peer_token_window(Timestamp::now());
+    let pair = access.node.pair_secret(&host.node.public_key());
+    let token = auth::peer_token(&pair, &access_id, &host_id, window);
     let r = client
         .post(format!("{}{path}", host.url))
         .header("x-fogmarket-peer", token)
@@ -239,7 +288,12 @@ async fn forged_forward_headers_are_refused_and_the_hop_limit_stops_forwarding()
         .post(format!("{}{path}", host.url))
         .header(
             "x-fogmarket-peer",
-            fog_node::dataplane::haproxy_peer_token(b"wrong", &access_id, hour),
+            auth::peer_token(
+                &auth::pair_secret(&member_key("intruder"), &host.node.public_key()),
+                &access_id,
+                &host_id,
+                window,
+            ),
         )
         .send()
         .await
@@ -252,8 +306,13 @@ async fn forged_forward_headers_are_refused_and_the_hop_limit_stops_forwarding()
         "fogmarket_invocations_total",
         &[("function", &svc)],
     );
-    let host_id = host.id.to_string();
-    let at_limit = auth::sign_forward(KEY, &host_id, now, "POST", &path, 3, "access", b"x");
+    let host_identity = host.node.identity().unwrap();
+    let at_limit = host.node.sign_forward(
+        &host_identity,
+        &access_id,
+        now,
+        &auth::RequestTarget::new("POST", &auth::forward_target(&path, 3, "access"), b"x"),
+    );
     let r = send(format!("{}{path}", access.url), at_limit, 3, "access", "x").await;
     assert_eq!(r.status(), 508);
     assert_eq!(header(&r, "x-fogmarket-reject-reason"), "hop_limit");

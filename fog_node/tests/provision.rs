@@ -101,10 +101,10 @@ async fn cancelling_a_live_placement_removes_its_function() {
     let url = placement["invokeUrl"].as_str().expect("live").to_string();
     let bytes = Vec::new();
     let path = format!("/api/placement/{}", s.id);
-    let header = model::auth::sign(
-        KEY,
-        "marketplace",
-        Timestamp::now(),
+    let header = member_header(
+        &market_key(),
+        model::auth::MARKETPLACE,
+        &n.id.to_string(),
         "DELETE",
         &path,
         &bytes,

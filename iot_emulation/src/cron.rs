@@ -292,9 +292,14 @@ pub struct CronState {
 
 impl CronState {
     pub fn new(settings: CronSettings) -> Arc<CronState> {
+        Self::with_client(settings, device_client())
+    }
+
+    /// With the given device client (e.g. one trusting a federation's CA).
+    pub fn with_client(settings: CronSettings, client: reqwest::Client) -> Arc<CronState> {
         Arc::new(CronState {
             settings,
-            client: device_client(),
+            client,
             jobs: Mutex::new(BTreeMap::new()),
             records: Arc::new(Mutex::new(Vec::new())),
             next_job: AtomicU64::new(0),
@@ -502,10 +507,19 @@ pub struct CronServer {
 impl CronServer {
     /// Binds `listen` (port 0 picks a free port).
     pub fn build(listen: SocketAddr, settings: CronSettings) -> anyhow::Result<CronServer> {
+        Self::build_with_client(listen, settings, device_client())
+    }
+
+    /// [`CronServer::build`] with the given device client (e.g. one trusting a CA).
+    pub fn build_with_client(
+        listen: SocketAddr,
+        settings: CronSettings,
+        client: reqwest::Client,
+    ) -> anyhow::Result<CronServer> {
         use anyhow::Context;
         let listener = TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let state = CronState::new(settings);
+        let state = CronState::with_client(settings, client);
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
             App::new()

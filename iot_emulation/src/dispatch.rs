@@ -84,6 +84,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Largest answer a device reads (a function's answer, the marketplace's): the embedded
+/// gateway's own cap on a function's answer.
+pub const MAX_ANSWER: usize = 32 * 1024 * 1024;
+
 /// An HTTP client for the emulated devices: no proxy (loopback federations), no global
 /// timeout (each request has its own), a short connect timeout.
 pub fn device_client() -> reqwest::Client {
@@ -93,6 +97,27 @@ pub fn device_client() -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default()
+}
+
+/// [`device_client`] that also trusts the CA in the PEM file `ca` (and only it) for
+/// `https://` URLs: for a federation served over TLS (`testbed run --tls`).
+pub fn device_client_trusting(ca: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
+    let Some(path) = ca else {
+        return Ok(device_client());
+    };
+    let pem =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("--tls-ca {}: {e}", path.display()))?;
+    let options = signed_http::ClientOptions {
+        tls_ca: Some(pem),
+        ..signed_http::ClientOptions::default()
+    };
+    let client = signed_http::builder(&options)
+        .map_err(|e| anyhow::anyhow!("--tls-ca {}: {e}", path.display()))?
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| anyhow::anyhow!("HTTP client: {}", signed_http::error_chain(&e)))?;
+    Ok(client)
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -139,11 +164,12 @@ async fn send_one(
             .header("GIRAFF-Tags", &target.tags)
             .body(body)
             .send()
-            .await?;
+            .await
+            .map_err(signed_http::ReadError::Transport)?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await?;
-        Ok::<_, reqwest::Error>((status, headers, body))
+        let body = signed_http::read_capped(resp, MAX_ANSWER).await?;
+        Ok::<_, signed_http::ReadError>((status, headers, body))
     };
     let answer = tokio::time::timeout(timeout, exchange).await;
     let latency = ms(sent.elapsed());

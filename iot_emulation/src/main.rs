@@ -44,6 +44,10 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// PEM file of the CA to trust for https:// marketplaces and nodes (a federation
+        /// started with `testbed run --tls`: its run directory's `tls/ca.pem`).
+        #[arg(long, env = "FOGMARKET_TLS_CA")]
+        tls_ca: Option<PathBuf>,
     },
     /// Serve GIRAFF's `PUT /api/cron` (and `GET /api/records`).
     Serve {
@@ -60,6 +64,9 @@ enum Command {
         max_in_flight: usize,
         #[arg(long, value_parser = duration, default_value = "30 s")]
         request_timeout: Duration,
+        /// PEM file of the CA to trust for https:// access nodes.
+        #[arg(long, env = "FOGMARKET_TLS_CA")]
+        tls_ca: Option<PathBuf>,
     },
     /// Re-render report.json, report.md and the plots from a records CSV (and the
     /// placements.json beside it, if any).
@@ -105,6 +112,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             duration,
             seed,
             quiet,
+            tls_ca,
         } => {
             let outcome = run(RunOptions {
                 scenario,
@@ -113,6 +121,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 duration,
                 seed,
                 progress: !quiet,
+                tls_ca,
             })
             .await?;
             let r = &outcome.report;
@@ -134,8 +143,10 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             seed,
             max_in_flight,
             request_timeout,
+            tls_ca,
         } => {
-            let server = CronServer::build(
+            let client = iot_emulation::dispatch::device_client_trusting(tls_ca.as_deref())?;
+            let server = CronServer::build_with_client(
                 listen,
                 CronSettings {
                     seed,
@@ -144,6 +155,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                         request_timeout,
                     },
                 },
+                client,
             )?;
             println!("listening on http://{}", server.addr());
             let _ = std::io::stdout().flush();

@@ -263,7 +263,9 @@ pub async fn place(
         Err(e) => Err(format!("marketplace unreachable at {marketplace_url}: {e}")),
         Ok(resp) => {
             let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            let body: Value = signed_http::read_json(resp, crate::dispatch::MAX_ANSWER)
+                .await
+                .unwrap_or(Value::Null);
             if status.is_success() {
                 parse_answer(&body)
             } else {
@@ -331,7 +333,7 @@ pub async fn fog_nodes(
             resp.status().as_u16()
         ));
     }
-    let body: Value = resp.json().await.map_err(|e| e.to_string())?;
+    let body: Value = signed_http::read_json(resp, crate::dispatch::MAX_ANSWER).await?;
     let nodes = body
         .as_array()
         .or_else(|| body.get("nodes").and_then(Value::as_array))

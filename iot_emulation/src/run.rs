@@ -5,7 +5,9 @@
 //! the federation's nodes and each placement with winners, prices and time to place),
 //! `report.json`, `report.md` and the SVG plots listed in [`crate::plots::FILES`].
 
-use crate::dispatch::{DispatchOptions, Target, device_client, dispatch, progress_bar};
+use crate::dispatch::{
+    DispatchOptions, Target, device_client, device_client_trusting, dispatch, progress_bar,
+};
 use crate::payload::prepare;
 use crate::placement::{Placement, cancel, fog_nodes, place, placement_order};
 use crate::plan::{plan_requests, resolve_latencies};
@@ -34,6 +36,8 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// PEM file of the CA to trust for `https://` marketplaces and nodes (`testbed run --tls`).
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// What a run produced.
@@ -64,7 +68,8 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome> {
             .map_or(0, |d| d.as_secs());
         PathBuf::from("target/iot-emulation").join(format!("{}-{now}", scenario.experiment.name))
     });
-    run_scenario(&scenario, &out_dir, opts.progress).await
+    let client = device_client_trusting(opts.tls_ca.as_deref())?;
+    run_scenario_with(&scenario, &out_dir, opts.progress, client).await
 }
 
 /// Runs a parsed scenario, writing everything into `out_dir`.
@@ -73,9 +78,18 @@ pub async fn run_scenario(
     out_dir: &Path,
     progress: bool,
 ) -> Result<RunOutcome> {
+    run_scenario_with(scenario, out_dir, progress, device_client()).await
+}
+
+/// [`run_scenario`] with the given HTTP client (e.g. one trusting a federation's CA).
+pub async fn run_scenario_with(
+    scenario: &Scenario,
+    out_dir: &Path,
+    progress: bool,
+    client: reqwest::Client,
+) -> Result<RunOutcome> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let exp = &scenario.experiment;
-    let client = device_client();
     let marketplace = exp.marketplace_url.as_str();
     let health = client
         .get(format!("{marketplace}/api/health"))

@@ -23,11 +23,11 @@ use model::protocol::Resources;
 use model::{AuctionId, BidId, NodeId, SlaId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use signed_http::{Call, CallError, SignedClient, Signer};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use signed_http::{Call, CallError, SignedClient, Signer};
 
 /// How many auctions the dashboard lists, newest first.
 pub const RECENT_AUCTIONS: u32 = 20;

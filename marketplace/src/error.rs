@@ -1,5 +1,6 @@
 //! HTTP errors: every failure answers with a JSON [`ErrorBody`] and a status code chosen here.
 
+use crate::clients::{LimitExceeded, retry_after_secs};
 use crate::repository::RepoError;
 use crate::service::ServiceError;
 use actix_web::http::StatusCode;
@@ -12,6 +13,9 @@ use std::fmt;
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
+    /// Extra response headers (`Retry-After`, `WWW-Authenticate`); boxed, as few answers
+    /// have any and errors travel by value.
+    pub headers: Option<Box<Vec<(&'static str, String)>>>,
 }
 
 impl ApiError {
@@ -24,7 +28,15 @@ impl ApiError {
                 field: None,
                 refusals: Vec::new(),
             },
+            headers: None,
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers
+            .get_or_insert_with(Box::default)
+            .push((name, value.into()));
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -61,7 +73,11 @@ impl ResponseError for ApiError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(&self.body)
+        let mut response = HttpResponse::build(self.status);
+        for (name, value) in self.headers.iter().flat_map(|h| h.iter()) {
+            response.insert_header((*name, value.as_str()));
+        }
+        response.json(&self.body)
     }
 }
 
@@ -102,6 +118,22 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             ServiceError::Unauthorized(_) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            }
+            ServiceError::ClientToken(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+                    .with_header("www-authenticate", r#"Bearer realm="fogmarket client API""#)
+            }
+            ServiceError::ClientLimit(limit) => {
+                let (error, retry_after) = match &limit {
+                    LimitExceeded::Rate { retry_after, .. } => ("rate_limited", Some(*retry_after)),
+                    LimitExceeded::AuctionsInFlight { .. } => ("too_many_auctions_in_flight", None),
+                    LimitExceeded::LivePlacements { .. } => ("too_many_live_placements", None),
+                };
+                let err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, error, message);
+                match retry_after {
+                    Some(d) => err.with_header("retry-after", retry_after_secs(d).to_string()),
+                    None => err,
+                }
             }
             ServiceError::Forbidden(_) => {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)

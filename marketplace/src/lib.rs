@@ -13,6 +13,10 @@
 //! liveness) is a step function taking `now` ([`service::Marketplace::finish_due_placements`],
 //! [`service::Marketplace::mark_silent_nodes_dead`]) driven by a loop in [`startup`].
 //!
+//! Clients of the client API: tokens (made by `marketplace token create`, stored hashed),
+//! ownership of placements and per-client limits live in [`clients`]; whether tokens are
+//! required is [`clients::ClientAuth`] in [`Settings`].
+//!
 //! Observability: Prometheus metrics at `GET /metrics` ([`metrics`]) and an operator
 //! dashboard at `GET /` fed by `GET /api/dashboard` ([`dashboard`]).
 //!
@@ -20,6 +24,7 @@
 //! [`Settings`] -> [`Application::build`] -> [`Application::port`] ->
 //! [`Application::run_until_stopped`].
 
+pub mod clients;
 pub mod dashboard;
 pub mod error;
 pub mod metrics;

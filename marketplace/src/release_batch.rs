@@ -50,7 +50,10 @@ impl ReleaseBatcher {
         }
         let schedule = {
             let mut p = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
-            p.by_node.entry((node, url.to_string())).or_default().extend(bid_ids);
+            p.by_node
+                .entry((node, url.to_string()))
+                .or_default()
+                .extend(bid_ids);
             !std::mem::replace(&mut p.flush_scheduled, true)
         };
         if schedule {

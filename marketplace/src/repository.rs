@@ -5,6 +5,7 @@
 //! so the same code and the same test suite run on SQLite (default, embedded, WAL) and
 //! PostgreSQL. Migrations are embedded per backend (`migrations/{sqlite,postgres}`).
 
+use crate::clients::{ClientId, LimitKey};
 use model::auction::AuctionRule;
 use model::auth::PublicKey;
 use model::protocol::{Bid, Refusal, Resources};
@@ -13,6 +14,7 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 /// Errors of the persistence layer.
@@ -90,6 +92,33 @@ pub struct SlaRecord {
     pub sla: Sla,
     pub target_node: NodeId,
     pub created_at: Timestamp,
+    /// The client that placed it; `None` when placed while the client API was open.
+    pub owner: Option<ClientId>,
+    /// The IP address the placement request came from, when known.
+    pub client_addr: Option<IpAddr>,
+}
+
+/// Who asked for an SLA (see [`Repository::insert_sla_and_auction_from`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlaOrigin {
+    /// The client (token mode); `None` in open mode.
+    pub owner: Option<ClientId>,
+    /// The IP address the request came from.
+    pub client_addr: Option<IpAddr>,
+}
+
+/// A client of the client API (see [`crate::clients`]). The token itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub id: ClientId,
+    pub name: String,
+    /// The first characters of the current token (`fmc_1a2b3c4d`), to tell tokens apart.
+    pub token_prefix: String,
+    pub created_at: Timestamp,
+    /// When the current token was issued (creation, rotation or re-issue after revocation).
+    pub token_issued_at: Timestamp,
+    /// Set once the token is revoked: requests with it are refused.
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// How an auction ended.
@@ -327,7 +356,43 @@ fn sla_from_row(row: &AnyRow) -> Result<SlaRecord, RepoError> {
         sla: json_col(row, "slas", "body")?,
         target_node: parse_col(row, "slas", "target_node")?,
         created_at: ts(row.try_get("created_at_ms")?),
+        owner: opt_col(row, "slas", "owner")?,
+        client_addr: opt_col(row, "slas", "client_addr")?,
     })
+}
+
+/// Columns of [`sla_from_row`].
+const SLA_COLUMNS: &str = "body, target_node, created_at_ms, owner, client_addr";
+
+fn opt_col<T: FromStr>(
+    row: &AnyRow,
+    table: &'static str,
+    column: &'static str,
+) -> Result<Option<T>, RepoError>
+where
+    T::Err: fmt::Display,
+{
+    row.try_get::<Option<String>, _>(column)?
+        .map(|s| s.parse().map_err(|e| corrupt(table, column, e)))
+        .transpose()
+}
+
+fn client_from_row(row: &AnyRow) -> Result<ClientRecord, RepoError> {
+    Ok(ClientRecord {
+        id: parse_col(row, "clients", "id")?,
+        name: row.try_get("name")?,
+        token_prefix: row.try_get("token_prefix")?,
+        created_at: ts(row.try_get("created_at_ms")?),
+        token_issued_at: ts(row.try_get("token_issued_at_ms")?),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at_ms")?.map(ts),
+    })
+}
+
+/// Columns of [`client_from_row`].
+macro_rules! client_columns {
+    () => {
+        "id, name, token_prefix, created_at_ms, token_issued_at_ms, revoked_at_ms"
+    };
 }
 
 macro_rules! placement_columns {
@@ -578,9 +643,118 @@ impl Repository {
         Ok(done.rows_affected())
     }
 
+    // -- clients ------------------------------------------------------------------------------
+
+    /// Stores a new client with the SHA-256 of its token; `Conflict` when the name (or the
+    /// hash) is taken.
+    pub async fn insert_client(&self, c: &ClientRecord, token_hash: &str) -> Result<(), RepoError> {
+        sqlx::query(concat!(
+            "INSERT INTO clients (",
+            client_columns!(),
+            ", token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(c.id.to_string())
+        .bind(&c.name)
+        .bind(&c.token_prefix)
+        .bind(ms(c.created_at))
+        .bind(ms(c.token_issued_at))
+        .bind(c.revoked_at.map(ms))
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn client_by_name(&self, name: &str) -> Result<Option<ClientRecord>, RepoError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM clients WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    pub async fn client_by_id(&self, id: ClientId) -> Result<Option<ClientRecord>, RepoError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM clients WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    /// The client whose current token hashes to `token_hash` (revoked or not).
+    pub async fn client_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<ClientRecord>, RepoError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM clients WHERE token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    /// Every client, by name.
+    pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, RepoError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM clients ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    /// Gives a client a new token (the old one stops working) and lifts a revocation; `false`
+    /// when there is no such client.
+    pub async fn replace_client_token(
+        &self,
+        id: ClientId,
+        token_hash: &str,
+        token_prefix: &str,
+        now: Timestamp,
+    ) -> Result<bool, RepoError> {
+        let done = sqlx::query(
+            "UPDATE clients SET token_hash = $1, token_prefix = $2, token_issued_at_ms = $3, \
+             revoked_at_ms = NULL WHERE id = $4",
+        )
+        .bind(token_hash)
+        .bind(token_prefix)
+        .bind(ms(now))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Revokes a client's token (keeping the first revocation time); `false` when there is no
+    /// such client.
+    pub async fn revoke_client(&self, id: ClientId, now: Timestamp) -> Result<bool, RepoError> {
+        let done = sqlx::query(
+            "UPDATE clients SET revoked_at_ms = COALESCE(revoked_at_ms, $1) WHERE id = $2",
+        )
+        .bind(ms(now))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     // -- SLAs and auctions --------------------------------------------------------------------
 
-    /// Stores a new SLA and opens its auction.
+    /// Stores a new SLA (asked for by nobody in particular) and opens its auction.
     pub async fn insert_sla_and_auction(
         &self,
         sla: &Sla,
@@ -589,10 +763,24 @@ impl Repository {
         rule: AuctionRule,
         now: Timestamp,
     ) -> Result<(), RepoError> {
+        self.insert_sla_and_auction_from(sla, target, auction_id, rule, SlaOrigin::default(), now)
+            .await
+    }
+
+    /// Stores a new SLA with who asked for it, and opens its auction.
+    pub async fn insert_sla_and_auction_from(
+        &self,
+        sla: &Sla,
+        target: NodeId,
+        auction_id: AuctionId,
+        rule: AuctionRule,
+        origin: SlaOrigin,
+        now: Timestamp,
+    ) -> Result<(), RepoError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO slas (id, body, target_node, max_price, nodes_wanted, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO slas (id, body, target_node, max_price, nodes_wanted, created_at_ms, \
+             owner, client_addr) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(sla.id.to_string())
         .bind(to_json(sla))
@@ -600,6 +788,8 @@ impl Repository {
         .bind(sla.max_price.map(Price::value))
         .bind(i64::from(sla.nodes))
         .bind(ms(now))
+        .bind(origin.owner.map(|o| o.to_string()))
+        .bind(origin.client_addr.map(|a| a.to_canonical().to_string()))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -620,7 +810,9 @@ impl Repository {
     }
 
     pub async fn sla(&self, id: SlaId) -> Result<Option<SlaRecord>, RepoError> {
-        let row = sqlx::query("SELECT body, target_node, created_at_ms FROM slas WHERE id = $1")
+        let sql = format!("SELECT {SLA_COLUMNS} FROM slas WHERE id = $1");
+        // Audited: constant SQL assembled from literals; every value is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
@@ -629,12 +821,46 @@ impl Repository {
 
     /// Every SLA, oldest first.
     pub async fn list_slas(&self) -> Result<Vec<SlaRecord>, RepoError> {
-        let rows = sqlx::query(
-            "SELECT body, target_node, created_at_ms FROM slas ORDER BY created_at_ms, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!("SELECT {SLA_COLUMNS} FROM slas ORDER BY created_at_ms, id");
+        // Audited: constant SQL assembled from literals.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(sla_from_row).collect()
+    }
+
+    /// The SLAs `owner` placed, oldest first.
+    pub async fn list_slas_owned_by(&self, owner: ClientId) -> Result<Vec<SlaRecord>, RepoError> {
+        let sql =
+            format!("SELECT {SLA_COLUMNS} FROM slas WHERE owner = $1 ORDER BY created_at_ms, id");
+        // Audited: constant SQL assembled from literals; every value is bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sla_from_row).collect()
+    }
+
+    /// Placements not over yet (`reserved`, `provisioning`, `live`) of the SLAs placed by a
+    /// client (by owner) or, in open mode, from an address.
+    pub async fn count_active_placements_of(&self, key: LimitKey) -> Result<u64, RepoError> {
+        let (column, value) = match key {
+            LimitKey::Client(id) => ("owner", id.to_string()),
+            LimitKey::Addr(ip) => ("client_addr", ip.to_canonical().to_string()),
+        };
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM placements p JOIN slas s ON s.id = p.sla_id \
+             WHERE s.{column} = $1 AND p.state IN ($2, $3, $4)"
+        );
+        // Audited: the column name is one of two literals; every value is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(PlacementState::Reserved.as_str())
+            .bind(PlacementState::Provisioning.as_str())
+            .bind(PlacementState::Live.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
     }
 
     /// Closes an auction: its outcome, refusals, every bid and the accepted placements, in

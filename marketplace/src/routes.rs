@@ -4,6 +4,7 @@
 //! signed requests are verified over the exact bytes and malformed JSON is reported as a
 //! JSON 400 naming the problem, never as a panic or a 5xx.
 
+use crate::clients::Caller;
 use crate::error::ApiError;
 use crate::service::{Marketplace, PlaceRequest, ROUTES_PATH, ServiceError};
 use actix_web::body::MessageBody;
@@ -147,6 +148,12 @@ fn authorization(req: &HttpRequest) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// The caller of a client API request (401 when tokens are required and it has none).
+async fn caller(req: &HttpRequest, market: &Marketplace) -> Result<Caller, ApiError> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    Ok(market.authenticate_client(authorization(req), peer).await?)
+}
+
 fn parse_sla_id(raw: &str) -> Result<SlaId, ApiError> {
     raw.parse()
         .map_err(|e| ApiError::bad_request("invalid_request", "id", format!("not a UUID: {e}")))
@@ -203,6 +210,7 @@ async fn put_function(
     market: web::Data<Marketplace>,
 ) -> Result<HttpResponse, ApiError> {
     let now = Timestamp::now();
+    let caller = caller(&req, &market).await?;
     let mut provision = false;
     for pair in req.query_string().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -253,6 +261,7 @@ async fn put_function(
         .map_err(ServiceError::InvalidSla)?;
     let view = market
         .place_function(
+            &caller,
             PlaceRequest {
                 sla,
                 target_node,
@@ -265,31 +274,41 @@ async fn put_function(
 }
 
 async fn provision_function(
+    req: HttpRequest,
     path: web::Path<String>,
     market: web::Data<Marketplace>,
 ) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&req, &market).await?;
     let id = parse_sla_id(&path)?;
-    Ok(HttpResponse::Ok().json(market.provision(id, Timestamp::now()).await?))
+    Ok(HttpResponse::Ok().json(market.provision(&caller, id, Timestamp::now()).await?))
 }
 
 async fn get_function(
+    req: HttpRequest,
     path: web::Path<String>,
     market: web::Data<Marketplace>,
 ) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&req, &market).await?;
     let id = parse_sla_id(&path)?;
-    Ok(HttpResponse::Ok().json(market.function(id).await?))
+    Ok(HttpResponse::Ok().json(market.function(&caller, id).await?))
 }
 
 async fn cancel_function(
+    req: HttpRequest,
     path: web::Path<String>,
     market: web::Data<Marketplace>,
 ) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&req, &market).await?;
     let id = parse_sla_id(&path)?;
-    Ok(HttpResponse::Ok().json(market.cancel(id, Timestamp::now()).await?))
+    Ok(HttpResponse::Ok().json(market.cancel(&caller, id, Timestamp::now()).await?))
 }
 
-async fn list_functions(market: web::Data<Marketplace>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(market.functions().await?))
+async fn list_functions(
+    req: HttpRequest,
+    market: web::Data<Marketplace>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&req, &market).await?;
+    Ok(HttpResponse::Ok().json(market.functions(&caller).await?))
 }
 
 async fn fog(market: web::Data<Marketplace>) -> Result<HttpResponse, ApiError> {
@@ -297,13 +316,15 @@ async fn fog(market: web::Data<Marketplace>) -> Result<HttpResponse, ApiError> {
 }
 
 async fn get_auction(
+    req: HttpRequest,
     path: web::Path<String>,
     market: web::Data<Marketplace>,
 ) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&req, &market).await?;
     let id: AuctionId = path
         .parse()
         .map_err(|e| ApiError::bad_request("invalid_request", "id", format!("not a UUID: {e}")))?;
-    Ok(HttpResponse::Ok().json(market.auction(id).await?))
+    Ok(HttpResponse::Ok().json(market.auction(&caller, id).await?))
 }
 
 async fn register(

@@ -11,28 +11,32 @@
 //! neither a database connection nor a thread. The table is built from the database once per
 //! version and shared by every poll.
 
+use crate::clients::{
+    AuthenticateError, Caller, ClientAccess, ClientGate, ClientLimits, LimitExceeded, TokenError,
+};
 use crate::dashboard::{Dashboard, DashboardConfig, DashboardView};
 use crate::metrics::{AuctionOutcome, Metrics};
 use crate::node_client::{NodeAddr, NodeCallError, NodeClient};
 use crate::release_batch::ReleaseBatcher;
 use crate::repository::{
     AuctionRecord, AuctionResult, BidRecord, HeartbeatOutcome, NodeRecord, PlacementRecord,
-    PlacementState, RepoError, Repository, outcome,
+    PlacementState, RepoError, Repository, SlaOrigin, outcome,
 };
 use model::auction::{AuctionRule, Award, run_auction};
+use model::auth::{self, PublicKey, RequestTarget, SecretKey};
 use model::latency::PathLatency;
 use model::protocol::{
-    AcceptRequest, AcceptResponse, AuctionTicket, Bid, BidRequest, FunctionRoute, HeartbeatRequest,
-    HeartbeatResponse, Neighbour, PROTOCOL_VERSION, Refusal, RefusalReason, RegisterRequest,
-    RegisterResponse, Relation, Resources, RouteNode, RouteTable,
+    AcceptRequest, AcceptResponse, AuctionTicket, Bid, BidRequest, DroppedBid, FunctionRoute,
+    HeartbeatRequest, HeartbeatResponse, Neighbour, PROTOCOL_VERSION, Refusal, RefusalReason,
+    RegisterRequest, RegisterResponse, Relation, Resources, RouteNode, RouteTable,
 };
-use model::auth::{self, PublicKey, RequestTarget, SecretKey};
 use model::{AuctionId, BidId, FieldError, NodeId, Price, Sla, SlaId, Timestamp};
-use signed_http::SignedClient;
 use serde::Serialize;
+use signed_http::SignedClient;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -80,6 +84,13 @@ pub enum ServiceError {
     Conflict(String),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// A client API request without a valid client token while tokens are required (401
+    /// with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    ClientToken(TokenError),
+    /// A client went over one of its limits (429, with `Retry-After` when known).
+    #[error("{0}")]
+    ClientLimit(LimitExceeded),
     /// Validly signed, but not by someone allowed to ask (403 `forbidden`).
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -251,6 +262,8 @@ pub struct Marketplace {
     routes: Arc<RouteBook>,
     metrics: Arc<Metrics>,
     dashboard: Arc<Dashboard>,
+    /// Client tokens and limits of the client API.
+    clients: Arc<ClientGate>,
 }
 
 /// Version, cache and stop signal of the route table, shared by every clone of the service.
@@ -347,6 +360,9 @@ pub struct MarketplaceConfig {
     pub heartbeat_interval: Duration,
     /// Cache and node timeouts of `GET /api/dashboard`.
     pub dashboard: DashboardConfig,
+    /// Whether the client API requires tokens, and what one client may ask for.
+    pub client_access: ClientAccess,
+    pub client_limits: ClientLimits,
 }
 
 fn is_clean_text(s: &str, max: usize) -> bool {
@@ -466,6 +482,7 @@ impl Marketplace {
         Self {
             metrics: Arc::new(Metrics::new()),
             dashboard: Arc::new(dashboard),
+            clients: Arc::new(ClientGate::new(config.client_access, config.client_limits)),
             nodes: nodes.clone(),
             releases: ReleaseBatcher::new(nodes),
             repo,
@@ -495,6 +512,51 @@ impl Marketplace {
 
     pub fn auction_rule(&self) -> AuctionRule {
         self.rule
+    }
+
+    // -- clients ------------------------------------------------------------------------------
+
+    /// Whether the client API requires tokens (resolved at start from `--client-auth` and the
+    /// listen address).
+    pub fn client_access(&self) -> ClientAccess {
+        self.clients.access()
+    }
+
+    /// The limits applied to each client.
+    pub fn client_limits(&self) -> &ClientLimits {
+        self.clients.limits()
+    }
+
+    /// The caller of a client API request: with tokens required, the client whose
+    /// `Authorization: Bearer` token it carries (401 otherwise); in open mode nobody.
+    pub async fn authenticate_client(
+        &self,
+        authorization: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Result<Caller, ServiceError> {
+        self.clients
+            .authenticate(&self.repo, authorization, peer)
+            .await
+            .map_err(|e| match e {
+                AuthenticateError::Token(t) => ServiceError::ClientToken(t),
+                AuthenticateError::Repo(r) => ServiceError::Repo(r),
+            })
+    }
+
+    /// The SLA `sla` if `caller` may see it. Another client's SLA is `NotFound`, exactly like
+    /// one that does not exist, so ids do not reveal what others placed.
+    async fn visible_sla(
+        &self,
+        caller: &Caller,
+        sla: SlaId,
+    ) -> Result<crate::repository::SlaRecord, ServiceError> {
+        match self.repo.sla(sla).await? {
+            Some(record) if caller.may_access(record.owner) => Ok(record),
+            _ => Err(ServiceError::NotFound {
+                what: "function",
+                id: sla.to_string(),
+            }),
+        }
     }
 
     // -- observability ------------------------------------------------------------------------
@@ -1027,19 +1089,46 @@ impl Marketplace {
 
     /// `PUT /api/function`: runs the auction, accepts the winners (falling back to the next bid
     /// when a winner refuses), releases the losers, persists everything.
+    ///
+    /// The placement belongs to `caller`'s client (in token mode). Before anything is asked of
+    /// a node, the caller's limits are checked: its placement rate, its auctions in flight and
+    /// its live placements (429 beyond any of them).
     #[tracing::instrument(skip_all, fields(sla_id = %req.sla.id, target = %req.target_node))]
     pub async fn place_function(
         &self,
+        caller: &Caller,
         req: PlaceRequest,
         now: Timestamp,
     ) -> Result<FunctionView, ServiceError> {
         let request_started = Instant::now();
+        // Held until the auction (and provisioning, when asked) is over.
+        let _slot = match caller.limit_key() {
+            Some(key) => {
+                self.clients
+                    .check_rate(key)
+                    .map_err(ServiceError::ClientLimit)?;
+                let slot = self
+                    .clients
+                    .start_auction(key)
+                    .map_err(ServiceError::ClientLimit)?;
+                let live = self.repo.count_active_placements_of(key).await?;
+                self.clients
+                    .check_live(live, u64::from(req.sla.nodes))
+                    .map_err(ServiceError::ClientLimit)?;
+                Some(slot)
+            }
+            None => None,
+        };
         let target = self.resolve_target(&req.target_node).await?;
         let sla = req.sla;
         let auction_id = AuctionId::new();
         let started = Instant::now();
+        let origin = SlaOrigin {
+            owner: caller.owner(),
+            client_addr: caller.peer(),
+        };
         self.repo
-            .insert_sla_and_auction(&sla, target.id, auction_id, self.rule, now)
+            .insert_sla_and_auction_from(&sla, target.id, auction_id, self.rule, origin, now)
             .await
             .map_err(|e| match e {
                 RepoError::Conflict(_) => {
@@ -1068,6 +1157,7 @@ impl Marketplace {
             .map_err(|e| ServiceError::Internal(e.to_string()))?,
         };
         let mut refusals: Vec<Refusal> = Vec::new();
+        let mut dropped: Vec<DroppedBid> = Vec::new();
         let received: Vec<Bid> = match self
             .nodes
             .bid(
@@ -1082,6 +1172,7 @@ impl Marketplace {
         {
             Ok(resp) => {
                 refusals.extend(resp.refusals);
+                dropped = resp.dropped;
                 resp.bids
             }
             Err(e) => {
@@ -1230,6 +1321,7 @@ impl Marketplace {
             HashSet::new()
         };
         self.release_in_background(&all_bids, &kept, &registry);
+        self.release_dropped(&dropped, &all_bids, &registry);
         if !success {
             // Undo partial success: k nodes or none.
             for (award, _) in &accepted {
@@ -1315,7 +1407,7 @@ impl Marketplace {
         if req.provision {
             errors = self.provision_placements(sla.id, finished_at).await?;
         }
-        let mut view = self.function(sla.id).await?;
+        let mut view = self.view(sla.id).await?;
         view.errors = errors;
         Ok(view)
     }
@@ -1329,6 +1421,33 @@ impl Marketplace {
         let mut by_node: BTreeMap<NodeId, Vec<BidId>> = BTreeMap::new();
         for b in bids.iter().filter(|b| !kept.contains(&b.id)) {
             by_node.entry(b.node_id).or_default().push(b.id);
+        }
+        for (node, bid_ids) in by_node {
+            if let Some(n) = registry.get(&node) {
+                self.releases.release(n.id, &n.url, bid_ids);
+            }
+        }
+    }
+
+    /// Releases the holds of bids a relay's filter dropped (they never reached the auction).
+    /// A bid that did reach it is left to the auction's own release, so a relay cannot get a
+    /// competitor's winning hold released by calling it dropped; unknown nodes are skipped.
+    fn release_dropped(
+        &self,
+        dropped: &[DroppedBid],
+        received: &[Bid],
+        registry: &HashMap<NodeId, NodeRecord>,
+    ) {
+        /// More dropped bids than this in one auction is not a tree's doing; the rest expire.
+        const MAX_DROPPED: usize = 10_000;
+        let received: HashSet<BidId> = received.iter().map(|b| b.id).collect();
+        let mut by_node: BTreeMap<NodeId, Vec<BidId>> = BTreeMap::new();
+        for d in dropped
+            .iter()
+            .take(MAX_DROPPED)
+            .filter(|d| !received.contains(&d.bid_id))
+        {
+            by_node.entry(d.node_id).or_default().push(d.bid_id);
         }
         for (node, bid_ids) in by_node {
             if let Some(n) = registry.get(&node) {
@@ -1425,13 +1544,16 @@ impl Marketplace {
     }
 
     /// `POST /api/function/{id}`: provisions a reserved placement (GIRAFF's second step).
+    /// Only the owner may (another client's id is `NotFound`).
     #[tracing::instrument(skip_all, fields(sla_id = %sla))]
     pub async fn provision(
         &self,
+        caller: &Caller,
         sla: SlaId,
         now: Timestamp,
     ) -> Result<FunctionView, ServiceError> {
-        let view = self.function(sla).await?;
+        self.visible_sla(caller, sla).await?;
+        let view = self.view(sla).await?;
         if !view.winners.iter().any(|w| w.state.is_active()) {
             return Err(ServiceError::InvalidState(format!(
                 "function {sla} has no active placement to provision (state {})",
@@ -1446,14 +1568,20 @@ impl Marketplace {
                 errors.join("; ")
             )));
         }
-        self.function(sla).await
+        self.view(sla).await
     }
 
     /// `DELETE /api/function/{id}`: cancels on every hosting node and marks the placements
-    /// `cancelled`. Unreachable nodes free the resources when the lifetime ends anyway.
+    /// `cancelled`. Unreachable nodes free the resources when the lifetime ends anyway. Only
+    /// the owner may (another client's id is `NotFound`).
     #[tracing::instrument(skip_all, fields(sla_id = %sla))]
-    pub async fn cancel(&self, sla: SlaId, now: Timestamp) -> Result<FunctionView, ServiceError> {
-        self.function(sla).await?;
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        sla: SlaId,
+        now: Timestamp,
+    ) -> Result<FunctionView, ServiceError> {
+        self.visible_sla(caller, sla).await?;
         let mut targets = Vec::new();
         for p in self
             .repo
@@ -1507,13 +1635,23 @@ impl Marketplace {
         if changed {
             self.bump_routes();
         }
-        let mut view = self.function(sla).await?;
+        let mut view = self.view(sla).await?;
         view.errors = errors;
         Ok(view)
     }
 
-    /// `GET /api/function/{id}`.
-    pub async fn function(&self, sla: SlaId) -> Result<FunctionView, ServiceError> {
+    /// `GET /api/function/{id}`: the caller's function (another client's is `NotFound`).
+    pub async fn function(
+        &self,
+        caller: &Caller,
+        sla: SlaId,
+    ) -> Result<FunctionView, ServiceError> {
+        self.visible_sla(caller, sla).await?;
+        self.view(sla).await
+    }
+
+    /// A function and its placements, whoever owns it.
+    async fn view(&self, sla: SlaId) -> Result<FunctionView, ServiceError> {
         let record = self
             .repo
             .sla(sla)
@@ -1589,25 +1727,36 @@ impl Marketplace {
         })
     }
 
-    /// `GET /api/functions`: every function, oldest first.
-    pub async fn functions(&self) -> Result<Vec<FunctionView>, ServiceError> {
+    /// `GET /api/functions`: the caller's functions (in open mode every function), oldest
+    /// first.
+    pub async fn functions(&self, caller: &Caller) -> Result<Vec<FunctionView>, ServiceError> {
+        let slas = match caller.owner() {
+            Some(owner) => self.repo.list_slas_owned_by(owner).await?,
+            None => self.repo.list_slas().await?,
+        };
         let mut out = Vec::new();
-        for s in self.repo.list_slas().await? {
-            out.push(self.function(s.sla.id).await?);
+        for s in slas {
+            out.push(self.view(s.sla.id).await?);
         }
         Ok(out)
     }
 
-    /// `GET /api/auctions/{id}`.
-    pub async fn auction(&self, id: AuctionId) -> Result<AuctionView, ServiceError> {
-        let a: AuctionRecord =
-            self.repo
-                .auction(id)
-                .await?
-                .ok_or_else(|| ServiceError::NotFound {
-                    what: "auction",
-                    id: id.to_string(),
-                })?;
+    /// `GET /api/auctions/{id}`: an auction of one of the caller's SLAs (another client's is
+    /// `NotFound`).
+    pub async fn auction(
+        &self,
+        caller: &Caller,
+        id: AuctionId,
+    ) -> Result<AuctionView, ServiceError> {
+        let not_found = || ServiceError::NotFound {
+            what: "auction",
+            id: id.to_string(),
+        };
+        let a: AuctionRecord = self.repo.auction(id).await?.ok_or_else(not_found)?;
+        let owner = self.repo.sla(a.sla_id).await?.and_then(|s| s.owner);
+        if !caller.may_access(owner) {
+            return Err(not_found());
+        }
         let bids = self.repo.bids(id).await?;
         let placements = self.repo.placements_for_sla(a.sla_id).await?;
         let winners = placements

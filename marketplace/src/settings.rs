@@ -1,5 +1,6 @@
 //! Marketplace configuration, filled by the binary from flags/env or by tests.
 
+use crate::clients::{ClientAuth, ClientLimits};
 use model::auction::AuctionRule;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -36,6 +37,14 @@ pub struct Settings {
     pub dashboard_cache_ttl: Duration,
     /// Deadline of each dashboard call to a node (`/api/state`, `/api/offload`).
     pub dashboard_node_timeout: Duration,
+    /// Whether the client API requires `Authorization: Bearer` tokens: `auto` (the default)
+    /// only when listening on an address that is not loopback.
+    pub client_auth: ClientAuth,
+    /// What one client may ask for (rate, auctions in flight, live placements).
+    pub client_limits: ClientLimits,
+    /// TLS: with `cert` and `key` the API is served over HTTPS; `ca` is the authority trusted
+    /// when calling `https://` nodes. None set: plain HTTP (fine on loopback).
+    pub tls: signed_http::tls::TlsFiles,
 }
 
 impl Settings {
@@ -53,14 +62,19 @@ impl Settings {
             history_retention: Duration::from_secs(7 * 24 * 3600),
             dashboard_cache_ttl: Duration::from_secs(1),
             dashboard_node_timeout: Duration::from_millis(500),
+            client_auth: ClientAuth::Auto,
+            client_limits: ClientLimits::default(),
+            tls: signed_http::tls::TlsFiles::default(),
         }
     }
 
-    /// For in-process tests: loopback, port 0, secret `test-secret`, a short auction deadline.
+    /// For in-process tests: loopback, port 0, secret `test-secret`, a short auction deadline,
+    /// the client API open (no tokens).
     pub fn for_tests(database_url: impl Into<String>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             auction_timeout: Duration::from_millis(1000),
+            client_auth: ClientAuth::None,
             ..Self::new(database_url, "test-secret")
         }
     }

@@ -38,6 +38,12 @@ impl Application {
             !settings.enrollment_secret.is_empty(),
             "enrollment secret must not be empty"
         );
+        // TLS files first: a bad file stops the start before anything else is touched.
+        let server_tls = settings.tls.server_config().map_err(tls_error)?;
+        let client_options = settings
+            .tls
+            .client_options(signed_http::DEFAULT_MAX_ANSWER)
+            .map_err(tls_error)?;
         let repo = Repository::connect(&settings.database_url)
             .await
             .with_context(|| {
@@ -62,8 +68,8 @@ impl Application {
                 "known nodes are not alive until they heartbeat"
             );
         }
-        let http = signed_http::SignedClient::new(&signed_http::ClientOptions::default())
-            .context("building the HTTP client")?;
+        let http =
+            signed_http::SignedClient::new(&client_options).context("building the HTTP client")?;
         let market = Marketplace::new(
             repo,
             http,
@@ -78,6 +84,8 @@ impl Application {
                     cache_ttl: settings.dashboard_cache_ttl,
                     node_timeout: settings.dashboard_node_timeout,
                 },
+                client_access: settings.client_auth.resolve(settings.listen.ip()),
+                client_limits: settings.client_limits.clone(),
             },
         );
         let listener = TcpListener::bind(settings.listen)
@@ -96,14 +104,20 @@ impl Application {
                 .app_data(web::JsonConfig::default().limit(limit))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
-        })
-        .listen(listener)
-        .context("listening")?
-        .shutdown_timeout(5)
-        // Signals are handled in `run_until_stopped`, which ends the long-polls first.
-        .disable_signals()
-        .run();
+        });
+        let server = match server_tls {
+            Some(config) => server
+                .listen_rustls_0_23(listener, config)
+                .context("listening (TLS)")?,
+            None => server.listen(listener).context("listening")?,
+        };
+        let server = server
+            .shutdown_timeout(5)
+            // Signals are handled in `run_until_stopped`, which ends the long-polls first.
+            .disable_signals()
+            .run();
         tracing::info!(%addr, rule = %settings.auction_rule, "marketplace bound");
+        tracing::info!(limits = %settings.client_limits, "client API: {}", market.client_access());
         Ok(Application {
             addr,
             server,
@@ -118,6 +132,11 @@ impl Application {
 
     pub fn address(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://IP:PORT`, or `https://…` when the API is served over TLS.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.settings.tls.scheme(), self.addr)
     }
 
     /// The service, for tests and tools that drive the step functions directly.
@@ -242,6 +261,25 @@ async fn liveness_loop(market: Marketplace, every: Duration) {
         if let Err(e) = market.mark_silent_nodes_dead(Timestamp::now()).await {
             tracing::warn!(error = %e, "liveness step failed");
         }
+    }
+}
+
+/// A TLS setting error, naming the flag (and its env var) and the file.
+fn tls_error(e: signed_http::tls::TlsError) -> anyhow::Error {
+    use signed_http::tls::TlsError;
+    match e {
+        TlsError::File {
+            field,
+            path,
+            reason,
+        } => anyhow::anyhow!(
+            "--tls-{field} (FOGMARKET_TLS_{}) {path}: {reason}",
+            field.to_ascii_uppercase()
+        ),
+        TlsError::Half(set) => {
+            anyhow::anyhow!("--tls-cert and --tls-key go together; only --tls-{set} is set")
+        }
+        TlsError::Config(reason) => anyhow::anyhow!("--tls-cert/--tls-key: {reason}"),
     }
 }
 

@@ -161,7 +161,7 @@ async fn an_oversized_body_is_a_413_json_error() {
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"], "payload_too_large");
     let (status, body) = app
-        .post_signed("/api/register", &big, SECRET.as_bytes(), "x")
+        .post_enrolment("/api/register", &big, SECRET.as_bytes(), "x")
         .await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -175,7 +175,7 @@ async fn register_with_a_wrong_secret_is_a_401() {
     let req = register_request("edge-1", "http://127.0.0.1:9", None);
     let body = serde_json::to_vec(&req).unwrap();
     let (status, resp) = app
-        .post_signed("/api/register", &body, b"wrong-secret", "edge-1")
+        .post_enrolment("/api/register", &body, b"wrong-secret", "edge-1")
         .await;
     assert_eq!(status, 401, "{resp}");
     assert_eq!(resp["error"], "unauthorized");
@@ -192,7 +192,7 @@ async fn register_with_a_wrong_secret_is_a_401() {
 
     // Right secret, but signed for another name.
     let (status, _) = app
-        .post_signed("/api/register", &body, SECRET.as_bytes(), "someone-else")
+        .post_enrolment("/api/register", &body, SECRET.as_bytes(), "someone-else")
         .await;
     assert_eq!(status, 401);
     let (_, fog) = app.get("/api/fog").await;
@@ -205,7 +205,7 @@ async fn invalid_registrations_name_the_field() {
     let mut req = register_request("edge-1", "not a url", None);
     let body = serde_json::to_vec(&req).unwrap();
     let (status, resp) = app
-        .post_signed("/api/register", &body, SECRET.as_bytes(), "edge-1")
+        .post_enrolment("/api/register", &body, SECRET.as_bytes(), "edge-1")
         .await;
     assert_eq!(
         (status, resp["field"].as_str()),
@@ -217,7 +217,7 @@ async fn invalid_registrations_name_the_field() {
     req.parent = Some("edge-1".into());
     let body = serde_json::to_vec(&req).unwrap();
     let (status, resp) = app
-        .post_signed("/api/register", &body, SECRET.as_bytes(), "edge-1")
+        .post_enrolment("/api/register", &body, SECRET.as_bytes(), "edge-1")
         .await;
     assert_eq!(
         (status, resp["field"].as_str()),
@@ -226,7 +226,7 @@ async fn invalid_registrations_name_the_field() {
     );
 
     let (status, resp) = app
-        .post_signed("/api/register", b"{}", SECRET.as_bytes(), "edge-1")
+        .post_enrolment("/api/register", b"{}", SECRET.as_bytes(), "edge-1")
         .await;
     assert_eq!(
         (status, resp["field"].as_str()),
@@ -248,8 +248,19 @@ async fn a_registered_node_is_listed_and_keeps_its_id_when_registering_again() {
         &register_request("edge-1", "http://127.0.0.1:9002", Some("cloud")),
     )
     .await;
-    assert_eq!(first.federation_key, edge.federation_key);
-    assert_eq!(first.federation_key.len(), 64, "32 random bytes, hex");
+    // Every node pins the same marketplace key, each proven with the enrollment secret.
+    assert_eq!(first.marketplace_key, edge.marketplace_key);
+    assert_eq!(first.marketplace_key, app.market.public_key());
+    for (name, reg) in [("cloud", &first), ("edge-1", &edge)] {
+        model::auth::enrollment::verify_ack(
+            SECRET.as_bytes(),
+            &reg.node_id.to_string(),
+            &node_key(name).public(),
+            &reg.marketplace_key,
+            &reg.proof,
+        )
+        .expect("the marketplace proves its key with the enrollment secret");
+    }
     assert_eq!(first.heartbeat_interval_ms, 60_000);
 
     let again = register(
@@ -289,36 +300,38 @@ async fn heartbeats_need_a_valid_signature_by_the_node_itself() {
     )
     .await;
 
-    let (status, body) = heartbeat(&app, edge.node_id, "not-the-key", Resources::ZERO).await;
+    let stranger = model::auth::SecretKey::from_seed([7; 32]);
+    let (status, body) = heartbeat(&app, edge.node_id, &stranger, Resources::ZERO).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "unauthorized");
 
-    // Signed with the right key but as another node.
+    // Signed by `edge`'s key but claiming to be `cloud`: the signature does not verify
+    // with cloud's pinned key.
     let hb = serde_json::to_vec(&json!({"reserved": {"cpu": "0 m", "memory": "0 B"}})).unwrap();
     let (status, _) = app
         .post_signed(
             &format!("/api/heartbeat/{}", edge.node_id),
             &hb,
-            edge.federation_key.as_bytes(),
+            &node_key("edge-1"),
             &cloud.node_id.to_string(),
         )
         .await;
     assert_eq!(status, 401);
 
-    // Unknown node with a valid signature: 404 (the node enrolls again).
+    // A node never enrolled has no pinned key: 401 (it enrolls again).
     let ghost = NodeId::new();
-    let (status, _) = heartbeat(&app, ghost, &edge.federation_key, Resources::ZERO).await;
-    assert_eq!(status, 404);
+    let (status, _) = heartbeat(&app, ghost, &node_key("edge-1"), Resources::ZERO).await;
+    assert_eq!(status, 401);
 
     let reserved = Resources::new(Cpu::from_millis(500), Bytes::from_mib(128));
-    let (status, body) = heartbeat(&app, edge.node_id, &edge.federation_key, reserved).await;
+    let (status, body) = heartbeat(&app, edge.node_id, &node_key("edge-1"), reserved).await;
     assert_eq!(status, 200, "{body}");
     let hb: model::protocol::HeartbeatResponse = serde_json::from_value(body).unwrap();
     assert_eq!(hb.neighbours.len(), 1);
     assert_eq!(hb.neighbours[0].node_id, cloud.node_id);
     assert_eq!(hb.neighbours[0].relation, Relation::Parent);
 
-    let (_, body) = heartbeat(&app, cloud.node_id, &cloud.federation_key, Resources::ZERO).await;
+    let (_, body) = heartbeat(&app, cloud.node_id, &node_key("cloud"), Resources::ZERO).await;
     let hb: model::protocol::HeartbeatResponse = serde_json::from_value(body).unwrap();
     assert_eq!(hb.neighbours.len(), 1);
     assert_eq!(hb.neighbours[0].relation, Relation::Child);
@@ -352,7 +365,7 @@ async fn silent_nodes_are_marked_dead_and_come_back_with_a_heartbeat() {
     assert_eq!(app.market.mark_silent_nodes_dead(later).await.unwrap(), 1);
     let (_, fog) = app.get("/api/fog").await;
     assert_eq!(fog[0]["alive"], false);
-    let (status, _) = heartbeat(&app, edge.node_id, &edge.federation_key, Resources::ZERO).await;
+    let (status, _) = heartbeat(&app, edge.node_id, &node_key("edge-1"), Resources::ZERO).await;
     assert_eq!(status, 200);
     let (_, fog) = app.get("/api/fog").await;
     assert_eq!(fog[0]["alive"], true);

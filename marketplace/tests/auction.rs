@@ -403,7 +403,7 @@ async fn a_restarted_marketplace_still_knows_its_nodes_and_placements() {
     let settings = test_settings(&db);
     let app = spawn_app_with(db, settings.clone()).await;
     let t = FakeNode::start(&app, "t", None, behaviour(1.0)).await;
-    let key = t.state.lock().unwrap().key.clone();
+    let market_key = app.market.public_key();
     let (status, resp) = app
         .put_function(&json!({"sla": sla(), "targetNode": "t"}))
         .await;
@@ -419,8 +419,8 @@ async fn a_restarted_marketplace_still_knows_its_nodes_and_placements() {
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["state"], "reserved");
     assert_eq!(got["chosen"]["bid"]["nodeId"], t.id.to_string());
-    // Same federation key, and a heartbeat brings the node back.
+    // The same marketplace key (persisted), and the node's pinned key still admits it.
     let again = register(&app, &register_request("t", &t.url, None)).await;
-    assert_eq!(again.federation_key.as_bytes(), key.as_slice());
+    assert_eq!(again.marketplace_key, market_key);
     assert_eq!(again.node_id, t.id);
 }

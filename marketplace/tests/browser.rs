@@ -271,7 +271,7 @@ async fn the_dashboard_shows_every_node_the_placement_and_a_dead_node_in_chromiu
             (&regional, Resources::ZERO),
             (&e1, hosting),
         ] {
-            let key = String::from_utf8(n.key()).expect("utf-8 key");
+            let key = n.key();
             let (status, body) = heartbeat(&app, n.id, &key, reserved).await;
             assert_eq!(status, 200, "{body}");
         }

@@ -27,6 +27,7 @@ fn node(name: &str, parent: Option<&str>, now: Timestamp) -> NodeRecord {
         last_seen: now,
         alive: true,
         registered_at: now,
+        public_key: Some(common::node_key(name).public()),
     }
 }
 
@@ -342,7 +343,7 @@ async fn state_survives_closing_and_reopening(db: &TestDb) {
     {
         let repo = open(db).await;
         key = repo
-            .meta_get_or_init("federation_key", || "k1".into())
+            .meta_get_or_init("marketplace_key", || "k1".into())
             .await
             .unwrap();
         repo.upsert_node(&n).await.unwrap();
@@ -370,7 +371,7 @@ async fn state_survives_closing_and_reopening(db: &TestDb) {
     let repo = open(db).await;
     assert_eq!(key, "k1");
     assert_eq!(
-        repo.meta_get_or_init("federation_key", || "k2".into())
+        repo.meta_get_or_init("marketplace_key", || "k2".into())
             .await
             .unwrap(),
         "k1",

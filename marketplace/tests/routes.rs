@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 struct Poller {
     http: reqwest::Client,
     address: String,
-    key: Vec<u8>,
+    key: model::auth::SecretKey,
     sender: String,
 }
 
@@ -28,14 +28,15 @@ impl Poller {
         }
     }
 
-    /// `GET /api/routes{query}`, signed like a fog node: `GET`, the path, an empty body.
+    /// `GET /api/routes{query}`, signed like a fog node: `GET`, the path with its query, an
+    /// empty body, for the marketplace.
     async fn get(&self, query: &str) -> (u16, Value) {
-        let header = auth::sign(
+        let header = member_header(
             &self.key,
             &self.sender,
-            Timestamp::now(),
+            auth::MARKETPLACE,
             "GET",
-            "/api/routes",
+            &format!("/api/routes{query}"),
             b"",
         );
         let r = self
@@ -399,7 +400,7 @@ async fn many_long_polls_woken_by_one_change_share_one_table_build() {
 async fn liveness_changes_and_registrations_move_the_version_but_plain_heartbeats_do_not() {
     let app = spawn_app().await;
     let t = FakeNode::start(&app, "t", None, behaviour(1.0)).await;
-    let key = String::from_utf8(t.key()).expect("hex key");
+    let key = t.key();
     let poller = Poller::of(&app, &t);
     let v0 = poller.table().await.version;
 
@@ -515,26 +516,48 @@ async fn route_polls_must_be_signed_by_a_registered_node() {
         "{body}"
     );
 
-    // Wrong key.
-    let (status, body) = app.get_signed("/api/routes", b"not-the-key", &id).await;
+    // Another key than the one pinned to the node.
+    let stranger = model::auth::SecretKey::from_seed([9; 32]);
+    let (status, body) = app.get_signed("/api/routes", &stranger, &id).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (401, Some("unauthorized")),
         "{body}"
     );
 
-    // Signed over the wrong method, the query, or too long ago.
+    // Signed over the wrong method, without the query, for another recipient, or too long
+    // ago: all sent as `GET /api/routes?after=1`.
     let cases = [
-        ("POST", "/api/routes", Timestamp::now()),
-        ("GET", "/api/routes?after=1", Timestamp::now()),
+        (
+            "POST",
+            "/api/routes?after=1",
+            auth::MARKETPLACE,
+            Timestamp::now(),
+        ),
+        ("GET", "/api/routes", auth::MARKETPLACE, Timestamp::now()),
         (
             "GET",
-            "/api/routes",
+            "/api/routes?after=2",
+            auth::MARKETPLACE,
+            Timestamp::now(),
+        ),
+        ("GET", "/api/routes?after=1", id.as_str(), Timestamp::now()),
+        (
+            "GET",
+            "/api/routes?after=1",
+            auth::MARKETPLACE,
             Timestamp::from_millis(Timestamp::now().as_millis() - 60_000),
         ),
     ];
-    for (method, signed_path, at) in cases {
-        let header = auth::sign(&key, &id, at, method, signed_path, b"");
+    for (method, signed_path, recipient, at) in cases {
+        let header = auth::sign(
+            &key,
+            &id,
+            recipient,
+            at,
+            auth::Nonce::random(&mut rand::rng()),
+            &auth::RequestTarget::new(method, signed_path, b""),
+        );
         let r = app
             .http
             .get(format!("{}/api/routes?after=1", app.address))
@@ -550,12 +573,12 @@ async fn route_polls_must_be_signed_by_a_registered_node() {
         );
     }
 
-    // The federation key, but not a registered node.
+    // A valid signature by a key, but not of an enrolled node.
     for sender in ["intruder".to_string(), NodeId::new().to_string()] {
         let (status, body) = app.get_signed("/api/routes", &key, &sender).await;
         assert_eq!(
             (status, body["error"].as_str()),
-            (403, Some("forbidden")),
+            (401, Some("unauthorized")),
             "{sender}: {body}"
         );
     }

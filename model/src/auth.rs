@@ -405,7 +405,8 @@ impl Guard {
         if claim.recipient != self.me {
             return Err(AuthError::WrongRecipient(claim.recipient));
         }
-        let key = key_of(&claim.sender).ok_or_else(|| AuthError::UnknownSender(claim.sender.clone()))?;
+        let key =
+            key_of(&claim.sender).ok_or_else(|| AuthError::UnknownSender(claim.sender.clone()))?;
         claim.verify(&key, &self.me, now, MAX_SKEW, req)?;
         self.replay
             .lock()
@@ -512,7 +513,12 @@ pub mod enrollment {
         Ok(sender.to_string())
     }
 
-    fn ack_mac(secret: &[u8], node_id: &str, node_key: &PublicKey, market_key: &PublicKey) -> Hmac<Sha256> {
+    fn ack_mac(
+        secret: &[u8],
+        node_id: &str,
+        node_key: &PublicKey,
+        market_key: &PublicKey,
+    ) -> Hmac<Sha256> {
         let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any size"));
         m.update(b"fogmarket-enroll-ack-v2\n");
@@ -701,7 +707,9 @@ mod tests {
         let claim = parse(Some(&h)).unwrap();
         assert_eq!(claim.sender, "node-a");
         assert_eq!(claim.recipient, "node-b");
-        claim.verify(&k.public(), "node-b", now, SKEW, &req).unwrap();
+        claim
+            .verify(&k.public(), "node-b", now, SKEW, &req)
+            .unwrap();
     }
 
     #[test]
@@ -712,8 +720,14 @@ mod tests {
         let h = sign(&k, "marketplace", "node-b", now, nonce(7), &req);
         let guard = Guard::new("node-b");
         let pk = k.public();
-        assert_eq!(guard.check(Some(&h), now, &req, |_| Some(pk)), Ok("marketplace".into()));
-        assert_eq!(guard.check(Some(&h), now, &req, |_| Some(pk)), Err(AuthError::Replayed));
+        assert_eq!(
+            guard.check(Some(&h), now, &req, |_| Some(pk)),
+            Ok("marketplace".into())
+        );
+        assert_eq!(
+            guard.check(Some(&h), now, &req, |_| Some(pk)),
+            Err(AuthError::Replayed)
+        );
         let other = Guard::new("node-c");
         assert_eq!(
             other.check(Some(&h), now, &req, |_| Some(pk)),
@@ -726,7 +740,10 @@ mod tests {
         );
         // A forgery (someone else's key) is refused and does not burn the nonce.
         let forged = sign(&key(8), "marketplace", "node-b", now, nonce(9), &req);
-        assert_eq!(fresh.check(Some(&forged), now, &req, |_| Some(pk)), Err(AuthError::BadSignature));
+        assert_eq!(
+            fresh.check(Some(&forged), now, &req, |_| Some(pk)),
+            Err(AuthError::BadSignature)
+        );
         let genuine = sign(&k, "marketplace", "node-b", now, nonce(9), &req);
         assert!(fresh.check(Some(&genuine), now, &req, |_| Some(pk)).is_ok());
     }
@@ -738,33 +755,49 @@ mod tests {
         let req = RequestTarget::new("POST", "/api/routes?after=1", b"{}");
         let h = sign(&k, "a", "b", now, nonce(2), &req);
         let claim = parse(Some(&h)).unwrap();
-        let v = |key: &PublicKey, me: &str, r: RequestTarget<'_>| claim.verify(key, me, now, SKEW, &r);
+        let v =
+            |key: &PublicKey, me: &str, r: RequestTarget<'_>| claim.verify(key, me, now, SKEW, &r);
         let pk = k.public();
         assert_eq!(
-            v(&pk, "b", RequestTarget::new("POST", "/api/routes?after=1", b"{ }")),
+            v(
+                &pk,
+                "b",
+                RequestTarget::new("POST", "/api/routes?after=1", b"{ }")
+            ),
             Err(AuthError::BadSignature)
         );
         assert_eq!(
-            v(&pk, "b", RequestTarget::new("POST", "/api/routes?after=2", b"{}")),
+            v(
+                &pk,
+                "b",
+                RequestTarget::new("POST", "/api/routes?after=2", b"{}")
+            ),
             Err(AuthError::BadSignature)
         );
         assert_eq!(
-            v(&pk, "b", RequestTarget::new("PUT", "/api/routes?after=1", b"{}")),
+            v(
+                &pk,
+                "b",
+                RequestTarget::new("PUT", "/api/routes?after=1", b"{}")
+            ),
             Err(AuthError::BadSignature)
         );
-        assert_eq!(
-            v(&pk, "c", req),
-            Err(AuthError::WrongRecipient("b".into()))
-        );
+        assert_eq!(v(&pk, "c", req), Err(AuthError::WrongRecipient("b".into())));
         assert_eq!(v(&key(3).public(), "b", req), Err(AuthError::BadSignature));
         // Re-addressing the header to another recipient breaks the signature.
         let readdressed = h.replacen(":b:", ":c:", 1);
         let c = parse(Some(&readdressed)).unwrap();
-        assert_eq!(c.verify(&pk, "c", now, SKEW, &req), Err(AuthError::BadSignature));
+        assert_eq!(
+            c.verify(&pk, "c", now, SKEW, &req),
+            Err(AuthError::BadSignature)
+        );
         // So does claiming another sender.
         let forged = h.replacen("a:", "z:", 1);
         let f = parse(Some(&forged)).unwrap();
-        assert_eq!(f.verify(&pk, "b", now, SKEW, &req), Err(AuthError::BadSignature));
+        assert_eq!(
+            f.verify(&pk, "b", now, SKEW, &req),
+            Err(AuthError::BadSignature)
+        );
     }
 
     #[test]
@@ -843,8 +876,14 @@ mod tests {
             hex::encode(identity).parse::<PublicKey>(),
             Err(KeyError::Weak)
         );
-        assert_eq!("zz".parse::<PublicKey>(), Err(KeyError::Length { expected: 64 }));
-        assert!(format!("{k:?}").contains("public"), "Debug hides the secret");
+        assert_eq!(
+            "zz".parse::<PublicKey>(),
+            Err(KeyError::Length { expected: 64 })
+        );
+        assert!(
+            format!("{k:?}").contains("public"),
+            "Debug hides the secret"
+        );
         assert!(!format!("{k:?}").contains(&k.to_hex()));
     }
 
@@ -853,12 +892,28 @@ mod tests {
         let now = Timestamp::from_millis(5_000);
         let h = enrollment::sign(b"s3cret", "edge-1", now, "POST", "/api/register", b"{}");
         assert_eq!(
-            enrollment::verify(b"s3cret", Some(&h), now, SKEW, "POST", "/api/register", b"{}")
-                .unwrap(),
+            enrollment::verify(
+                b"s3cret",
+                Some(&h),
+                now,
+                SKEW,
+                "POST",
+                "/api/register",
+                b"{}"
+            )
+            .unwrap(),
             "edge-1"
         );
         assert_eq!(
-            enrollment::verify(b"other", Some(&h), now, SKEW, "POST", "/api/register", b"{}"),
+            enrollment::verify(
+                b"other",
+                Some(&h),
+                now,
+                SKEW,
+                "POST",
+                "/api/register",
+                b"{}"
+            ),
             Err(AuthError::BadSignature)
         );
         let (node, market) = (key(8).public(), key(9).public());
@@ -911,9 +966,15 @@ mod tests {
         assert_eq!(peer_token_sender(&t), Some("id-a"));
         assert_eq!(verify_peer_token(&pair, &t, "id-b", now).unwrap(), "id-a");
         let prev = peer_token(&pair, "id-a", "id-b", w - 1);
-        assert_eq!(verify_peer_token(&pair, &prev, "id-b", now).unwrap(), "id-a");
+        assert_eq!(
+            verify_peer_token(&pair, &prev, "id-b", now).unwrap(),
+            "id-a"
+        );
         let old = peer_token(&pair, "id-a", "id-b", w - 2);
-        assert_eq!(verify_peer_token(&pair, &old, "id-b", now), Err(AuthError::Stale));
+        assert_eq!(
+            verify_peer_token(&pair, &old, "id-b", now),
+            Err(AuthError::Stale)
+        );
         // Another recipient (re-addressed), another pair, a forged sender: all refused.
         assert_eq!(
             verify_peer_token(&pair, &t, "id-c", now),

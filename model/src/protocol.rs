@@ -90,7 +90,11 @@ pub enum TicketError {
 }
 
 impl AuctionTicket {
-    fn message(auction_id: AuctionId, sla: &Sla, deadline: Timestamp) -> Result<Vec<u8>, TicketError> {
+    fn message(
+        auction_id: AuctionId,
+        sla: &Sla,
+        deadline: Timestamp,
+    ) -> Result<Vec<u8>, TicketError> {
         let canonical = serde_json::to_vec(sla).map_err(|e| TicketError::Encode(e.to_string()))?;
         Ok(auth::ticket_message(
             &auction_id.to_string(),
@@ -218,6 +222,19 @@ pub struct BidResponse {
     pub bids: Vec<Bid>,
     #[serde(default)]
     pub refusals: Vec<Refusal>,
+    /// Bids of other nodes a relay's consolidation filter dropped (GIRAFF's `maxcpu`, ...):
+    /// their holds are released by the marketplace, the only member that may release holds on
+    /// a node. A bid that also reached the marketplace is never released this way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<DroppedBid>,
+}
+
+/// A bid a relay dropped: which node holds resources for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DroppedBid {
+    pub node_id: NodeId,
+    pub bid_id: BidId,
 }
 
 /// Marketplace -> winning node. `POST /api/accept/{slaId}`.

@@ -393,21 +393,42 @@ pub mod tls {
             if self.serves() { "https" } else { "http" }
         }
 
-        /// Client options trusting `ca` (when set), with `max_answer` as the answer cap.
+        /// Client options trusting `ca` (when set), with `max_answer` as the answer cap. A CA
+        /// file that cannot be read or holds no certificate is an error naming it.
         pub fn client_options(&self, max_answer: usize) -> Result<super::ClientOptions, TlsError> {
-            let tls_ca = match &self.ca {
-                Some(path) => Some(std::fs::read(path).map_err(|e| TlsError::File {
-                    field: "ca",
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?),
-                None => None,
-            };
             Ok(super::ClientOptions {
                 max_answer,
-                tls_ca,
+                tls_ca: self.ca_pem()?,
                 ..super::ClientOptions::default()
             })
+        }
+
+        /// The PEM bytes of `ca`, checked to hold at least one certificate.
+        pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, TlsError> {
+            let Some(path) = &self.ca else {
+                return Ok(None);
+            };
+            let file_err = |reason: String| TlsError::File {
+                field: "ca",
+                path: path.display().to_string(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| file_err(e.to_string()))?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| file_err(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(file_err("no certificate in the PEM file".into()));
+            }
+            Ok(Some(pem))
+        }
+
+        /// Checks every file that is set (readable, PEM, a certificate chain matching its
+        /// key), so a bad file stops a member at start rather than at its first call.
+        pub fn check(&self) -> Result<(), TlsError> {
+            self.ca_pem()?;
+            self.server_config()?;
+            Ok(())
         }
 
         /// The rustls server configuration, when `cert` and `key` are set.
@@ -428,7 +449,11 @@ pub mod tls {
                 .collect::<Result<_, _>>()
                 .map_err(|e| file_err("cert", cert, e.to_string()))?;
             if chain.is_empty() {
-                return Err(file_err("cert", cert, "no certificate in the PEM file".into()));
+                return Err(file_err(
+                    "cert",
+                    cert,
+                    "no certificate in the PEM file".into(),
+                ));
             }
             let key_der = PrivateKeyDer::from_pem_file(key)
                 .map_err(|e| file_err("key", key, e.to_string()))?;
@@ -441,6 +466,37 @@ pub mod tls {
                 .map(Some)
                 .map_err(|e| TlsError::Config(format!("cert and key do not make a server: {e}")))
         }
+    }
+
+    /// A rustls client configuration for clients outside reqwest (the fog node's data-plane
+    /// forwards): trusts only the CA in `ca_pem` when given, else the platform's roots (as
+    /// reqwest does). No ALPN protocols: the connector using it picks them.
+    pub fn client_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, BuildError> {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| BuildError::Client(e.to_string()))?;
+        let config = match ca_pem {
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| BuildError::Ca(e.to_string()))?;
+                    roots.add(cert).map_err(|e| BuildError::Ca(e.to_string()))?;
+                }
+                if roots.is_empty() {
+                    return Err(BuildError::Ca("no certificate in the PEM file".into()));
+                }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            None => {
+                use rustls_platform_verifier::BuilderVerifierExt;
+                builder
+                    .with_platform_verifier()
+                    .map_err(|e| BuildError::Client(e.to_string()))?
+                    .with_no_client_auth()
+            }
+        };
+        Ok(config)
     }
 
     pub(super) fn trust(
@@ -468,10 +524,7 @@ pub enum ReadError {
 /// Reads `resp`'s body up to `limit` bytes; refuses (without reading on) past it, also when
 /// `Content-Length` already says so.
 pub async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, ReadError> {
-    if resp
-        .content_length()
-        .is_some_and(|n| n > limit as u64)
-    {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(ReadError::TooLarge(limit));
     }
     let mut buf = bytes::BytesMut::new();
@@ -563,6 +616,45 @@ mod tests {
             route_pattern("/api/heartbeat/7d6c1a8e-0f4b-4a43-9a55-1f0c2b8e9d10"),
             "/api/heartbeat/{id}"
         );
+    }
+
+    #[test]
+    fn bad_tls_files_are_errors_naming_the_setting_and_the_file() {
+        use tls::TlsFiles;
+        let dir = std::env::temp_dir().join(format!("signed-http-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let missing = dir.join("missing.pem");
+        let ca = TlsFiles {
+            ca: Some(garbage.clone()),
+            ..TlsFiles::default()
+        };
+        let e = ca.check().unwrap_err().to_string();
+        assert!(e.starts_with("tls.ca: "), "{e}");
+        assert!(e.contains("garbage.pem"), "{e}");
+        let cert = TlsFiles {
+            cert: Some(missing.clone()),
+            key: Some(garbage.clone()),
+            ca: None,
+        };
+        let e = cert.check().unwrap_err().to_string();
+        assert!(e.starts_with("tls.cert: "), "{e}");
+        assert!(e.contains("missing.pem"), "{e}");
+        let half = TlsFiles {
+            key: Some(garbage),
+            ..TlsFiles::default()
+        };
+        assert!(half.check().unwrap_err().to_string().contains("`key`"));
+        assert!(TlsFiles::default().check().is_ok());
+        assert_eq!(TlsFiles::default().scheme(), "http");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_client_config_needs_a_certificate_in_its_ca() {
+        assert!(tls::client_config(Some(b"nothing here")).is_err());
+        assert!(tls::client_config(None).is_ok());
     }
 
     #[test]

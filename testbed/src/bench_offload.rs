@@ -234,10 +234,9 @@ pub async fn place_function(
         .await
         .context("PUT /api/function?provision=true")?;
     let status = resp.status();
-    let answer: Value = resp
-        .json()
+    let answer: Value = signed_http::read_json(resp, crate::launcher::MAX_ANSWER)
         .await
-        .context("PUT /api/function?provision=true: the answer is not JSON")?;
+        .map_err(|e| anyhow::anyhow!("PUT /api/function?provision=true: {e}"))?;
     if !status.is_success() || answer["state"] != "live" {
         bail!("placing the function failed ({status}): {answer:#}");
     }
@@ -307,7 +306,11 @@ pub async fn wait_offload_ready(
                 .node_url(host)
                 .with_context(|| format!("no node `{host}` in the federation"))?;
             let state: Option<Value> = match client.get(format!("{url}/api/offload")).send().await {
-                Ok(r) if r.status().is_success() => r.json().await.ok(),
+                Ok(r) if r.status().is_success() => {
+                    signed_http::read_json(r, crate::launcher::MAX_ANSWER)
+                        .await
+                        .ok()
+                }
                 _ => None,
             };
             let Some(state) = state else {

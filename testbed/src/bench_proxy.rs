@@ -773,10 +773,9 @@ async fn place_echo(federation: &Federation, cores: usize) -> anyhow::Result<Str
         .await
         .context("PUT /api/function?provision=true")?;
     let status = resp.status();
-    let placed: serde_json::Value = resp
-        .json()
+    let placed: serde_json::Value = signed_http::read_json(resp, crate::launcher::MAX_ANSWER)
         .await
-        .context("PUT /api/function?provision=true: not JSON")?;
+        .map_err(|e| anyhow::anyhow!("PUT /api/function?provision=true: {e}"))?;
     if !status.is_success() || placed["state"] != "live" {
         bail!("placing echo failed ({status}): {placed:#}");
     }

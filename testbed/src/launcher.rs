@@ -97,6 +97,8 @@ pub enum LaunchError {
     MarketplaceNotRunning,
     #[error("cannot build the node configuration of `{node}`: {reason}")]
     Config { node: String, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 type Result<T, E = LaunchError> = std::result::Result<T, E>;
@@ -152,6 +154,25 @@ pub fn http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// [`http_client`] that also trusts `ca_pem` (and only it) for `https://` URLs: the client
+/// of a federation started with [`LaunchOptions::tls`].
+pub fn http_client_trusting(ca_pem: Option<&[u8]>) -> Result<reqwest::Client> {
+    let options = signed_http::ClientOptions {
+        tls_ca: ca_pem.map(<[u8]>::to_vec),
+        ..signed_http::ClientOptions::default()
+    };
+    let builder = signed_http::builder(&options).map_err(|e| LaunchError::Tls(e.to_string()))?;
+    builder
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| LaunchError::Tls(signed_http::error_chain(&e)))
+}
+
+/// Largest answer the launcher reads from the marketplace or a node.
+pub const MAX_ANSWER: usize = signed_http::DEFAULT_MAX_ANSWER;
+
 /// How to launch a federation.
 #[derive(Debug, Clone)]
 pub struct LaunchOptions {
@@ -177,6 +198,10 @@ pub struct LaunchOptions {
     /// Extra environment of every process started (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT` to
     /// export traces; the launcher's own environment is inherited too).
     pub env: Vec<(String, String)>,
+    /// Serve every API over HTTPS: a throwaway CA and one certificate per process are made
+    /// in `<run_dir>/tls/` (see [`crate::tls`]); every member, and the launcher's client,
+    /// trusts that CA.
+    pub tls: bool,
 }
 
 impl LaunchOptions {
@@ -193,6 +218,7 @@ impl LaunchOptions {
             wait_for_neighbours: true,
             emulate_links: false,
             env: Vec::new(),
+            tls: false,
         })
     }
 }
@@ -498,11 +524,14 @@ async fn read_listening_line(
     Ok(addr)
 }
 
-/// `listening on http://127.0.0.1:41234` -> the address; an unspecified IP (0.0.0.0) is
+/// `listening on http://127.0.0.1:41234` (or `https://…`) -> the address; an unspecified IP (0.0.0.0) is
 /// reached on loopback.
 pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
     let rest = line.trim().strip_prefix("listening on ")?;
-    let rest = rest.strip_prefix("http://").unwrap_or(rest);
+    let rest = rest
+        .strip_prefix("http://")
+        .or_else(|| rest.strip_prefix("https://"))
+        .unwrap_or(rest);
     let rest = rest.trim_end_matches('/');
     let mut addr: SocketAddr = rest.parse().ok()?;
     if addr.ip().is_unspecified() {
@@ -515,8 +544,8 @@ pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
     Some(addr)
 }
 
-fn url_of(addr: SocketAddr) -> String {
-    format!("http://{addr}")
+fn url_of(scheme: &str, addr: SocketAddr) -> String {
+    format!("{scheme}://{addr}")
 }
 
 /// A node as `GET /api/fog` lists it (only the fields the launcher needs).
@@ -544,8 +573,7 @@ pub async fn list_fog(
     if !resp.status().is_success() {
         return Err(format!("GET /api/fog: status {}", resp.status()));
     }
-    let value: serde_json::Value = resp
-        .json()
+    let value: serde_json::Value = signed_http::read_json(resp, MAX_ANSWER)
         .await
         .map_err(|e| format!("GET /api/fog: {e}"))?;
     let list = match value {
@@ -582,12 +610,16 @@ pub struct Federation {
     marketplace_addr: SocketAddr,
     database_url: String,
     nodes: BTreeMap<String, NodeProc>,
+    /// `https` with [`LaunchOptions::tls`], else `http`.
+    scheme: &'static str,
+    /// The run's CA certificate, with [`LaunchOptions::tls`].
+    ca: Option<(PathBuf, String)>,
 }
 
 impl std::fmt::Debug for Federation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Federation")
-            .field("marketplace", &url_of(self.marketplace_addr))
+            .field("marketplace", &self.marketplace_url())
             .field("run_dir", &self.options.run_dir)
             .field(
                 "nodes",
@@ -626,7 +658,26 @@ impl Federation {
                 run_dir.join("marketplace.db").display()
             )
         });
-        let client = http_client();
+        // TLS material before any process: every member gets its certificate and the CA.
+        let tls_dir = run_dir.join("tls");
+        let ca = if options.tls {
+            Some(crate::tls::RunCa::create(&tls_dir).map_err(|e| LaunchError::Tls(e.to_string()))?)
+        } else {
+            None
+        };
+        let issue = |who: &str| -> Result<Option<toml::Table>> {
+            let Some(ca) = &ca else {
+                return Ok(None);
+            };
+            let files = ca.issue(who).map_err(|e| LaunchError::Tls(e.to_string()))?;
+            let mut t = toml::Table::new();
+            t.insert("cert".into(), files.cert.display().to_string().into());
+            t.insert("key".into(), files.key.display().to_string().into());
+            t.insert("ca".into(), ca.ca_path().display().to_string().into());
+            Ok(Some(t))
+        };
+        let client = http_client_trusting(ca.as_ref().map(|c| c.ca_pem().as_bytes()))?;
+        let scheme = if ca.is_some() { "https" } else { "http" };
         let deadline = options.readiness_deadline;
 
         // The marketplace first: nodes need its URL.
@@ -645,6 +696,12 @@ impl Federation {
             args.push("--heartbeat-interval-ms".to_string());
             args.push(h.to_string());
         }
+        if let Some(tls) = issue("marketplace")? {
+            for field in ["cert", "key", "ca"] {
+                args.push(format!("--tls-{field}"));
+                args.push(tls[field].as_str().unwrap_or_default().to_string());
+            }
+        }
         // The secret goes through the environment, not the command line (visible in `ps`).
         let mut envs = options.env.clone();
         envs.push((
@@ -661,7 +718,7 @@ impl Federation {
             stdout_log: run_dir.join("marketplace.stdout.log"),
         };
         let marketplace_addr = start_proc(&mut marketplace, deadline).await?;
-        let marketplace_url = url_of(marketplace_addr);
+        let marketplace_url = url_of(scheme, marketplace_addr);
         // From here on, `federation` owns the children: an early return kills them on drop.
         let mut federation = Federation {
             topology,
@@ -671,6 +728,10 @@ impl Federation {
             marketplace_addr,
             database_url,
             nodes: BTreeMap::new(),
+            scheme,
+            ca: ca
+                .as_ref()
+                .map(|c| (c.ca_path().to_path_buf(), c.ca_pem().to_string())),
         };
         federation
             .wait_healthy_marketplace(Instant::now() + deadline)
@@ -697,6 +758,20 @@ impl Federation {
                     "link_emulation".into(),
                     toml::Value::Table(link_emulation(&federation.topology, spec)),
                 );
+            }
+            let label: String = spec
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if let Some(tls) = issue(&format!("node-{label}"))? {
+                config.insert("tls".into(), toml::Value::Table(tls));
             }
             let text = toml::to_string(&config).map_err(|e| LaunchError::Config {
                 node: spec.name.clone(),
@@ -736,7 +811,7 @@ impl Federation {
         let mut first_error = None;
         for ((name, proc), addr) in procs.into_iter().zip(addrs) {
             let url = match addr {
-                Ok(a) => url_of(a),
+                Ok(a) => url_of(scheme, a),
                 Err(e) => {
                     first_error.get_or_insert(e);
                     String::new()
@@ -768,7 +843,7 @@ impl Federation {
     }
 
     async fn wait_healthy_marketplace(&mut self, deadline: Instant) -> Result<()> {
-        let url = url_of(self.marketplace_addr);
+        let url = self.marketplace_url();
         loop {
             if is_healthy(&self.client, &url).await {
                 return Ok(());
@@ -846,7 +921,7 @@ impl Federation {
 
     async fn wait_registered(&mut self, deadline: Instant) -> Result<()> {
         loop {
-            let listed = list_fog(&self.client, &url_of(self.marketplace_addr)).await;
+            let listed = list_fog(&self.client, &self.marketplace_url()).await;
             let mut missing = Vec::new();
             match &listed {
                 Ok(entries) => {
@@ -921,7 +996,7 @@ impl Federation {
                 let client = client.clone();
                 async move {
                     let resp = client.get(format!("{url}/api/state")).send().await.ok()?;
-                    resp.json::<State>().await.ok()
+                    signed_http::read_json::<State>(resp, MAX_ANSWER).await.ok()
                 }
             }))
             .await;
@@ -970,7 +1045,7 @@ impl Federation {
         let until = Instant::now() + deadline;
         loop {
             let mut missing = Vec::new();
-            match list_fog(&self.client, &url_of(self.marketplace_addr)).await {
+            match list_fog(&self.client, &self.marketplace_url()).await {
                 Ok(entries) => {
                     for (name, node) in &self.nodes {
                         if node.proc.child.is_none() {
@@ -994,12 +1069,27 @@ impl Federation {
         }
     }
 
-    /// `http://127.0.0.1:PORT` of the marketplace.
+    /// `http://127.0.0.1:PORT` of the marketplace (`https://` with [`LaunchOptions::tls`]).
     pub fn marketplace_url(&self) -> String {
-        url_of(self.marketplace_addr)
+        url_of(self.scheme, self.marketplace_addr)
     }
 
-    /// The node's own URL (`http://127.0.0.1:PORT`).
+    /// Whether every API is served over HTTPS ([`LaunchOptions::tls`]).
+    pub fn tls(&self) -> bool {
+        self.ca.is_some()
+    }
+
+    /// The run's CA certificate file, with [`LaunchOptions::tls`].
+    pub fn ca_path(&self) -> Option<&Path> {
+        self.ca.as_ref().map(|(path, _)| path.as_path())
+    }
+
+    /// The run's CA certificate (PEM), with [`LaunchOptions::tls`].
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca.as_ref().map(|(_, pem)| pem.as_bytes())
+    }
+
+    /// The node's own URL (`http://127.0.0.1:PORT`, or `https://…`).
     pub fn node_url(&self, name: &str) -> Option<&str> {
         self.nodes.get(name).map(|n| n.url.as_str())
     }
@@ -1048,7 +1138,7 @@ impl Federation {
         self.nodes.get(name).map(|n| n.proc.log.as_path())
     }
 
-    /// The HTTP client the launcher uses (no proxy).
+    /// The HTTP client the launcher uses (no proxy; trusts the run's CA with TLS).
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }

@@ -15,6 +15,8 @@
 //! - [`bench_offload`]: DFaaS's demo and issue #48 scenarios against a real federation, once
 //!   per offloading strategy, behind `just bench offload`.
 //! - [`poll`]: waiting for a state with a deadline (`poll_until`), for the tests and tools.
+//! - [`tls`]: a throwaway CA and per-process certificates for a federation served over HTTPS
+//!   (`testbed run --tls`, `LaunchOptions::tls`).
 //! - [`load`]: an open-loop load generator for the fog nodes' data plane (scheduled sends that
 //!   never wait for answers, per-request records, success per second and per serving node).
 //!
@@ -27,10 +29,12 @@ pub mod bench_proxy;
 pub mod launcher;
 pub mod load;
 pub mod poll;
+pub mod tls;
 pub mod topology;
 
 pub use launcher::{
     Federation, LaunchError, LaunchOptions, default_bin_dir, find_binary, http_client,
+    http_client_trusting,
 };
 pub use poll::poll_until;
 pub use topology::{MarketplaceSettings, NodeSpec, Topology, TopologyError};

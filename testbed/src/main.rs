@@ -50,6 +50,10 @@ enum Command {
         /// loopback speed, and configured latencies only enter the auctions' arithmetic).
         #[arg(long)]
         no_link_emulation: bool,
+        /// Serve every API over HTTPS: a throwaway CA and one certificate per process are made
+        /// in the run directory (`tls/ca.pem` is what clients must trust).
+        #[arg(long)]
+        tls: bool,
     },
     /// Benchmarks.
     Bench {
@@ -189,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
             run_dir,
             enrollment_secret,
             no_link_emulation,
+            tls,
         } => {
             let topo = Topology::from_file(&topology)?;
             let run_dir = match run_dir {
@@ -211,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
             }
             options.readiness_deadline = Duration::from_secs(60);
             options.emulate_links = !no_link_emulation;
+            options.tls = tls;
             eprintln!(
                 "starting {} fog nodes from {} ...",
                 topo.nodes().len(),
@@ -358,6 +364,13 @@ fn print_federation(f: &Federation) {
     println!("  metrics:   {m}/metrics");
     println!("  database:  {}", f.database_url());
     println!("run dir:     {} (configs and logs)", f.run_dir().display());
+    if let Some(ca) = f.ca_path() {
+        println!(
+            "TLS:         every API is HTTPS; trust the run's CA {} (e.g. curl --cacert {})",
+            ca.display(),
+            ca.display()
+        );
+    }
     if f.emulates_links() {
         println!(
             "links:       emulated in process: traffic between nodes takes the one-way latency of its path"

@@ -8,7 +8,10 @@
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (`just test` does). SQLite only.
 
-use model::auth::{FORWARD_HEADER, HOPS_HEADER, ROUTE_HEADER, sign, sign_forward};
+use model::auth::{
+    self, FORWARD_HEADER, HOPS_HEADER, MARKETPLACE, Nonce, ROUTE_HEADER, RequestTarget, SecretKey,
+    enrollment,
+};
 use model::protocol::{
     HeartbeatRequest, PROTOCOL_VERSION, RegisterRequest, RegisterResponse, Resources,
 };
@@ -188,12 +191,35 @@ fn failures(records: &[load::RequestRecord]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A pseudo-node: enrolled with the marketplace, so it holds the federation key and is a known
-// sender, but runs no fog node. It signs forwards like a peer would.
+// A pseudo-node: enrolled with the marketplace under its own key, so it is a known sender of
+// the route table, but runs no fog node. It signs forwards like a peer would.
+
+/// A signature of `sender` with `key` for `recipient`, over a forward's target.
+#[allow(clippy::too_many_arguments)]
+fn sign_forward(
+    key: &SecretKey,
+    sender: &str,
+    recipient: &str,
+    at: Timestamp,
+    path_and_query: &str,
+    hops: u32,
+    route: &str,
+    body: &[u8],
+) -> String {
+    let target = auth::forward_target(path_and_query, hops, route);
+    auth::sign(
+        key,
+        sender,
+        recipient,
+        at,
+        Nonce::random(&mut rand::rng()),
+        &RequestTarget::new("POST", &target, body),
+    )
+}
 
 struct PseudoNode {
     id: NodeId,
-    key: Vec<u8>,
+    key: SecretKey,
     heartbeats: tokio::task::JoinHandle<()>,
 }
 
@@ -207,9 +233,11 @@ impl PseudoNode {
     /// Registers `name` (a root with no children, so no auction reaches it) and keeps it alive
     /// with heartbeats.
     async fn enroll(t: &TestFed, name: &str) -> PseudoNode {
+        let key = SecretKey::generate(&mut rand::rng());
         let body = serde_json::to_vec(&RegisterRequest {
             node_id: None,
             name: name.to_string(),
+            public_key: key.public(),
             owner: "tester".into(),
             tags: Vec::new(),
             parent: None,
@@ -221,7 +249,7 @@ impl PseudoNode {
             protocol_version: Some(PROTOCOL_VERSION),
         })
         .expect("RegisterRequest serializes");
-        let auth = sign(
+        let auth = enrollment::sign(
             t.enrollment_secret.as_bytes(),
             name,
             Timestamp::now(),
@@ -244,7 +272,6 @@ impl PseudoNode {
         assert_eq!(status, StatusCode::OK, "registering {name}: {text}");
         let resp: RegisterResponse =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-        let key = resp.federation_key.into_bytes();
         let (id, client, hb_key) = (resp.node_id, t.client.clone(), key.clone());
         let heartbeats = tokio::spawn(async move {
             let path = format!("/api/heartbeat/{id}");
@@ -254,13 +281,13 @@ impl PseudoNode {
             })
             .unwrap_or_default();
             loop {
-                let auth = sign(
+                let auth = auth::sign(
                     &hb_key,
                     &id.to_string(),
+                    MARKETPLACE,
                     Timestamp::now(),
-                    "POST",
-                    &path,
-                    &body,
+                    Nonce::random(&mut rand::rng()),
+                    &RequestTarget::new("POST", &path, &body),
                 );
                 let _ = client
                     .post(format!("{market}{path}"))
@@ -282,6 +309,7 @@ impl PseudoNode {
     /// The `X-Fogmarket-Forward` value this node would send for a POST of `body`.
     fn signature(
         &self,
+        recipient: &str,
         path_and_query: &str,
         hops: u32,
         route: &str,
@@ -291,8 +319,8 @@ impl PseudoNode {
         sign_forward(
             &self.key,
             &self.id.to_string(),
+            recipient,
             at,
-            "POST",
             path_and_query,
             hops,
             route,
@@ -304,13 +332,21 @@ impl PseudoNode {
     fn forward(
         &self,
         client: &reqwest::Client,
+        recipient: &str,
         url: &str,
         path_and_query: &str,
         hops: u32,
         route: &'static str,
     ) -> reqwest::RequestBuilder {
         let body = "forwarded";
-        let header = self.signature(path_and_query, hops, route, body, Timestamp::now());
+        let header = self.signature(
+            recipient,
+            path_and_query,
+            hops,
+            route,
+            body,
+            Timestamp::now(),
+        );
         forwarded(client, url, header, &hops.to_string(), route, body)
     }
 }
@@ -512,6 +548,7 @@ async fn forged_or_tampered_forwarding_signatures_are_refused_with_403() {
     let pseudo = PseudoNode::enroll(&t, "prober").await;
     let pq = format!("/function/{}", placed.service);
     let url = t.data_plane("n1", &placed.service);
+    let n1 = t.fed.node_id("n1").expect("n1 id").to_string();
     let c = &t.client;
 
     // The control: a validly signed offload from an enrolled node is served (once the host's
@@ -520,7 +557,8 @@ async fn forged_or_tampered_forwarding_signatures_are_refused_with_403() {
         Duration::from_secs(15),
         "n1 to accept a valid forward from the enrolled pseudo-node",
         || async {
-            let (status, _, served) = outcome(pseudo.forward(c, &url, &pq, 1, "offload")).await;
+            let (status, _, served) =
+                outcome(pseudo.forward(c, &n1, &url, &pq, 1, "offload")).await;
             (status == StatusCode::OK && served.as_deref() == Some("n1")).then_some(())
         },
     )
@@ -528,13 +566,19 @@ async fn forged_or_tampered_forwarding_signatures_are_refused_with_403() {
 
     let n2 = t.fed.node_id("n2").expect("n2 id").to_string();
     let now = Timestamp::now();
-    let valid = pseudo.signature(&pq, 1, "offload", "x", now);
-    let forged_mac = format!("Fogmarket {n2}:{}:{}", now.as_millis(), "ab".repeat(32));
+    let valid = pseudo.signature(&n1, &pq, 1, "offload", "x", now);
+    let forged_mac = format!(
+        "{} {n2}:{n1}:{}:{}:{}",
+        auth::SCHEME,
+        now.as_millis(),
+        "ab".repeat(16),
+        "ab".repeat(64)
+    );
     let wrong_key = sign_forward(
-        b"not-the-federation-key",
+        &SecretKey::generate(&mut rand::rng()),
         &n2,
+        &n1,
         now,
-        "POST",
         &pq,
         1,
         "offload",
@@ -543,14 +587,16 @@ async fn forged_or_tampered_forwarding_signatures_are_refused_with_403() {
     let unknown_sender = sign_forward(
         &pseudo.key,
         &uuid::Uuid::new_v4().to_string(),
+        &n1,
         now,
-        "POST",
         &pq,
         1,
         "offload",
         b"x",
     );
+    let for_n2 = pseudo.signature(&n2, &pq, 1, "offload", "x", now);
     let minute_old = pseudo.signature(
+        &n1,
         &pq,
         1,
         "offload",
@@ -569,6 +615,10 @@ async fn forged_or_tampered_forwarding_signatures_are_refused_with_403() {
         (
             "a sender the route table does not know",
             forwarded(c, &url, unknown_sender, "1", "offload", "x"),
+        ),
+        (
+            "a signature addressed to n2, sent to n1",
+            forwarded(c, &url, for_n2, "1", "offload", "x"),
         ),
         (
             "a valid signature with another body",
@@ -616,6 +666,8 @@ async fn a_signed_forward_out_of_hops_at_a_node_not_hosting_the_function_gets_50
     let pseudo = PseudoNode::enroll(&t, "prober").await;
     let pq = format!("/function/{}", placed.service);
     let url = t.data_plane("n3", &placed.service);
+    let n3 = t.fed.node_id("n3").expect("n3 id").to_string();
+    let n2 = t.fed.node_id("n2").expect("n2 id").to_string();
     let c = &t.client;
 
     // One hop left: n3 (not a host) forwards to a host.
@@ -624,7 +676,7 @@ async fn a_signed_forward_out_of_hops_at_a_node_not_hosting_the_function_gets_50
         "n3 to forward a valid request with one hop left",
         || async {
             let (status, _, served) =
-                outcome(pseudo.forward(c, &url, &pq, MAX_HOPS - 1, "access")).await;
+                outcome(pseudo.forward(c, &n3, &url, &pq, MAX_HOPS - 1, "access")).await;
             (status == StatusCode::OK).then_some(served)
         },
     )
@@ -635,14 +687,15 @@ async fn a_signed_forward_out_of_hops_at_a_node_not_hosting_the_function_gets_50
     );
 
     // At the limit: never forwarded, and n3 cannot serve it.
-    let (status, reason, served) = outcome(pseudo.forward(c, &url, &pq, MAX_HOPS, "access")).await;
+    let (status, reason, served) =
+        outcome(pseudo.forward(c, &n3, &url, &pq, MAX_HOPS, "access")).await;
     assert_eq!(status.as_u16(), 508, "reason {reason:?}");
     assert_eq!(reason.as_deref(), Some("hop_limit"));
     assert_eq!(served, None);
 
     // A host serves a request at the hop limit itself instead of forwarding it.
     let host = t.data_plane("n2", &placed.service);
-    let (status, _, served) = outcome(pseudo.forward(c, &host, &pq, MAX_HOPS, "access")).await;
+    let (status, _, served) = outcome(pseudo.forward(c, &n2, &host, &pq, MAX_HOPS, "access")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(served.as_deref(), Some("n2"));
 }

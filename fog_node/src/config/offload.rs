@@ -61,6 +61,10 @@ pub struct OffloadConfig {
     /// Largest invocation body.
     #[serde(default = "default_max_body")]
     pub max_body: Bytes,
+    /// Largest answer the data plane reads from a peer or the gateway (the embedded gateway's
+    /// own cap on a function's answer is 32 MiB too); beyond, 502 `answer_too_large`.
+    #[serde(default = "default_max_answer")]
+    pub max_answer: Bytes,
     /// Requests per second a function sustains here, by service (`fogfn-<slaId>`), live name
     /// or catalog name (`echo` for `ghcr.io/acme/echo:1`). Unlisted functions learn their
     /// capacity from throughput measured while saturated.
@@ -129,6 +133,7 @@ impl Default for OffloadConfig {
             queue_timeout: default_queue_timeout(),
             forward_timeout: default_forward_timeout(),
             max_body: default_max_body(),
+            max_answer: default_max_answer(),
             max_rates: BTreeMap::new(),
             static_local_share: d_static_local_share(),
             offer_ttl: d_offer_ttl(),
@@ -177,6 +182,9 @@ fn default_forward_timeout() -> Latency {
 }
 fn default_max_body() -> Bytes {
     Bytes::from_mb(8)
+}
+fn default_max_answer() -> Bytes {
+    Bytes::from_mib(32)
 }
 fn default_haproxy_binary() -> String {
     "haproxy".to_string()
@@ -237,6 +245,11 @@ impl OffloadConfig {
         usize::try_from(self.max_body.as_u64()).unwrap_or(usize::MAX)
     }
 
+    /// Largest answer read upstream in bytes, as a `usize`.
+    pub fn max_answer_bytes(&self) -> usize {
+        usize::try_from(self.max_answer.as_u64()).unwrap_or(usize::MAX)
+    }
+
     /// The configured max rate of a function: by service, live name, then catalog name.
     pub fn max_rate(&self, service: &str, name: &str, image: &str) -> Option<f64> {
         self.max_rates
@@ -276,6 +289,9 @@ impl OffloadConfig {
         }
         if self.max_body == Bytes::ZERO {
             return f("max_body", "must be more than 0");
+        }
+        if self.max_answer == Bytes::ZERO {
+            return f("max_answer", "must be more than 0");
         }
         for (name, rate) in &self.max_rates {
             if !(rate.is_finite() && *rate > 0.0) {

@@ -5,8 +5,8 @@
 //! since HAProxy cannot sign each request; it implies route `offload` and one hop).
 
 use crate::directory::Routes;
-use actix_web::http::header::HeaderMap;
 use crate::node::Identity;
+use actix_web::http::header::HeaderMap;
 use model::auth::{self, FORWARD_HEADER, HOPS_HEADER, PublicKey, ROUTE_HEADER};
 use model::ids::NodeId;
 use model::time::Timestamp;
@@ -142,8 +142,9 @@ pub fn identify(
     if let Some(token) = header(headers, PEER_HEADER)? {
         let claimed = auth::peer_token_sender(token)
             .ok_or_else(|| format!("{PEER_HEADER} must be `<sender>.<window>.<hex>`"))?;
-        let peer_key = route_key(claimed)
-            .ok_or_else(|| format!("{PEER_HEADER}: sender `{claimed}` is not a node of the route table"))?;
+        let peer_key = route_key(claimed).ok_or_else(|| {
+            format!("{PEER_HEADER}: sender `{claimed}` is not a node of the route table")
+        })?;
         let pair = pair_secret(&peer_key);
         let sender = auth::verify_peer_token(&pair, token, &me.sender, now)
             .map_err(|e| format!("{PEER_HEADER}: {e}"))?;

@@ -3,15 +3,24 @@
 //! connection's task stays on the actix worker that uses it), header conversion from actix's
 //! `http` 0.2 types without hop-by-hop and federation headers, and errors that say whether
 //! the peer could have run the request.
+//!
+//! `https://` peers are reached over TLS (rustls), trusting the node's `[tls] ca` only, as
+//! its signed client does; `http://` (the embedded gateway on loopback) stays plain. An
+//! answer is read up to the client's cap (`[offload] max_answer`): a bigger one is
+//! [`UpstreamError::TooLarge`], never buffered whole.
 
 use actix_web::http::header::HeaderMap as ActixHeaders;
 use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -98,6 +107,9 @@ pub enum UpstreamError {
     /// Failed after the request may have been sent.
     #[error("{uri}: {reason}")]
     Transport { uri: String, reason: String },
+    /// The upstream answered more than the cap; the rest was not read.
+    #[error("{uri}: answer larger than {limit} bytes")]
+    TooLarge { uri: String, limit: usize },
 }
 
 impl UpstreamError {
@@ -110,101 +122,175 @@ impl UpstreamError {
     }
 }
 
-/// The HTTP client of this thread.
-fn client() -> Client<HttpConnector, Full<Bytes>> {
-    thread_local! {
-        static CLIENT: Client<HttpConnector, Full<Bytes>> = {
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            connector.set_connect_timeout(Some(Duration::from_secs(5)));
-            Client::builder(TokioExecutor::new())
+type Pooled = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The data plane's client settings: the TLS trust and the answer cap. Cheap to clone; the
+/// pooled connections live per worker thread (see [`UpstreamClient::pooled`]).
+#[derive(Clone)]
+pub struct UpstreamClient {
+    /// Tells this client's pools apart from other nodes' in the same process (tests).
+    id: u64,
+    tls: Arc<rustls::ClientConfig>,
+    max_answer: usize,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("id", &self.id)
+            .field("max_answer", &self.max_answer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamClient {
+    /// Trusts only the CA in `ca_pem` for `https://` upstreams when given (else the
+    /// platform's roots); reads answers up to `max_answer` bytes.
+    pub fn new(
+        ca_pem: Option<&[u8]>,
+        max_answer: usize,
+    ) -> Result<UpstreamClient, signed_http::BuildError> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        Ok(UpstreamClient {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            tls: Arc::new(signed_http::tls::client_config(ca_pem)?),
+            max_answer,
+        })
+    }
+
+    pub fn max_answer(&self) -> usize {
+        self.max_answer
+    }
+
+    /// This thread's pooled HTTP client for these settings, made on first use.
+    fn pooled(&self) -> Pooled {
+        thread_local! {
+            static CLIENTS: RefCell<Vec<(u64, Pooled)>> = const { RefCell::new(Vec::new()) };
+        }
+        CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
+                return c.clone();
+            }
+            let mut http = HttpConnector::new();
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(Duration::from_secs(5)));
+            http.enforce_http(false);
+            let connector = HttpsConnectorBuilder::new()
+                .with_tls_config(rustls::ClientConfig::clone(&self.tls))
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http);
+            let client = Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(256)
-                .build(connector)
-        };
-    }
-    CLIENT.with(Client::clone)
-}
-
-/// Sends one request to a `/function/{name}` route (a peer's data plane or the gateway) and
-/// reads the whole answer within `timeout`, in a client span whose context replaces the
-/// caller's `traceparent` (so the peer's or the gateway's span is its child).
-pub async fn send(
-    method: Method,
-    uri: &str,
-    mut headers: HeaderMap,
-    body: Bytes,
-    timeout: Duration,
-) -> Result<Upstream, UpstreamError> {
-    let span = telemetry::client_span(method.as_str(), "/function/{name}", Some(uri));
-    telemetry::inject_span(&span, &mut headers);
-    let result = send_untraced(method, uri, headers, body, timeout)
-        .instrument(span.clone())
-        .await;
-    match &result {
-        Ok(up) => telemetry::record_status(&span, up.status.as_u16()),
-        Err(e) => telemetry::record_error(&span, e),
-    }
-    result
-}
-
-async fn send_untraced(
-    method: Method,
-    uri: &str,
-    headers: HeaderMap,
-    body: Bytes,
-    timeout: Duration,
-) -> Result<Upstream, UpstreamError> {
-    let parsed: Uri = uri.parse().map_err(|e| UpstreamError::Connect {
-        uri: uri.to_string(),
-        reason: format!("invalid URI: {e}"),
-    })?;
-    let mut request = http::Request::new(Full::new(body));
-    *request.method_mut() = method;
-    *request.uri_mut() = parsed;
-    *request.headers_mut() = headers;
-    let exchange = async {
-        let resp = client().request(request).await.map_err(|e| {
-            let reason = error_chain(&e);
-            if e.is_connect() {
-                UpstreamError::Connect {
-                    uri: uri.to_string(),
-                    reason,
-                }
-            } else if closed_without_answer(&e) {
-                UpstreamError::NoAnswer {
-                    uri: uri.to_string(),
-                    reason,
-                }
-            } else {
-                UpstreamError::Transport {
-                    uri: uri.to_string(),
-                    reason,
-                }
-            }
-        })?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| UpstreamError::Transport {
-                uri: uri.to_string(),
-                reason: format!("reading the answer: {}", error_chain(&e)),
-            })?
-            .to_bytes();
-        Ok(Upstream {
-            status: parts.status,
-            headers: without_hop_by_hop(parts.headers),
-            body,
+                .build(connector);
+            clients.push((self.id, client.clone()));
+            client
         })
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| UpstreamError::Timeout {
+    }
+
+    /// Sends one request to a `/function/{name}` route (a peer's data plane or the gateway)
+    /// and reads the whole answer (up to the cap) within `timeout`, in a client span whose
+    /// context replaces the caller's `traceparent` (so the peer's or the gateway's span is
+    /// its child).
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        mut headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Upstream, UpstreamError> {
+        let span = telemetry::client_span(method.as_str(), "/function/{name}", Some(uri));
+        telemetry::inject_span(&span, &mut headers);
+        let result = self
+            .send_untraced(method, uri, headers, body, timeout)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(up) => telemetry::record_status(&span, up.status.as_u16()),
+            Err(e) => telemetry::record_error(&span, e),
+        }
+        result
+    }
+
+    async fn send_untraced(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Upstream, UpstreamError> {
+        let parsed: Uri = uri.parse().map_err(|e| UpstreamError::Connect {
             uri: uri.to_string(),
-            after: timeout,
-        })?
+            reason: format!("invalid URI: {e}"),
+        })?;
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = parsed;
+        *request.headers_mut() = headers;
+        let exchange = async {
+            let resp = self.pooled().request(request).await.map_err(|e| {
+                let reason = error_chain(&e);
+                if e.is_connect() {
+                    UpstreamError::Connect {
+                        uri: uri.to_string(),
+                        reason,
+                    }
+                } else if closed_without_answer(&e) {
+                    UpstreamError::NoAnswer {
+                        uri: uri.to_string(),
+                        reason,
+                    }
+                } else {
+                    UpstreamError::Transport {
+                        uri: uri.to_string(),
+                        reason,
+                    }
+                }
+            })?;
+            let (parts, body) = resp.into_parts();
+            let limit = self.max_answer;
+            let too_large = || UpstreamError::TooLarge {
+                uri: uri.to_string(),
+                limit,
+            };
+            if hyper::body::Body::size_hint(&body)
+                .exact()
+                .is_some_and(|n| n > limit as u64)
+            {
+                return Err(too_large());
+            }
+            let body = Limited::new(body, limit)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        too_large()
+                    } else {
+                        UpstreamError::Transport {
+                            uri: uri.to_string(),
+                            reason: format!("reading the answer: {}", error_chain(e.as_ref())),
+                        }
+                    }
+                })?
+                .to_bytes();
+            Ok(Upstream {
+                status: parts.status,
+                headers: without_hop_by_hop(parts.headers),
+                body,
+            })
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                uri: uri.to_string(),
+                after: timeout,
+            })?
+    }
 }
 
 /// Whether the connection was reset or closed before any answer arrived.

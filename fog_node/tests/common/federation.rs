@@ -39,6 +39,7 @@ pub fn route_node(n: &TestNode) -> RouteNode {
         node_id: n.id,
         name: n.node.name().to_string(),
         url: n.url.clone(),
+        public_key: n.node.public_key(),
         alive: true,
     }
 }

@@ -7,16 +7,71 @@ pub mod federation;
 use fog_node::node::{Identity, Node};
 use fog_node::{Application, Config};
 use model::Sla;
-use model::auth;
+use model::auth::{self, Nonce, RequestTarget, SecretKey};
 use model::ids::{AuctionId, NodeId, SlaId};
 use model::latency::PathLatency;
-use model::protocol::{BidRequest, BidResponse, Neighbour, Relation};
+use model::protocol::{AuctionTicket, BidRequest, BidResponse, Neighbour, Relation};
 use model::time::Timestamp;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-pub const KEY: &[u8] = b"test-federation-key";
+/// The key of the test marketplace; every test node pins its public half.
+pub fn market_key() -> SecretKey {
+    SecretKey::from_seed(auth::digest(b"test marketplace"))
+}
+
+/// A key for a pretend member that is not a running node (a peer in a route table, an
+/// intruder), derived from its name.
+pub fn member_key(name: &str) -> SecretKey {
+    SecretKey::from_seed(auth::digest(format!("test member {name}").as_bytes()))
+}
+
+/// The id of the test node serving at each URL (the recipient of calls to it).
+static IDS: LazyLock<Mutex<HashMap<String, NodeId>>> = LazyLock::new(Mutex::default);
+
+/// The id of the test node at `url`.
+pub fn id_at(url: &str) -> NodeId {
+    *IDS.lock()
+        .unwrap()
+        .get(url)
+        .unwrap_or_else(|| panic!("no test node at {url}"))
+}
+
+/// The `Authorization` value of a member's request, with a fresh nonce, signed now.
+pub fn member_header(
+    key: &SecretKey,
+    sender: &str,
+    recipient: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    auth::sign(
+        key,
+        sender,
+        recipient,
+        Timestamp::now(),
+        Nonce::random(&mut rand::rng()),
+        &RequestTarget::new(method, path_and_query, body),
+    )
+}
+
+/// A bid request the test marketplace opens (with its ticket) for `sla`.
+pub fn bid_request(sla: &Sla, timeout_ms: u64, path: Vec<NodeId>) -> BidRequest {
+    let auction_id = AuctionId::new();
+    let deadline = Timestamp::now().plus(Duration::from_millis(timeout_ms + 1000));
+    BidRequest {
+        auction_id,
+        sla: sla.clone(),
+        node_origin: None,
+        accumulated_latency: PathLatency::ZERO,
+        timeout_ms,
+        path,
+        ticket: AuctionTicket::issue(&market_key(), auction_id, sla, deadline).unwrap(),
+    }
+}
 
 pub struct TestNode {
     pub node: Arc<Node>,
@@ -57,10 +112,8 @@ pub async fn spawn_node_at(name: &str, cpu: &str, marketplace: &str, extra: &str
     let node = app.node();
     let url = app.url().to_string();
     let id = NodeId::new();
-    node.set_identity(Identity {
-        node_id: id,
-        federation_key: KEY.to_vec(),
-    });
+    node.set_identity(Identity::new(id, market_key().public()));
+    IDS.lock().unwrap().insert(url.clone(), id);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -100,6 +153,7 @@ pub fn neighbour(of: &TestNode, relation: Relation) -> Neighbour {
         node_id: of.id,
         name: of.node.name().to_string(),
         url: of.url.clone(),
+        public_key: of.node.public_key(),
         relation,
         alive: true,
         tags: vec![],
@@ -134,9 +188,18 @@ pub fn sla(overrides: Value) -> Sla {
     Sla::from_json(&body, SlaId::new(), "sla").unwrap()
 }
 
+/// `POST` signed by the test marketplace for the node at `url`.
 pub async fn signed_post(url: &str, path: &str, body: &impl serde::Serialize) -> reqwest::Response {
     let bytes = serde_json::to_vec(body).unwrap();
-    let header = auth::sign(KEY, "marketplace", Timestamp::now(), "POST", path, &bytes);
+    let recipient = id_at(url).to_string();
+    let header = member_header(
+        &market_key(),
+        auth::MARKETPLACE,
+        &recipient,
+        "POST",
+        path,
+        &bytes,
+    );
     reqwest::Client::new()
         .post(format!("{url}{path}"))
         .header("authorization", header)
@@ -148,14 +211,7 @@ pub async fn signed_post(url: &str, path: &str, body: &impl serde::Serialize) ->
 }
 
 pub async fn ask(target: &TestNode, sla: &Sla, timeout_ms: u64) -> BidResponse {
-    let req = BidRequest {
-        auction_id: AuctionId::new(),
-        sla: sla.clone(),
-        node_origin: None,
-        accumulated_latency: PathLatency::ZERO,
-        timeout_ms,
-        path: vec![],
-    };
+    let req = bid_request(sla, timeout_ms, vec![]);
     let resp = signed_post(&target.url, "/api/bid", &req).await;
     assert!(resp.status().is_success(), "bid answered {}", resp.status());
     resp.json().await.unwrap()
@@ -176,14 +232,7 @@ pub fn catalog_dir() -> std::path::PathBuf {
 
 /// Bids on `n` alone and accepts the bid, as the marketplace would after winning.
 pub async fn win(n: &TestNode, sla: &Sla) {
-    let req = BidRequest {
-        auction_id: AuctionId::new(),
-        sla: sla.clone(),
-        node_origin: None,
-        accumulated_latency: PathLatency::ZERO,
-        timeout_ms: 1000,
-        path: vec![],
-    };
+    let req = bid_request(sla, 1000, vec![]);
     let answer: BidResponse = signed_post(&n.url, "/api/bid", &req)
         .await
         .json()

@@ -7,11 +7,12 @@
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use marketplace::service::Marketplace;
 use marketplace::{Application, Settings};
+use model::auth::{self, Guard, Nonce, PublicKey, RequestTarget, SecretKey};
 use model::protocol::{
     AcceptRequest, AcceptResponse, Bid, BidRequest, BidResponse, HeartbeatRequest, Refusal,
     RefusalReason, RegisterRequest, RegisterResponse, ReleaseRequest, Resources,
 };
-use model::{BidId, Bytes, Cpu, NodeId, Price, SlaId, Timestamp, auth};
+use model::{BidId, Bytes, Cpu, NodeId, Price, SlaId, Timestamp};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -248,11 +249,14 @@ impl TestApp {
         read(r).await
     }
 
-    /// Signed `GET` to the marketplace: the signature covers the path without the query and an
-    /// empty body, as fog nodes sign their route polls.
-    pub async fn get_signed(&self, path_and_query: &str, key: &[u8], sender: &str) -> (u16, Value) {
-        let path = path_and_query.split('?').next().unwrap_or_default();
-        let header = auth::sign(key, sender, Timestamp::now(), "GET", path, b"");
+    /// `GET` signed by `sender` with its own key, for the marketplace (over the query too).
+    pub async fn get_signed(
+        &self,
+        path_and_query: &str,
+        key: &SecretKey,
+        sender: &str,
+    ) -> (u16, Value) {
+        let header = member_header(key, sender, auth::MARKETPLACE, "GET", path_and_query, b"");
         let r = self
             .http
             .get(format!("{}{path_and_query}", self.address))
@@ -263,15 +267,32 @@ impl TestApp {
         read(r).await
     }
 
-    /// Signed `POST` to the marketplace.
+    /// `POST` signed by `sender` with its own key, for the marketplace.
     pub async fn post_signed(
         &self,
         path: &str,
         body: &[u8],
-        key: &[u8],
+        key: &SecretKey,
         sender: &str,
     ) -> (u16, Value) {
-        let header = auth::sign(key, sender, Timestamp::now(), "POST", path, body);
+        let header = member_header(key, sender, auth::MARKETPLACE, "POST", path, body);
+        self.post_with_header(path, body, header).await
+    }
+
+    /// `POST` signed with the enrollment secret under `name` (a registration).
+    pub async fn post_enrolment(
+        &self,
+        path: &str,
+        body: &[u8],
+        secret: &[u8],
+        name: &str,
+    ) -> (u16, Value) {
+        let header = auth::enrollment::sign(secret, name, Timestamp::now(), "POST", path, body);
+        self.post_with_header(path, body, header).await
+    }
+
+    /// `POST` with a ready-made `Authorization` header (forged, replayed, ...).
+    pub async fn post_with_header(&self, path: &str, body: &[u8], header: String) -> (u16, Value) {
         let r = self
             .http
             .post(format!("{}{path}", self.address))
@@ -283,6 +304,30 @@ impl TestApp {
             .expect("marketplace answers");
         read(r).await
     }
+}
+
+/// The `Authorization` value of a member's request, with a fresh nonce.
+pub fn member_header(
+    key: &SecretKey,
+    sender: &str,
+    recipient: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    auth::sign(
+        key,
+        sender,
+        recipient,
+        Timestamp::now(),
+        Nonce::random(&mut rand::rng()),
+        &RequestTarget::new(method, path_and_query, body),
+    )
+}
+
+/// The key a test node of this name holds (derived from the name, so tests can sign as it).
+pub fn node_key(name: &str) -> SecretKey {
+    SecretKey::from_seed(auth::digest(format!("test node {name}").as_bytes()))
 }
 
 pub async fn read(r: reqwest::Response) -> (u16, Value) {
@@ -304,37 +349,38 @@ pub fn register_request(name: &str, url: &str, parent: Option<&str>) -> Register
     RegisterRequest {
         node_id: None,
         name: name.to_string(),
+        public_key: node_key(name).public(),
         owner: "owner".into(),
         tags: vec!["edge".into()],
         parent: parent.map(str::to_string),
         url: url.to_string(),
         capacity: Resources::new(Cpu::from_cores(4), Bytes::from_mib(8192)),
-        protocol_version: Some(1),
+        protocol_version: Some(model::protocol::PROTOCOL_VERSION),
     }
 }
 
 pub async fn register(app: &TestApp, req: &RegisterRequest) -> RegisterResponse {
     let body = serde_json::to_vec(req).expect("serializes");
     let (status, v) = app
-        .post_signed("/api/register", &body, SECRET.as_bytes(), &req.name)
+        .post_enrolment("/api/register", &body, SECRET.as_bytes(), &req.name)
         .await;
     assert_eq!(status, 200, "register {}: {v}", req.name);
     serde_json::from_value(v).expect("a RegisterResponse")
 }
 
-pub async fn heartbeat(app: &TestApp, id: NodeId, key: &str, reserved: Resources) -> (u16, Value) {
+pub async fn heartbeat(
+    app: &TestApp,
+    id: NodeId,
+    key: &SecretKey,
+    reserved: Resources,
+) -> (u16, Value) {
     let body = serde_json::to_vec(&HeartbeatRequest {
         reserved,
         url: None,
     })
     .expect("serializes");
-    app.post_signed(
-        &format!("/api/heartbeat/{id}"),
-        &body,
-        key.as_bytes(),
-        &id.to_string(),
-    )
-    .await
+    app.post_signed(&format!("/api/heartbeat/{id}"), &body, key, &id.to_string())
+        .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,7 +411,12 @@ impl Default for NodeBehaviour {
 #[derive(Default, Debug)]
 pub struct FakeState {
     pub id: Option<NodeId>,
-    pub key: Vec<u8>,
+    /// The marketplace's key, pinned at registration.
+    pub marketplace_key: Option<PublicKey>,
+    /// Checks signatures addressed to this node (recipient, time, replay).
+    pub guard: Option<Arc<Guard>>,
+    /// Keys of the other fake nodes allowed to relay bid requests here, by node id.
+    pub peer_keys: HashMap<String, PublicKey>,
     pub free: Option<Resources>,
     pub holds: HashMap<BidId, Resources>,
     pub placements: HashMap<SlaId, (BidId, Resources, Price)>,
@@ -374,7 +425,7 @@ pub struct FakeState {
     pub released: Vec<BidId>,
     pub bad_signatures: usize,
     pub accepted_prices: Vec<Price>,
-    pub children: Vec<String>,
+    pub children: Vec<(NodeId, String)>,
     /// What `GET /api/state` lists as `neighbours` (set by [`FakeNode::set_links`]).
     pub neighbours: Vec<Value>,
     /// `totals` of `GET /api/offload` (served, forwarded, rejected); absent when `None`.
@@ -451,7 +502,8 @@ impl FakeNode {
         {
             let mut s = state.lock().expect("lock");
             s.id = Some(reg.node_id);
-            s.key = reg.federation_key.into_bytes();
+            s.marketplace_key = Some(reg.marketplace_key);
+            s.guard = Some(Arc::new(Guard::new(reg.node_id.to_string())));
         }
         FakeNode {
             name: name.to_string(),
@@ -492,13 +544,19 @@ impl FakeNode {
         self.state.lock().expect("lock").state_calls
     }
 
-    /// Makes `child` part of this node's relay set.
+    /// Makes `child` part of this node's relay set (and lets the child verify this node).
     pub fn add_child(&self, child: &FakeNode) {
         self.state
             .lock()
             .expect("lock")
             .children
-            .push(child.url.clone());
+            .push((child.id, child.url.clone()));
+        child
+            .state
+            .lock()
+            .expect("lock")
+            .peer_keys
+            .insert(self.id.to_string(), self.key().public());
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -523,29 +581,37 @@ impl FakeNode {
     pub fn bad_signatures(&self) -> usize {
         self.state.lock().expect("lock").bad_signatures
     }
-    /// The federation key this node got at registration.
-    pub fn key(&self) -> Vec<u8> {
-        self.state.lock().expect("lock").key.clone()
+    /// This node's own signing key (its public half is pinned by the marketplace).
+    pub fn key(&self) -> SecretKey {
+        node_key(&self.name)
     }
 }
 
-/// Verifies the signature like a node: federation key, 30 s window, exact path and body.
-/// `Some(401 answer)` when the signature is bad.
+/// Verifies the signature like a node: the sender's pinned key (the marketplace's, or a
+/// parent's for relayed bids), for this node, within 30 s, exact path with query and body, no
+/// replay. `Some(401 answer)` when the signature is bad.
 fn verify(ctx: &Ctx, req: &HttpRequest, body: &[u8]) -> Option<HttpResponse> {
     let mut s = ctx.state.lock().expect("lock");
     let header = req
         .headers()
         .get("authorization")
         .and_then(|h| h.to_str().ok());
-    match auth::verify(
-        &s.key,
-        header,
-        Timestamp::now(),
-        Duration::from_secs(30),
-        req.method().as_str(),
-        req.path(),
-        body,
-    ) {
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.path().to_string(), |pq| pq.as_str().to_string());
+    let target = RequestTarget::new(req.method().as_str(), &path_and_query, body);
+    let result = match &s.guard {
+        Some(guard) => guard.check(header, Timestamp::now(), &target, |sender| {
+            if sender == auth::MARKETPLACE {
+                s.marketplace_key
+            } else {
+                s.peer_keys.get(sender).copied()
+            }
+        }),
+        None => Err(auth::AuthError::Missing),
+    };
+    match result {
         Ok(_sender) => {
             s.calls.push(format!("{} {}", req.method(), req.path()));
             None
@@ -606,8 +672,8 @@ async fn fake_bid(req: HttpRequest, body: web::Bytes, ctx: web::Data<Ctx>) -> Ht
         Err(r) => resp.refusals.push(r),
     }
     // Relay to children (one level is enough for these tests), signed as this node.
-    let key = ctx.state.lock().expect("lock").key.clone();
-    for child in children {
+    let key = node_key(&ctx.name);
+    for (child_id, child) in children {
         let relayed = BidRequest {
             node_origin: Some(id),
             timeout_ms: bid_req.timeout_ms / 2,
@@ -615,10 +681,10 @@ async fn fake_bid(req: HttpRequest, body: web::Bytes, ctx: web::Data<Ctx>) -> Ht
             ..bid_req.clone()
         };
         let bytes = serde_json::to_vec(&relayed).unwrap_or_default();
-        let header = auth::sign(
+        let header = member_header(
             &key,
             &id.to_string(),
-            Timestamp::now(),
+            &child_id.to_string(),
             "POST",
             "/api/bid",
             &bytes,
