@@ -6,10 +6,10 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
-# Start the marketplace on 127.0.0.1:8000 and the fog tree of a topology (release builds); Ctrl-C stops everything
-run topology="testbed/topologies/local.toml":
+# Start the marketplace on 127.0.0.1:8000 and the fog tree of a topology (release builds); Ctrl-C stops everything. Extra flags (e.g. --tls) go to `testbed run`
+run topology="testbed/topologies/local.toml" *flags:
     cargo build --release --workspace --bins
-    cargo run --release -p testbed -- run --topology "{{topology}}"
+    cargo run --release -p testbed -- run --topology "{{topology}}" {{flags}}
 
 # Build every binary, then run every test: unit, in-process and multi-process (nextest when installed)
 test:

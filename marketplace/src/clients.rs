@@ -216,7 +216,7 @@ pub enum ClientError {
 
 /// A token just created, with its client.
 #[derive(Debug)]
-pub struct IssuedToken {
+pub struct NewToken {
     pub client: ClientRecord,
     pub token: ApiToken,
     /// `true` when the client existed (revoked, or `rotate`): same id, new token.
@@ -231,7 +231,7 @@ pub async fn create_token(
     name: &ClientName,
     rotate: bool,
     now: Timestamp,
-) -> Result<IssuedToken, ClientError> {
+) -> Result<NewToken, ClientError> {
     let token = ApiToken::generate();
     let existing = repo.client_by_name(name.as_str()).await?;
     match existing {
@@ -241,11 +241,17 @@ pub async fn create_token(
                 name: name.as_str().to_string(),
                 token_prefix: token.shown_prefix(),
                 created_at: now,
-                token_issued_at: now,
+                token_created_at: now,
                 revoked_at: None,
             };
-            repo.insert_client(&client, &token.hash()).await?;
-            Ok(IssuedToken {
+            repo.insert_client(&client, &token.hash())
+                .await
+                .map_err(|e| match e {
+                    // Made by a concurrent `token create` for the same name.
+                    RepoError::Conflict(_) => ClientError::HasToken(name.to_string()),
+                    e => ClientError::Repo(e),
+                })?;
+            Ok(NewToken {
                 client,
                 token,
                 replaced: false,
@@ -261,7 +267,7 @@ pub async fn create_token(
                 .client_by_id(c.id)
                 .await?
                 .ok_or_else(|| ClientError::NotFound(format!("`{name}`")))?;
-            Ok(IssuedToken {
+            Ok(NewToken {
                 client,
                 token,
                 replaced: true,
@@ -302,7 +308,7 @@ pub async fn revoke(
 }
 
 /// The clients as a table for `marketplace token list`: name, id, token prefix, when the
-/// token was issued, and whether it is revoked. Never the token.
+/// token was created, and whether it is revoked. Never the token.
 pub fn client_table(clients: &[ClientRecord]) -> String {
     let rows: Vec<[String; 5]> = clients
         .iter()
@@ -311,7 +317,7 @@ pub fn client_table(clients: &[ClientRecord]) -> String {
                 c.name.clone(),
                 c.id.to_string(),
                 format!("{}…", c.token_prefix),
-                format_time(c.token_issued_at),
+                format_time(c.token_created_at),
                 match c.revoked_at {
                     None => "active".to_string(),
                     Some(t) => format!("revoked {}", format_time(t)),
@@ -319,7 +325,7 @@ pub fn client_table(clients: &[ClientRecord]) -> String {
             ]
         })
         .collect();
-    let header = ["client", "id", "token", "issued", "status"].map(String::from);
+    let header = ["client", "id", "token", "created", "status"].map(String::from);
     let mut widths = header.clone().map(|h| h.chars().count());
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -705,6 +711,8 @@ impl ClientGate {
         authorization: Option<&str>,
         peer: Option<IpAddr>,
     ) -> Result<Caller, AuthenticateError> {
+        // `::ffff:192.0.2.7` and `192.0.2.7` are one client.
+        let peer = peer.map(|ip| ip.to_canonical());
         if !self.access.requires_tokens() {
             let limit_key = peer.filter(|ip| !is_loopback(*ip)).map(LimitKey::Addr);
             return Ok(Caller {

@@ -181,14 +181,14 @@ enum TokenCommand {
         #[command(flatten)]
         database: DatabaseArg,
     },
-    /// Lists the clients: name, id, token prefix, when issued, active or revoked (never a
-    /// token).
+    /// Lists the clients: name, id, token prefix, when the token was made, active or revoked
+    /// (never a token).
     List {
         #[command(flatten)]
         database: DatabaseArg,
     },
     /// Revokes a client's token: its requests are refused (401) from now on; its placements
-    /// stay until they end. `token create` for the same name issues a new token.
+    /// stay until they end. `token create` for the same name makes a new token.
     Revoke {
         /// The client's name.
         #[arg(long, required_unless_present = "id", conflicts_with = "id")]
@@ -233,22 +233,22 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
         } => {
             let name = ClientName::parse(&client)?;
             let repo = database.open().await?;
-            let issued = clients::create_token(&repo, &name, rotate, now).await;
+            let made = clients::create_token(&repo, &name, rotate, now).await;
             repo.close().await;
-            let issued = issued?;
+            let made = made?;
             eprintln!(
                 "{} client `{}` (id {}). The token below is shown only this once; only its \
                  SHA-256 is stored. Clients send it as `Authorization: Bearer <token>`.",
-                if issued.replaced {
+                if made.replaced {
                     "new token for"
                 } else {
                     "created"
                 },
-                issued.client.name,
-                issued.client.id
+                made.client.name,
+                made.client.id
             );
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", issued.token.expose())?;
+            writeln!(out, "{}", made.token.expose())?;
             out.flush()?;
         }
         TokenCommand::List { database } => {

@@ -115,8 +115,8 @@ pub struct ClientRecord {
     /// The first characters of the current token (`fmc_1a2b3c4d`), to tell tokens apart.
     pub token_prefix: String,
     pub created_at: Timestamp,
-    /// When the current token was issued (creation, rotation or re-issue after revocation).
-    pub token_issued_at: Timestamp,
+    /// When the current token was created (at creation, rotation, or again after a revocation).
+    pub token_created_at: Timestamp,
     /// Set once the token is revoked: requests with it are refused.
     pub revoked_at: Option<Timestamp>,
 }
@@ -383,7 +383,7 @@ fn client_from_row(row: &AnyRow) -> Result<ClientRecord, RepoError> {
         name: row.try_get("name")?,
         token_prefix: row.try_get("token_prefix")?,
         created_at: ts(row.try_get("created_at_ms")?),
-        token_issued_at: ts(row.try_get("token_issued_at_ms")?),
+        token_created_at: ts(row.try_get("token_created_at_ms")?),
         revoked_at: row.try_get::<Option<i64>, _>("revoked_at_ms")?.map(ts),
     })
 }
@@ -391,7 +391,7 @@ fn client_from_row(row: &AnyRow) -> Result<ClientRecord, RepoError> {
 /// Columns of [`client_from_row`].
 macro_rules! client_columns {
     () => {
-        "id, name, token_prefix, created_at_ms, token_issued_at_ms, revoked_at_ms"
+        "id, name, token_prefix, created_at_ms, token_created_at_ms, revoked_at_ms"
     };
 }
 
@@ -657,7 +657,7 @@ impl Repository {
         .bind(&c.name)
         .bind(&c.token_prefix)
         .bind(ms(c.created_at))
-        .bind(ms(c.token_issued_at))
+        .bind(ms(c.token_created_at))
         .bind(c.revoked_at.map(ms))
         .bind(token_hash)
         .execute(&self.pool)
@@ -727,7 +727,7 @@ impl Repository {
         now: Timestamp,
     ) -> Result<bool, RepoError> {
         let done = sqlx::query(
-            "UPDATE clients SET token_hash = $1, token_prefix = $2, token_issued_at_ms = $3, \
+            "UPDATE clients SET token_hash = $1, token_prefix = $2, token_created_at_ms = $3, \
              revoked_at_ms = NULL WHERE id = $4",
         )
         .bind(token_hash)

@@ -24,110 +24,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-const SECRET: &str = "test-secret";
+mod common;
 
-// ---------------------------------------------------------------------------------------------
-// Databases
-
-/// A database for one test, removed afterwards.
-enum TestDb {
-    Sqlite { path: std::path::PathBuf },
-    Postgres { admin_url: String, name: String },
-}
-
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let path = std::env::temp_dir().join(format!("fm_clients_{}.db", uuid::Uuid::new_v4()));
-        TestDb::Sqlite { path }
-    }
-
-    /// A fresh PostgreSQL database, or `None` (with a notice) when
-    /// `FOGMARKET_TEST_POSTGRES_URL` is unset; under CI a missing variable fails the test.
-    async fn postgres() -> Option<TestDb> {
-        let admin_url = match std::env::var("FOGMARKET_TEST_POSTGRES_URL") {
-            Ok(u) if !u.is_empty() => u,
-            _ => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "FOGMARKET_TEST_POSTGRES_URL must be set under CI for the PostgreSQL tests"
-                );
-                eprintln!(
-                    "NOTICE: skipping a PostgreSQL test: set FOGMARKET_TEST_POSTGRES_URL \
-                     (e.g. postgres://postgres:postgres@127.0.0.1:5432/postgres)"
-                );
-                return None;
-            }
-        };
-        let name = format!("fm_clients_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = pg_admin(&admin_url).await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-        Some(TestDb::Postgres { admin_url, name })
-    }
-
-    fn url(&self) -> String {
-        match self {
-            TestDb::Sqlite { path } => format!("sqlite://{}?mode=rwc", path.display()),
-            TestDb::Postgres { admin_url, name } => with_database(admin_url, name),
-        }
-    }
-}
-
-async fn pg_admin(url: &str) -> sqlx::PgConnection {
-    use sqlx::Connection;
-    sqlx::PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to FOGMARKET_TEST_POSTGRES_URL={url:?}: {e}"))
-}
-
-/// `postgres://u:p@h:5432/admin?x` -> `postgres://u:p@h:5432/<db>?x`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    format!("{}/{db}{query}", &base[..authority_end])
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        match self {
-            TestDb::Sqlite { path } => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut p = path.clone().into_os_string();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-            TestDb::Postgres { admin_url, name } => {
-                let (admin_url, name) = (admin_url.clone(), name.clone());
-                // Drop runs inside the test's runtime: use a thread with its own runtime.
-                let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build();
-                    if let Ok(rt) = rt {
-                        rt.block_on(async {
-                            let mut conn = pg_admin(&admin_url).await;
-                            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                            )))
-                            .execute(&mut conn)
-                            .await;
-                        });
-                    }
-                })
-                .join();
-            }
-        }
-    }
-}
+use common::{SECRET, TestDb, wait_healthy};
 
 // ---------------------------------------------------------------------------------------------
 // The marketplace
@@ -178,14 +77,6 @@ async fn spawn_app(db: TestDb, settings: Settings) -> TestApp {
         node,
         db,
     }
-}
-
-/// Polls `GET /api/health` until 200, with a deadline.
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
-    eventually(&format!("{base} answers /api/health"), || async {
-        matches!(http.get(format!("{base}/api/health")).send().await, Ok(r) if r.status().is_success())
-    })
-    .await;
 }
 
 /// Polls `cond` until it holds, for at most 10 s.
@@ -290,7 +181,7 @@ impl TestApp {
 
     /// A new client and its token.
     async fn token_for(&self, name: &str) -> String {
-        let issued = clients::create_token(
+        let made = clients::create_token(
             self.market.repository(),
             &ClientName::parse(name).expect("a valid name"),
             false,
@@ -298,7 +189,7 @@ impl TestApp {
         )
         .await
         .expect("token created");
-        issued.token.expose().to_string()
+        made.token.expose().to_string()
     }
 
     async fn stored_slas(&self) -> usize {
@@ -508,7 +399,7 @@ async fn a_token_is_stored_only_as_its_sha256(db: TestDb) {
         .expect("connects");
     let rows = sqlx::query(
         "SELECT id, name, token_hash, token_prefix, \
-         CAST(created_at_ms AS TEXT) AS created, CAST(token_issued_at_ms AS TEXT) AS issued \
+         CAST(created_at_ms AS TEXT) AS created, CAST(token_created_at_ms AS TEXT) AS token_created \
          FROM clients",
     )
     .fetch_all(&pool)
@@ -523,7 +414,7 @@ async fn a_token_is_stored_only_as_its_sha256(db: TestDb) {
         "token_hash",
         "token_prefix",
         "created",
-        "issued",
+        "token_created",
     ] {
         let value: String = rows[0].try_get(column).expect("a text column");
         assert!(
@@ -655,12 +546,12 @@ async fn a_revoked_token_is_refused(db: TestDb) {
     assert!(app.node.hosts(sla), "the placement itself stays");
 
     // A new token for the same client: the old one stays refused, the placement is still its.
-    let issued = clients::create_token(app.market.repository(), &name, false, Timestamp::now())
+    let made = clients::create_token(app.market.repository(), &name, false, Timestamp::now())
         .await
         .expect("a new token after revocation");
-    assert!(issued.replaced);
-    assert_eq!(issued.client.id, revoked.id);
-    let fresh = issued.token.expose().to_string();
+    assert!(made.replaced);
+    assert_eq!(made.client.id, revoked.id);
+    let fresh = made.token.expose().to_string();
     assert_eq!(app.get("/api/functions", Some(&token)).await.status, 401);
     let a = app.get(&format!("/api/function/{sla}"), Some(&fresh)).await;
     assert_eq!(a.status, 200, "{}", a.body);

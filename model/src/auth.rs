@@ -432,6 +432,12 @@ pub fn forward_target(path_and_query: &str, hops: u32, kind: &str) -> String {
     format!("{path_and_query}\nhops={hops}\nroute={kind}")
 }
 
+/// HMAC-SHA256 keyed with `key` (any length is a valid HMAC key).
+fn hmac_with(key: &[u8]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any size"))
+}
+
 /// Signing with the shared enrollment secret: only `POST /api/register` and the
 /// marketplace's answer to it.
 pub mod enrollment {
@@ -448,8 +454,7 @@ pub mod enrollment {
         path: &str,
         body: &[u8],
     ) -> Hmac<Sha256> {
-        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any size"));
+        let mut m = hmac_with(secret);
         m.update(b"fogmarket-enroll-v2\n");
         m.update(sender.as_bytes());
         m.update(b"\n");
@@ -519,8 +524,7 @@ pub mod enrollment {
         node_key: &PublicKey,
         market_key: &PublicKey,
     ) -> Hmac<Sha256> {
-        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any size"));
+        let mut m = hmac_with(secret);
         m.update(b"fogmarket-enroll-ack-v2\n");
         m.update(node_id.as_bytes());
         m.update(b"\n");
@@ -623,8 +627,7 @@ pub fn peer_token_window(now: Timestamp) -> u64 {
 }
 
 fn peer_tag(pair: &[u8; 32], sender: &str, recipient: &str, window: u64) -> String {
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(pair)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any size"));
+    let mut m = hmac_with(pair);
     m.update(format!("haproxy-peer\n{sender}\n{recipient}\n{window}").as_bytes());
     hex::encode(&m.finalize().into_bytes()[..16])
 }

@@ -321,11 +321,14 @@ pub async fn run_auction_bench(
                 match client.put(&url).json(&body).send().await {
                     Ok(r) if r.status().is_success() => {
                         // Read the body: the request is only done when the answer is.
-                        r.bytes().await.map(|_| ()).map_err(|_| "body".to_string())
+                        signed_http::read_capped(r, crate::launcher::MAX_ANSWER)
+                            .await
+                            .map(|_| ())
+                            .map_err(|_| "body".to_string())
                     }
                     Ok(r) => {
                         let status = r.status().as_u16().to_string();
-                        let _ = r.bytes().await;
+                        let _ = signed_http::read_capped(r, crate::launcher::MAX_ANSWER).await;
                         Err(status)
                     }
                     Err(_) => Err("transport".to_string()),
@@ -349,7 +352,10 @@ pub async fn run_auction_bench(
             async move {
                 match client.get(&url).send().await {
                     Ok(r) if r.status().is_success() => {
-                        r.bytes().await.map(|_| ()).map_err(|_| "body".to_string())
+                        signed_http::read_capped(r, crate::launcher::MAX_ANSWER)
+                            .await
+                            .map(|_| ())
+                            .map_err(|_| "body".to_string())
                     }
                     Ok(r) => Err(r.status().as_u16().to_string()),
                     Err(_) => Err("transport".to_string()),

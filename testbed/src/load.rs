@@ -610,15 +610,20 @@ async fn send_one(
     record.decision = header(&resp, DECISION_HEADER);
     record.reject_reason = header(&resp, REJECT_REASON_HEADER);
     let status = resp.status().as_u16();
-    record.outcome = match resp.bytes().await {
+    // Function answers are capped like the fog node's own reads of them.
+    record.outcome = match signed_http::read_capped(resp, ANSWER_CAP).await {
         Ok(_) => {
             record.latency = Some(sent_at.elapsed());
             Outcome::Status(status)
         }
-        Err(e) => transport_outcome(&e),
+        Err(signed_http::ReadError::Transport(e)) => transport_outcome(&e),
+        Err(e @ signed_http::ReadError::TooLarge(_)) => Outcome::Transport(e.to_string()),
     };
     record
 }
+
+/// Largest function answer the load generator reads (the embedded gateway's own cap).
+const ANSWER_CAP: usize = 32 * 1024 * 1024;
 
 fn transport_outcome(e: &reqwest::Error) -> Outcome {
     if e.is_timeout() {

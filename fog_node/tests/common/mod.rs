@@ -7,7 +7,7 @@ pub mod federation;
 use fog_node::node::{Identity, Node};
 use fog_node::{Application, Config};
 use model::Sla;
-use model::auth::{self, Nonce, RequestTarget, SecretKey};
+use model::auth::{self, RequestTarget, SecretKey};
 use model::ids::{AuctionId, NodeId, SlaId};
 use model::latency::PathLatency;
 use model::protocol::{AuctionTicket, BidRequest, BidResponse, Neighbour, Relation};
@@ -48,14 +48,15 @@ pub fn member_header(
     path_and_query: &str,
     body: &[u8],
 ) -> String {
-    auth::sign(
+    let signer = signed_http::Signer::Member {
         key,
         sender,
         recipient,
-        Timestamp::now(),
-        Nonce::random(&mut rand::rng()),
-        &RequestTarget::new(method, path_and_query, body),
-    )
+    };
+    let target = RequestTarget::new(method, path_and_query, body);
+    signer
+        .header(Timestamp::now(), &target)
+        .expect("a member's request is signed")
 }
 
 /// A bid request the test marketplace opens (with its ticket) for `sla`.

@@ -1,14 +1,14 @@
 -- Clients of the client API. A client holds one token at a time; only the token's SHA-256
 -- (hex) is stored, never the token, plus its first characters to tell tokens apart in
 -- listings. A revoked client keeps its row (and id) so its placements stay attributable and
--- a new token can be issued to it. Keep in step with ../sqlite.
+-- it can be given a new token. Keep in step with ../sqlite.
 CREATE TABLE IF NOT EXISTS clients (
     id                  TEXT PRIMARY KEY NOT NULL,
     name                TEXT NOT NULL UNIQUE,
     token_hash          TEXT NOT NULL UNIQUE,
     token_prefix        TEXT NOT NULL,
     created_at_ms       BIGINT NOT NULL,
-    token_issued_at_ms  BIGINT NOT NULL,
+    token_created_at_ms  BIGINT NOT NULL,
     revoked_at_ms       BIGINT
 );
 

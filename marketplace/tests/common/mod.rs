@@ -7,7 +7,7 @@
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use marketplace::service::Marketplace;
 use marketplace::{Application, Settings};
-use model::auth::{self, Guard, Nonce, PublicKey, RequestTarget, SecretKey};
+use model::auth::{self, Guard, PublicKey, RequestTarget, SecretKey};
 use model::protocol::{
     AcceptRequest, AcceptResponse, Bid, BidRequest, BidResponse, HeartbeatRequest, Refusal,
     RefusalReason, RegisterRequest, RegisterResponse, ReleaseRequest, Resources,
@@ -315,14 +315,15 @@ pub fn member_header(
     path_and_query: &str,
     body: &[u8],
 ) -> String {
-    auth::sign(
+    let signer = signed_http::Signer::Member {
         key,
         sender,
         recipient,
-        Timestamp::now(),
-        Nonce::random(&mut rand::rng()),
-        &RequestTarget::new(method, path_and_query, body),
-    )
+    };
+    let target = RequestTarget::new(method, path_and_query, body);
+    signer
+        .header(Timestamp::now(), &target)
+        .expect("a member's request is signed")
 }
 
 /// The key a test node of this name holds (derived from the name, so tests can sign as it).
