@@ -665,11 +665,13 @@ impl Federation {
         } else {
             None
         };
-        let issue = |who: &str| -> Result<Option<toml::Table>> {
+        let certify = |who: &str| -> Result<Option<toml::Table>> {
             let Some(ca) = &ca else {
                 return Ok(None);
             };
-            let files = ca.issue(who).map_err(|e| LaunchError::Tls(e.to_string()))?;
+            let files = ca
+                .certify(who)
+                .map_err(|e| LaunchError::Tls(e.to_string()))?;
             let mut t = toml::Table::new();
             t.insert("cert".into(), files.cert.display().to_string().into());
             t.insert("key".into(), files.key.display().to_string().into());
@@ -696,7 +698,7 @@ impl Federation {
             args.push("--heartbeat-interval-ms".to_string());
             args.push(h.to_string());
         }
-        if let Some(tls) = issue("marketplace")? {
+        if let Some(tls) = certify("marketplace")? {
             for field in ["cert", "key", "ca"] {
                 args.push(format!("--tls-{field}"));
                 args.push(tls[field].as_str().unwrap_or_default().to_string());
@@ -770,7 +772,7 @@ impl Federation {
                     }
                 })
                 .collect();
-            if let Some(tls) = issue(&format!("node-{label}"))? {
+            if let Some(tls) = certify(&format!("node-{label}"))? {
                 config.insert("tls".into(), toml::Value::Table(tls));
             }
             let text = toml::to_string(&config).map_err(|e| LaunchError::Config {

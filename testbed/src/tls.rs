@@ -33,12 +33,12 @@ pub struct CertFiles {
     pub key: PathBuf,
 }
 
-/// The CA of one run and a way to issue certificates with it.
+/// The CA of one run, and what signs certificates with it.
 pub struct RunCa {
     dir: PathBuf,
     ca_path: PathBuf,
     ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
+    signer: Issuer<'static, KeyPair>,
 }
 
 impl std::fmt::Debug for RunCa {
@@ -79,7 +79,7 @@ impl RunCa {
             dir: dir.to_path_buf(),
             ca_path,
             ca_pem,
-            issuer: Issuer::new(params, key),
+            signer: Issuer::new(params, key),
         })
     }
 
@@ -93,10 +93,10 @@ impl RunCa {
         &self.ca_pem
     }
 
-    /// Issues a server certificate for `who` (a file-name-safe label such as `marketplace`
+    /// Makes a server certificate for `who` (a file-name-safe label such as `marketplace`
     /// or a node name) valid for [`LOOPBACK_NAMES`]; writes `dir/<who>.pem` and
     /// `dir/<who>.key`.
-    pub fn issue(&self, who: &str) -> Result<CertFiles, TlsMaterialError> {
+    pub fn certify(&self, who: &str) -> Result<CertFiles, TlsMaterialError> {
         let names: Vec<String> = LOOPBACK_NAMES.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).map_err(generate_err(who))?;
         params
@@ -113,7 +113,7 @@ impl RunCa {
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().map_err(generate_err(who))?;
         let cert = params
-            .signed_by(&key, &self.issuer)
+            .signed_by(&key, &self.signer)
             .map_err(generate_err(who))?;
         let files = CertFiles {
             cert: self.dir.join(format!("{who}.pem")),
@@ -150,10 +150,10 @@ mod tests {
     use signed_http::tls::TlsFiles;
 
     #[test]
-    fn issued_certificates_make_a_server_and_the_ca_a_client_trust() {
+    fn certificates_of_a_run_make_a_server_and_its_ca_a_client_trust() {
         let dir = tempfile::tempdir().unwrap();
         let ca = RunCa::create(dir.path()).unwrap();
-        let files = ca.issue("edge-1").unwrap();
+        let files = ca.certify("edge-1").unwrap();
         let tls = TlsFiles {
             cert: Some(files.cert.clone()),
             key: Some(files.key.clone()),
@@ -179,8 +179,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = RunCa::create(&dir.path().join("one")).unwrap();
         let two = RunCa::create(&dir.path().join("two")).unwrap();
-        let a = one.issue("n").unwrap();
-        let b = two.issue("n").unwrap();
+        let a = one.certify("n").unwrap();
+        let b = two.certify("n").unwrap();
         let mixed = TlsFiles {
             cert: Some(a.cert),
             key: Some(b.key),
