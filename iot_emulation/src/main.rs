@@ -48,6 +48,10 @@ enum Command {
         /// started with `testbed run --tls`: its run directory's `tls/ca.pem`).
         #[arg(long, env = "FOGMARKET_TLS_CA")]
         tls_ca: Option<PathBuf>,
+        /// Client API token, for a marketplace that requires one (`marketplace token
+        /// create`); sent to the marketplace only.
+        #[arg(long, env = "FOGMARKET_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Serve GIRAFF's `PUT /api/cron` (and `GET /api/records`).
     Serve {
@@ -113,6 +117,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             seed,
             quiet,
             tls_ca,
+            token,
         } => {
             let outcome = run(RunOptions {
                 scenario,
@@ -122,6 +127,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 seed,
                 progress: !quiet,
                 tls_ca,
+                token,
             })
             .await?;
             let r = &outcome.report;

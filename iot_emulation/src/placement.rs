@@ -243,10 +243,19 @@ fn describe_refusal(status: u16, body: &Value) -> String {
     s
 }
 
+/// `req` with the client API token, when there is one.
+fn with_token(req: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+    match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    }
+}
+
 /// Places one function: `PUT {marketplace}/api/function?provision=true`.
 pub async fn place(
     client: &reqwest::Client,
     marketplace_url: &str,
+    token: Option<&str>,
     spec: &FunctionSpec,
     access_node: &str,
     class: &str,
@@ -254,11 +263,13 @@ pub async fn place(
 ) -> Placement {
     let latency_max_ms = latency_max.as_millis_f64();
     let started = Instant::now();
-    let sent = client
-        .put(format!("{marketplace_url}/api/function?provision=true"))
-        .json(&json!({"sla": spec.sla_json(latency_max), "targetNode": access_node}))
-        .send()
-        .await;
+    let sent = with_token(
+        client.put(format!("{marketplace_url}/api/function?provision=true")),
+        token,
+    )
+    .json(&json!({"sla": spec.sla_json(latency_max), "targetNode": access_node}))
+    .send()
+    .await;
     let outcome: Result<Answer, String> = match sent {
         Err(e) => Err(format!("marketplace unreachable at {marketplace_url}: {e}")),
         Ok(resp) => {
@@ -303,11 +314,14 @@ pub async fn place(
 pub async fn cancel(
     client: &reqwest::Client,
     marketplace_url: &str,
+    token: Option<&str>,
     sla_id: &str,
 ) -> Result<(), String> {
-    let resp = client
-        .delete(format!("{marketplace_url}/api/function/{sla_id}"))
-        .send()
+    let resp = with_token(
+        client.delete(format!("{marketplace_url}/api/function/{sla_id}")),
+        token,
+    )
+    .send()
         .await
         .map_err(|e| e.to_string())?;
     if resp.status().is_success() {

@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// PEM file of the CA to trust for `https://` marketplaces and nodes (`testbed run --tls`).
     pub tls_ca: Option<PathBuf>,
+    /// The client API token, when the marketplace requires one (`marketplace token create`).
+    /// Sent to the marketplace only, never to fog nodes.
+    pub token: Option<String>,
 }
 
 /// What a run produced.
@@ -69,7 +72,14 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome> {
         PathBuf::from("target/iot-emulation").join(format!("{}-{now}", scenario.experiment.name))
     });
     let client = device_client_trusting(opts.tls_ca.as_deref())?;
-    run_scenario_with(&scenario, &out_dir, opts.progress, client).await
+    run_scenario_with(
+        &scenario,
+        &out_dir,
+        opts.progress,
+        client,
+        opts.token.as_deref(),
+    )
+    .await
 }
 
 /// Runs a parsed scenario, writing everything into `out_dir`.
@@ -78,15 +88,17 @@ pub async fn run_scenario(
     out_dir: &Path,
     progress: bool,
 ) -> Result<RunOutcome> {
-    run_scenario_with(scenario, out_dir, progress, device_client()).await
+    run_scenario_with(scenario, out_dir, progress, device_client(), None).await
 }
 
-/// [`run_scenario`] with the given HTTP client (e.g. one trusting a federation's CA).
+/// [`run_scenario`] with the given HTTP client (e.g. one trusting a federation's CA) and
+/// client API token.
 pub async fn run_scenario_with(
     scenario: &Scenario,
     out_dir: &Path,
     progress: bool,
     client: reqwest::Client,
+    token: Option<&str>,
 ) -> Result<RunOutcome> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let exp = &scenario.experiment;
@@ -142,7 +154,7 @@ pub async fn run_scenario_with(
             }
         };
         let p = match access {
-            Ok(node) => place(&client, marketplace, spec, &node, &r.class, r.latency_max).await,
+            Ok(node) => place(&client, marketplace, token, spec, &node, &r.class, r.latency_max).await,
             Err(e) => Placement::failed(spec, "", &r.class, r.latency_max.as_millis_f64(), e),
         };
         match (&p.error, p.host()) {
@@ -213,7 +225,7 @@ pub async fn run_scenario_with(
     if !exp.keep_functions {
         for p in &placements {
             if let Some(id) = &p.sla_id
-                && let Err(e) = cancel(&client, marketplace, id).await
+                && let Err(e) = cancel(&client, marketplace, token, id).await
             {
                 eprintln!("warning: cancelling {} ({id}): {e}", p.function);
             }
