@@ -66,6 +66,9 @@ pub struct GatewaySettings {
     /// Largest answer read from a function (HTTP body, or a classic process's stdout); a
     /// larger one fails the invocation with 502. Default 32 MiB.
     pub max_answer_bytes: usize,
+    /// `cert` and `key` (PEM) serve the API over HTTPS; none: plain HTTP (as embedded in a
+    /// fog node, on loopback).
+    pub tls: signed_http::tls::TlsFiles,
 }
 
 impl GatewaySettings {
@@ -81,6 +84,7 @@ impl GatewaySettings {
             extra_env: Vec::new(),
             isolation: IsolationSettings::default(),
             max_answer_bytes: 32 * 1024 * 1024,
+            tls: signed_http::tls::TlsFiles::default(),
         }
     }
 }
@@ -92,12 +96,14 @@ pub struct Gateway {
     host: std::net::IpAddr,
     service: Service,
     basic_auth: Option<(String, String)>,
+    tls: Option<rustls::ServerConfig>,
 }
 
 impl Gateway {
     /// Binds the listening socket (port 0 allowed), reads the catalog manifest and sets up the
     /// isolation of function processes (limits and user).
     pub async fn build(settings: GatewaySettings) -> anyhow::Result<Gateway> {
+        let tls = settings.tls.server_config()?;
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("binding {}: {e}", settings.listen))?;
         listener.set_nonblocking(true)?;
@@ -131,6 +137,7 @@ impl Gateway {
             host: local.ip(),
             service,
             basic_auth: settings.basic_auth,
+            tls,
         })
     }
 
@@ -138,14 +145,16 @@ impl Gateway {
         self.port
     }
 
-    /// `http://IP:PORT` (loopback when bound to an unspecified address).
+    /// `http://IP:PORT`, or `https://` with TLS (loopback when bound to an unspecified
+    /// address).
     pub fn url(&self) -> String {
         let ip = if self.host.is_unspecified() {
             std::net::Ipv4Addr::LOCALHOST.into()
         } else {
             self.host
         };
-        format!("http://{}", SocketAddr::new(ip, self.port))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", SocketAddr::new(ip, self.port))
     }
 
     /// The service, for embedding code that wants to act without HTTP.
@@ -178,8 +187,11 @@ impl Gateway {
         })
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(5)
-        .listen(self.listener)?
+        .shutdown_timeout(5);
+        let server = match self.tls {
+            Some(tls) => server.listen_rustls_0_23(self.listener, tls)?,
+            None => server.listen(self.listener)?,
+        }
         .run();
         let handle = server.handle();
         let server = tokio::spawn(server);

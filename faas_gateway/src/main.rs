@@ -1,6 +1,6 @@
 //! `faas-gateway --listen ADDR [--catalog DIR] [--basic-auth user:password] [--run-as USER]
-//! [--limits auto|rlimit]`: the embedded OpenFaaS-compatible gateway as a process. Prints
-//! `listening on http://IP:PORT` once bound.
+//! [--limits auto|rlimit] [--tls-cert PEM --tls-key PEM]`: the embedded OpenFaaS-compatible
+//! gateway as a process. Prints `listening on http://IP:PORT` (`https://` with TLS) once bound.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +25,12 @@ struct Args {
     /// `auto`: cgroup v2 when available, else rlimits; `rlimit`: rlimits only.
     #[arg(long, env = "FAAS_GATEWAY_LIMITS", default_value = "auto", value_parser = ["auto", "rlimit"])]
     limits: String,
+    /// Certificate chain (PEM) to serve HTTPS with; goes with `--tls-key`.
+    #[arg(long, env = "FAAS_GATEWAY_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "FAAS_GATEWAY_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -38,6 +44,11 @@ async fn main() -> anyhow::Result<()> {
         args.catalog.unwrap_or_else(default_catalog_dir),
     );
     settings.isolation.run_as = Some(args.run_as);
+    settings.tls = signed_http::tls::TlsFiles {
+        cert: args.tls_cert,
+        key: args.tls_key,
+        ca: None,
+    };
     settings.isolation.limits = match args.limits.as_str() {
         "rlimit" => LimitMode::Rlimit,
         _ => LimitMode::Auto,

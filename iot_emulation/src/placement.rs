@@ -322,8 +322,8 @@ pub async fn cancel(
         token,
     )
     .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    .await
+    .map_err(|e| e.to_string())?;
     if resp.status().is_success() {
         Ok(())
     } else {

@@ -154,7 +154,18 @@ pub async fn run_scenario_with(
             }
         };
         let p = match access {
-            Ok(node) => place(&client, marketplace, token, spec, &node, &r.class, r.latency_max).await,
+            Ok(node) => {
+                place(
+                    &client,
+                    marketplace,
+                    token,
+                    spec,
+                    &node,
+                    &r.class,
+                    r.latency_max,
+                )
+                .await
+            }
             Err(e) => Placement::failed(spec, "", &r.class, r.latency_max.as_millis_f64(), e),
         };
         match (&p.error, p.host()) {

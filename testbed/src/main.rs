@@ -355,6 +355,21 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Whether a URL's host is a loopback address (`http://127.0.0.1:8000`, `https://[::1]:8000`).
+fn listens_on_loopback(url: &str) -> bool {
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = authority.split('/').next().unwrap_or_default();
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _port)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn print_federation(f: &Federation) {
     let t = f.topology();
     let m = f.marketplace_url();
@@ -363,6 +378,18 @@ fn print_federation(f: &Federation) {
     println!("  API:       {m}/api/  (e.g. {m}/api/fog, PUT {m}/api/function)");
     println!("  metrics:   {m}/metrics");
     println!("  database:  {}", f.database_url());
+    if listens_on_loopback(&m) {
+        println!(
+            "  client API: open, no token needed (the marketplace listens on loopback); on any \
+             other address it requires tokens (`marketplace token create --client NAME`)"
+        );
+    } else {
+        println!(
+            "  client API: tokens required (not a loopback address): \
+             `marketplace token create --client NAME --database-url {}`",
+            f.database_url()
+        );
+    }
     println!("run dir:     {} (configs and logs)", f.run_dir().display());
     if let Some(ca) = f.ca_path() {
         println!(
@@ -404,4 +431,28 @@ fn print_federation(f: &Federation) {
         "each node: <url>/metrics (Prometheus), <url>/api/offload (weights, peers), <url>/function/<name> (invoke)"
     );
     println!("IoT traffic: `just demo` in another terminal. Ctrl-C stops every process.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listens_on_loopback;
+
+    #[test]
+    fn loopback_marketplace_urls_are_told_apart_from_others() {
+        for url in [
+            "http://127.0.0.1:8000",
+            "https://127.0.0.1:8000/",
+            "http://[::1]:8000",
+            "http://localhost:8000",
+        ] {
+            assert!(listens_on_loopback(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.2:8000",
+            "https://[2001:db8::1]:8000",
+            "http://0.0.0.0:8000",
+        ] {
+            assert!(!listens_on_loopback(url), "{url}");
+        }
+    }
 }
