@@ -243,6 +243,9 @@ fn describe_refusal(status: u16, body: &Value) -> String {
     s
 }
 
+/// Largest marketplace answer read (a placement lists every bid and refusal of its auction).
+const MAX_MARKETPLACE_ANSWER: usize = signed_http::DEFAULT_MAX_ANSWER;
+
 /// `req` with the client API token, when there is one.
 fn with_token(req: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
     match token {
@@ -274,7 +277,7 @@ pub async fn place(
         Err(e) => Err(format!("marketplace unreachable at {marketplace_url}: {e}")),
         Ok(resp) => {
             let status = resp.status();
-            let body: Value = signed_http::read_json(resp, crate::dispatch::MAX_ANSWER)
+            let body: Value = signed_http::read_json(resp, MAX_MARKETPLACE_ANSWER)
                 .await
                 .unwrap_or(Value::Null);
             if status.is_success() {
@@ -347,7 +350,7 @@ pub async fn fog_nodes(
             resp.status().as_u16()
         ));
     }
-    let body: Value = signed_http::read_json(resp, crate::dispatch::MAX_ANSWER).await?;
+    let body: Value = signed_http::read_json(resp, MAX_MARKETPLACE_ANSWER).await?;
     let nodes = body
         .as_array()
         .or_else(|| body.get("nodes").and_then(Value::as_array))

@@ -32,7 +32,6 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use uuid::Uuid;
 
 /// What every token starts with, so a leaked one is recognisable (and greppable).
 pub const TOKEN_PREFIX: &str = "fmc_";
@@ -46,36 +45,8 @@ pub const MAX_CLIENT_NAME_LEN: usize = 128;
 
 // -- identities -------------------------------------------------------------------------------
 
-/// A client of the client API, assigned when its first token is created. Kept when the token
-/// is rotated or re-created after a revocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct ClientId(pub Uuid);
-
-impl ClientId {
-    pub fn new() -> Self {
-        Self(Uuid::new_v4())
-    }
-}
-
-impl Default for ClientId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for ClientId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s.trim()).map(Self)
-    }
-}
+pub use crate::repository::LimitKey;
+pub use model::ids::ClientId;
 
 /// A client's name: 1 to [`MAX_CLIENT_NAME_LEN`] characters of `[A-Za-z0-9._-]`, unique.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -549,15 +520,6 @@ impl fmt::Display for ClientLimits {
             self.max_live_placements
         )
     }
-}
-
-/// Who a limit is counted against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LimitKey {
-    /// Token mode: the client.
-    Client(ClientId),
-    /// Open mode: the address the request came from.
-    Addr(IpAddr),
 }
 
 /// The caller of a client API request, as authenticated by the service.

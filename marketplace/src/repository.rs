@@ -5,9 +5,9 @@
 //! so the same code and the same test suite run on SQLite (default, embedded, WAL) and
 //! PostgreSQL. Migrations are embedded per backend (`migrations/{sqlite,postgres}`).
 
-use crate::clients::{ClientId, LimitKey};
 use model::auction::AuctionRule;
 use model::auth::PublicKey;
+use model::ids::ClientId;
 use model::protocol::{Bid, Refusal, Resources};
 use model::{AuctionId, BidId, Bytes, Cpu, NodeId, Price, Sla, SlaId, Timestamp};
 use serde::Serialize;
@@ -67,6 +67,15 @@ impl Backend {
 }
 
 pub use model::protocol::PlacementState;
+
+/// Who placements (and the client API's limits) are counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    /// Token mode: the client.
+    Client(ClientId),
+    /// Open mode: the address the request came from.
+    Addr(IpAddr),
+}
 
 /// A registered fog node.
 #[derive(Debug, Clone, PartialEq)]

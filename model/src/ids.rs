@@ -48,6 +48,12 @@ macro_rules! id_type {
 }
 
 id_type!(
+    /// A client of the marketplace's client API (the holder of an API token); kept when its
+    /// token is rotated or re-created after a revocation.
+    ClientId
+);
+
+id_type!(
     /// A fog node, assigned by the marketplace at enrollment (or chosen by the node and kept across restarts).
     NodeId
 );
