@@ -318,13 +318,12 @@ async fn relay(
     let Some(identity) = node.identity() else {
         return unreachable("this node is not enrolled".into());
     };
-    let recipient = n.info.node_id.to_string();
     let result: Result<BidResponse, _> = match Call::post(&n.info.url, "/api/bid").json(&req) {
         Ok(call) => {
             node.client
                 .call(
                     call.timeout(call_timeout),
-                    node.signer(&identity, &recipient),
+                    node.peer_signer(&identity, n.info.node_id, &n.info.public_key),
                 )
                 .await
         }

@@ -268,8 +268,12 @@ async fn exchange(node: &Node, link: &PeerLink, url: &str, report: LoadReport) {
             return;
         }
     };
-    let result: Result<LoadReport, CallError> =
-        node.client.call(call, node.signer(&me, &recipient)).await;
+    // The pair's MAC when the peer's key is known (it is, for a node of the route table).
+    let signer = match node.key_of(&me, &recipient) {
+        Some(peer_key) => node.peer_signer(&me, link.node, &peer_key),
+        None => node.signer(&me, &recipient),
+    };
+    let result: Result<LoadReport, CallError> = node.client.call(call, signer).await;
     match result {
         Ok(answer) if answer.version == PROTOCOL_VERSION && answer.from == link.node => {
             link.observe_ok(Some(started.elapsed()), Instant::now());

@@ -18,7 +18,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
 use actix_web::web;
 use model::NodeId;
-use model::auth::{FORWARD_HEADER, SCHEME, peer_token_sender};
+use model::auth::{FORWARD_HEADER, PAIR_SCHEME, SCHEME, peer_token_sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub const FROM_HEADER: &str = "x-fogmarket-from";
 
 /// The node a request says it comes from (an id, or a name): `X-Fogmarket-From`, else the
 /// sender field of `X-Fogmarket-Forward` or `Authorization`
-/// (`Fogmarket-Ed25519 <sender>:<recipient>:…`), else of `X-Fogmarket-Peer`
+/// (`Fogmarket-Ed25519 <sender>:<recipient>:…` or `Fogmarket-Pair …`), else of `X-Fogmarket-Peer`
 /// (`<sender>.<window>.<tag>`). Not verified; see the module documentation.
 pub fn claimed_sender(headers: &HeaderMap) -> Option<&str> {
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -38,7 +38,8 @@ pub fn claimed_sender(headers: &HeaderMap) -> Option<&str> {
         .into_iter()
         .filter_map(value)
         .find_map(|v| {
-            v.strip_prefix(SCHEME)?
+            v.strip_prefix(SCHEME)
+                .or_else(|| v.strip_prefix(PAIR_SCHEME))?
                 .strip_prefix(' ')?
                 .trim_start()
                 .split(':')
@@ -124,6 +125,11 @@ mod tests {
         );
         assert_eq!(
             claimed_sender(&headers(&[("x-fogmarket-forward", &signed)])),
+            Some(ID)
+        );
+        let paired = format!("Fogmarket-Pair {ID}:other:1700000000000:00ff:abcd");
+        assert_eq!(
+            claimed_sender(&headers(&[("x-fogmarket-forward", &paired)])),
             Some(ID)
         );
         let token = format!("{ID}.2833333.00ff");

@@ -66,7 +66,8 @@ pub async fn register(
     node.set_identity(identity.clone());
     tracing::info!(node_id = %identity.node_id, "enrolled with the marketplace");
     let interval = Duration::from_millis(resp.heartbeat_interval_ms.clamp(50, 60_000));
-    Ok((identity, interval))
+    // The installed identity: its guard also accepts the pair MACs of peers.
+    Ok((node.identity().unwrap_or(identity), interval))
 }
 
 /// One heartbeat; updates the neighbour list. `Err(true)` means the marketplace no longer

@@ -112,6 +112,8 @@ pub struct Node {
     pub upstream: crate::dataplane::upstream::UpstreamClient,
     /// The node's own Ed25519 key; the marketplace pinned its public half at enrollment.
     key: SecretKey,
+    /// The same key with the secrets it shares with each peer (pair MACs between nodes).
+    pairs: std::sync::Arc<model::auth::PairKeys>,
     rng: Mutex<StdRng>,
     faas: tokio::sync::OnceCell<crate::provision::FaasHandle>,
     /// The runtime the node's loops run on; the embedded gateway is started there rather than
@@ -166,6 +168,7 @@ impl Node {
             auctions_in_flight: AtomicUsize::new(0),
             client,
             upstream,
+            pairs: std::sync::Arc::new(model::auth::PairKeys::new(key.clone())),
             key,
             rng: Mutex::new(StdRng::from_os_rng()),
             faas: tokio::sync::OnceCell::new(),
@@ -204,12 +207,30 @@ impl Node {
         }
     }
 
-    /// The secret for HAProxy-mode tokens shared with one peer only (X25519 of the two keys).
-    pub fn pair_secret(&self, peer: &PublicKey) -> [u8; 32] {
-        model::auth::pair_secret(&self.key, peer)
+    /// How this node authenticates a call to another node whose key it knows: with the
+    /// secret of their pair (a MAC; see [`model::auth::sign_pair`]).
+    pub fn peer_signer<'a>(
+        &self,
+        identity: &'a Identity,
+        peer: NodeId,
+        peer_key: &PublicKey,
+    ) -> Signer<'a> {
+        Signer::Pair {
+            secret: self.pairs.secret_with(peer_key),
+            sender: &identity.sender,
+            recipient: peer.to_string(),
+        }
     }
 
-    /// Signs a data-plane forward to `recipient` (the `X-Fogmarket-Forward` value).
+    /// The secret shared with one peer only (X25519 of the two keys, derived once): pair MACs,
+    /// HAProxy-mode tokens.
+    pub fn pair_secret(&self, peer: &PublicKey) -> [u8; 32] {
+        self.pairs.secret_with(peer)
+    }
+
+    /// Authenticates a data-plane forward to `recipient` (the `X-Fogmarket-Forward` value):
+    /// with the pair's secret when the recipient is a node whose key this node knows, else
+    /// with this node's signature.
     pub fn sign_forward(
         &self,
         identity: &Identity,
@@ -217,14 +238,14 @@ impl Node {
         now: Timestamp,
         req: &model::auth::RequestTarget<'_>,
     ) -> String {
-        model::auth::sign(
-            &self.key,
-            &identity.sender,
-            recipient,
-            now,
-            model::auth::Nonce::random(&mut rand::rng()),
-            req,
-        )
+        let nonce = model::auth::Nonce::random(&mut rand::rng());
+        match self.key_of(identity, recipient) {
+            Some(peer_key) if recipient != model::auth::MARKETPLACE => {
+                let pair = self.pairs.secret_with(&peer_key);
+                model::auth::sign_pair(&pair, &identity.sender, recipient, now, nonce, req)
+            }
+            _ => model::auth::sign(&self.key, &identity.sender, recipient, now, nonce, req),
+        }
     }
 
     /// The key pinned for a neighbour, by the marketplace's heartbeat answers.
@@ -268,7 +289,13 @@ impl Node {
         self.identity().map(|i| i.node_id)
     }
 
-    pub fn set_identity(&self, identity: Identity) {
+    /// Installs what enrollment settled; its guard also accepts the pair MACs of this node's
+    /// peers.
+    pub fn set_identity(&self, mut identity: Identity) {
+        identity.guard = std::sync::Arc::new(Guard::with_pairs(
+            identity.sender.clone(),
+            self.pairs.clone(),
+        ));
         self.identity.store(Some(std::sync::Arc::new(identity)));
         self.save();
     }

@@ -73,13 +73,19 @@ impl CallError {
 }
 
 /// Who signs a call.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub enum Signer<'a> {
     /// A member (a node, or the marketplace) with its own key, to one recipient.
     Member {
         key: &'a SecretKey,
         sender: &'a str,
         recipient: &'a str,
+    },
+    /// A fog node to another, with the secret of their pair ([`model::auth::sign_pair`]).
+    Pair {
+        secret: [u8; 32],
+        sender: &'a str,
+        recipient: String,
     },
     /// A node that is not yet enrolled, with the enrollment secret, under its name.
     Enrollment { secret: &'a [u8], name: &'a str },
@@ -93,6 +99,9 @@ impl std::fmt::Debug for Signer<'_> {
             Signer::Member {
                 sender, recipient, ..
             } => write!(f, "Member({sender} -> {recipient})"),
+            Signer::Pair {
+                sender, recipient, ..
+            } => write!(f, "Pair({sender} -> {recipient})"),
             Signer::Enrollment { name, .. } => write!(f, "Enrollment({name})"),
             Signer::Anonymous => f.write_str("Anonymous"),
         }
@@ -103,6 +112,18 @@ impl Signer<'_> {
     /// The `Authorization` header for this request, if signed.
     pub fn header(&self, now: Timestamp, req: &RequestTarget<'_>) -> Option<String> {
         match *self {
+            Signer::Pair {
+                ref secret,
+                sender,
+                ref recipient,
+            } => Some(auth::sign_pair(
+                secret,
+                sender,
+                recipient,
+                now,
+                Nonce::random(&mut rand::rng()),
+                req,
+            )),
             Signer::Member {
                 key,
                 sender,
