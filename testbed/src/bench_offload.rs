@@ -413,7 +413,7 @@ impl OffloadBenchReport {
         ));
         s.push_str(&format!(
             "Aim: at least {} success from second {:.0} on, in every second, where aggregate capacity suffices. \
-             DFaaS reference (`/work/shared/reference/dfaas.md`): in the CloudNet'21 demo ~40 of 50 req/s fail with 503 until the first recalculation (1 min), later spikes at each HAProxy reload; their simulator's minimum success with Recalc is 0.945; issue #48 (110 req/s on 2 × 100) forwards \"only in a limited way\".\n",
+             DFaaS reference (`../shared/reference/dfaas.md`): in the CloudNet'21 demo ~40 of 50 req/s fail with 503 until the first recalculation (1 min), later spikes at each HAProxy reload; their simulator's minimum success with Recalc is 0.945; issue #48 (110 req/s on 2 × 100) forwards \"only in a limited way\".\n",
             pct(self.aim),
             self.settle_s
         ));
