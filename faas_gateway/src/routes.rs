@@ -250,7 +250,8 @@ async fn delete_secret(
     state
         .service
         .delete_secret(&s.name, s.namespace.as_deref())?;
-    Ok(HttpResponse::NoContent().finish())
+    // 200 as OpenFaaS answers: faas-cli 0.17 reports 204 as "unexpected status code".
+    Ok(HttpResponse::Ok().finish())
 }
 
 #[derive(Deserialize)]

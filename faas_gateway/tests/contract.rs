@@ -367,7 +367,7 @@ async fn secrets_are_created_listed_updated_and_deleted() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(r.status(), 200, "faas-cli secret remove takes 200, not 204");
     let r = gw
         .http
         .delete(&url)

@@ -1,4 +1,4 @@
-//! Run-time routing and offloading of invocations (issue 4): the hub shared by the data plane
+//! Run-time routing and offloading of invocations: the hub shared by the data plane
 //! ([`crate::dataplane`]), the control loop ([`crate::control`]), the route sync
 //! ([`crate::directory`]) and the metrics ([`crate::metrics`]).
 //!

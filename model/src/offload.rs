@@ -1,5 +1,5 @@
 //! Offloading between fog nodes: per function and per request, serve here, forward to a peer,
-//! or reject (issue #4's data plane, pure core).
+//! or reject (the pure core of the fog nodes' data plane).
 //!
 //! This module owns the decision rules; the node owns the I/O. It feeds request arrivals to a
 //! [`RateWindow`], completions to a [`ThroughputEstimator`] (and, for `node_margin`, CPU

@@ -20,7 +20,7 @@
 //! - [`load`]: an open-loop load generator for the fog nodes' data plane (scheduled sends that
 //!   never wait for answers, per-request records, success per second and per serving node).
 //!
-//! Running on Grid'5000 (EnosLib) and Kubernetes arrives with later issues.
+//! Running on Grid'5000 (EnosLib) and Kubernetes is not part of this crate yet.
 
 pub mod bench;
 pub mod bench_faas;
