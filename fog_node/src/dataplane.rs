@@ -357,6 +357,24 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// This request's method and body to `uri` with `headers`, within the forward timeout.
+    async fn send_upstream(
+        &self,
+        uri: &str,
+        headers: http::HeaderMap,
+    ) -> Result<Upstream, UpstreamError> {
+        self.node
+            .upstream
+            .send(
+                self.method.clone(),
+                uri,
+                headers,
+                self.body.clone(),
+                self.node.offload.config.forward_timeout.as_duration(),
+            )
+            .await
+    }
+
     fn max_hops(&self) -> u32 {
         self.node.offload.config.max_hops
     }
@@ -515,17 +533,7 @@ impl Call<'_> {
             target.info.url.trim_end_matches('/'),
             self.path_and_query
         );
-        let result = self
-            .node
-            .upstream
-            .send(
-                self.method.clone(),
-                &uri,
-                headers,
-                self.body.clone(),
-                off.config.forward_timeout.as_duration(),
-            )
-            .await;
+        let result = self.send_upstream(&uri, headers).await;
         let idempotent = idempotent(&self.method);
         match result {
             Ok(up) => {
@@ -608,17 +616,7 @@ impl Call<'_> {
             uri.push_str(query);
         }
         let headers = upstream::request_headers(self.req.headers(), 0);
-        let result = self
-            .node
-            .upstream
-            .send(
-                self.method.clone(),
-                &uri,
-                headers,
-                self.body.clone(),
-                off.config.forward_timeout.as_duration(),
-            )
-            .await;
+        let result = self.send_upstream(&uri, headers).await;
         state.record_completion(Timestamp::now());
         match result {
             Ok(up) => Answer::local(up),

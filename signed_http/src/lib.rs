@@ -149,6 +149,26 @@ impl Signer<'_> {
     }
 }
 
+/// The `Authorization` value of a member's request signed now, with a fresh nonce (what
+/// [`Signer::Member`] sends; for callers that build requests themselves).
+pub fn member_header(
+    key: &SecretKey,
+    sender: &str,
+    recipient: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    auth::sign(
+        key,
+        sender,
+        recipient,
+        Timestamp::now(),
+        Nonce::random(&mut rand::rng()),
+        &RequestTarget::new(method, path_and_query, body),
+    )
+}
+
 /// How to build a [`SignedClient`].
 #[derive(Debug, Clone)]
 pub struct ClientOptions {

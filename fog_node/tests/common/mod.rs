@@ -7,7 +7,7 @@ pub mod federation;
 use fog_node::node::{Identity, Node};
 use fog_node::{Application, Config};
 use model::Sla;
-use model::auth::{self, RequestTarget, SecretKey};
+use model::auth::{self, SecretKey};
 use model::ids::{AuctionId, NodeId, SlaId};
 use model::latency::PathLatency;
 use model::protocol::{AuctionTicket, BidRequest, BidResponse, Neighbour, Relation};
@@ -39,25 +39,8 @@ pub fn id_at(url: &str) -> NodeId {
         .unwrap_or_else(|| panic!("no test node at {url}"))
 }
 
-/// The `Authorization` value of a member's request, with a fresh nonce, signed now.
-pub fn member_header(
-    key: &SecretKey,
-    sender: &str,
-    recipient: &str,
-    method: &str,
-    path_and_query: &str,
-    body: &[u8],
-) -> String {
-    let signer = signed_http::Signer::Member {
-        key,
-        sender,
-        recipient,
-    };
-    let target = RequestTarget::new(method, path_and_query, body);
-    signer
-        .header(Timestamp::now(), &target)
-        .expect("a member's request is signed")
-}
+/// The `Authorization` value of a member's request, with a fresh nonce.
+pub use signed_http::member_header;
 
 /// A bid request the test marketplace opens (with its ticket) for `sla`.
 pub fn bid_request(sla: &Sla, timeout_ms: u64, path: Vec<NodeId>) -> BidRequest {

@@ -307,24 +307,7 @@ impl TestApp {
 }
 
 /// The `Authorization` value of a member's request, with a fresh nonce.
-pub fn member_header(
-    key: &SecretKey,
-    sender: &str,
-    recipient: &str,
-    method: &str,
-    path_and_query: &str,
-    body: &[u8],
-) -> String {
-    let signer = signed_http::Signer::Member {
-        key,
-        sender,
-        recipient,
-    };
-    let target = RequestTarget::new(method, path_and_query, body);
-    signer
-        .header(Timestamp::now(), &target)
-        .expect("a member's request is signed")
-}
+pub use signed_http::member_header;
 
 /// The key a test node of this name holds (derived from the name, so tests can sign as it).
 pub fn node_key(name: &str) -> SecretKey {
