@@ -1418,9 +1418,24 @@ impl Marketplace {
         kept: &HashSet<BidId>,
         registry: &HashMap<NodeId, NodeRecord>,
     ) {
+        self.release_holds(
+            bids.iter()
+                .filter(|b| !kept.contains(&b.id))
+                .map(|b| (b.node_id, b.id)),
+            registry,
+        );
+    }
+
+    /// Releases holds, one batch per registered node (unknown nodes are skipped; their holds
+    /// expire).
+    fn release_holds(
+        &self,
+        holds: impl Iterator<Item = (NodeId, BidId)>,
+        registry: &HashMap<NodeId, NodeRecord>,
+    ) {
         let mut by_node: BTreeMap<NodeId, Vec<BidId>> = BTreeMap::new();
-        for b in bids.iter().filter(|b| !kept.contains(&b.id)) {
-            by_node.entry(b.node_id).or_default().push(b.id);
+        for (node, bid) in holds {
+            by_node.entry(node).or_default().push(bid);
         }
         for (node, bid_ids) in by_node {
             if let Some(n) = registry.get(&node) {
@@ -1441,19 +1456,14 @@ impl Marketplace {
         /// More dropped bids than this in one auction is not a tree's doing; the rest expire.
         const MAX_DROPPED: usize = 10_000;
         let received: HashSet<BidId> = received.iter().map(|b| b.id).collect();
-        let mut by_node: BTreeMap<NodeId, Vec<BidId>> = BTreeMap::new();
-        for d in dropped
-            .iter()
-            .take(MAX_DROPPED)
-            .filter(|d| !received.contains(&d.bid_id))
-        {
-            by_node.entry(d.node_id).or_default().push(d.bid_id);
-        }
-        for (node, bid_ids) in by_node {
-            if let Some(n) = registry.get(&node) {
-                self.releases.release(n.id, &n.url, bid_ids);
-            }
-        }
+        self.release_holds(
+            dropped
+                .iter()
+                .take(MAX_DROPPED)
+                .filter(|d| !received.contains(&d.bid_id))
+                .map(|d| (d.node_id, d.bid_id)),
+            registry,
+        );
     }
 
     fn cancel_in_background(&self, id: NodeId, url: String, sla: SlaId) {
