@@ -2,10 +2,10 @@
 //! exposes the bound address; [`Application::run_until_stopped`] serves and runs the loops.
 
 use crate::config::Config;
-use crate::emulation;
-use crate::membership;
-use crate::node::Node;
-use crate::routes;
+use crate::http::emulation;
+use crate::http::routes;
+use crate::state::node::Node;
+use crate::work::membership;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use model::time::Timestamp;
@@ -35,7 +35,7 @@ impl Application {
         let key = crate::client::load_or_create_key(config.state_dir.as_deref())?;
         let client =
             crate::client::SignedClient::new(&options).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let upstream = crate::dataplane::upstream::UpstreamClient::new(
+        let upstream = crate::upstream::UpstreamClient::new(
             options.tls_ca.as_deref(),
             config.offload.max_answer_bytes(),
         )
@@ -104,9 +104,9 @@ impl Application {
             )),
             tokio::spawn(membership::probe_loop(self.node.clone())),
             tokio::spawn(membership::lifetime_loop(self.node.clone())),
-            tokio::spawn(crate::directory::route_sync_loop(self.node.clone())),
-            tokio::spawn(crate::control::control_loop(self.node.clone())),
-            tokio::spawn(crate::haproxy_mode::haproxy_loop(self.node.clone())),
+            tokio::spawn(crate::work::route_sync::route_sync_loop(self.node.clone())),
+            tokio::spawn(crate::work::control::control_loop(self.node.clone())),
+            tokio::spawn(crate::work::haproxy_mode::haproxy_loop(self.node.clone())),
         ];
         let handle = self.server.handle();
         let server = self.server;

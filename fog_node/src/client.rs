@@ -1,11 +1,19 @@
 //! The node's side of the federation's one HTTP client ([`signed_http`]): every call to the
 //! marketplace and to peers is signed with the node's own key, timed out, traced and capped.
-//! Also where the node keeps that key ([`load_or_create_key`]).
+//! Also where the node keeps that key ([`load_or_create_key`]), and the names of the headers
+//! nodes put on each other's requests besides the signature.
 
 pub use signed_http::{Call, CallError, ClientOptions, SignedClient, Signer};
 
 use model::auth::SecretKey;
 use std::path::Path;
+
+/// Header of the HAProxy-mode peer token: `<senderNodeId>.<window>.<hex>`
+/// ([`model::auth::peer_token`]).
+pub const PEER_HEADER: &str = "x-fogmarket-peer";
+
+/// The sending node's id on requests that carry no signature (the latency probes).
+pub const FROM_HEADER: &str = "x-fogmarket-from";
 
 /// File under `state_dir` holding the node's Ed25519 seed (hex), readable by its owner only.
 pub const KEY_FILE: &str = "node.key";

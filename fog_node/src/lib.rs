@@ -1,34 +1,30 @@
-//! `fog_node`: one Fogmarket fog node.
+//! `fog_node`: one Fogmarket fog node, in four layers, each knowing only the layers below it.
 //!
-//! It owns the node's configuration ([`config`]), its enrollment and heartbeats with the
-//! marketplace and its neighbour latency probes ([`membership`]), bidding and relaying SLAs
-//! over the overlay tree by placement strategy ([`bidding`]), resource holds, reservations and
-//! placement lifetime ([`node`]), deployment to OpenFaaS — a real gateway or the embedded one
-//! ([`faas`], [`provision`]) — the HTTP API ([`routes`]), and run-time routing and offloading
-//! of invocations: the route table ([`directory`]), the data plane ([`dataplane`]), the
-//! control plane between nodes ([`control`]), their shared state ([`offload`]),
-//! [`metrics`], and in-process emulation of link latencies between nodes sharing a machine
-//! ([`emulation`]). Pure rules (pricing,
-//! strategies, ledger, latency model) live in `model`.
+//! - **base**: the configuration ([`config`]), the signed client and the header names nodes
+//!   use ([`client`]), the data plane's upstream client ([`upstream`]), the OpenFaaS client
+//!   ([`faas`]) and the FaaS backend it talks to ([`backend`]), the HAProxy driver
+//!   ([`haproxy`]), and the API errors ([`error`]).
+//! - **state** ([`state`]): identity, the ledger and placements, neighbours, the route
+//!   snapshot, the offload state, usage and metrics; [`state::node::Node`] owns them all.
+//! - **work** ([`work`]): membership, route sync, the control loop, bidding, provisioning and
+//!   the HAProxy sync, as functions of the node and the time.
+//! - **http** ([`http`]): the routes, the data plane, and link emulation.
+//! - **app** ([`app`]): the wiring, and the supervision of the background loops.
+//!
+//! Pure rules (pricing, strategies, ledger, latency model) live in `model`.
 
 pub mod app;
-pub mod bidding;
+pub mod backend;
 pub mod client;
 pub mod config;
-pub mod control;
-pub mod dataplane;
-pub mod directory;
-pub mod emulation;
 pub mod error;
 pub mod faas;
 pub mod haproxy;
-pub mod haproxy_mode;
-pub mod membership;
-pub mod metrics;
-pub mod node;
-pub mod offload;
-pub mod provision;
-pub mod routes;
+pub mod http;
+pub mod state;
+#[path = "dataplane/upstream.rs"]
+pub mod upstream;
+pub mod work;
 
 pub use app::Application;
 pub use config::Config;

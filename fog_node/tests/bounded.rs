@@ -3,8 +3,8 @@
 //! tiny HTTP server on port 0 that answers far more than the cap, with or without a
 //! `Content-Length`.
 
-use fog_node::dataplane::upstream::{UpstreamClient, UpstreamError};
 use fog_node::faas::{FaasError, OpenFaasClient};
+use fog_node::upstream::{UpstreamClient, UpstreamError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -61,6 +61,16 @@ id_type!(
     /// An SLA, i.e. one placement request; the placement is known by the same id.
     SlaId
 );
+/// The prefix of the OpenFaaS service a placement is deployed as.
+pub const SERVICE_PREFIX: &str = "fogfn-";
+
+impl SlaId {
+    /// The OpenFaaS service name a placement is deployed and routed as: `fogfn-<slaId>`.
+    pub fn service_name(self) -> String {
+        format!("{SERVICE_PREFIX}{self}")
+    }
+}
+
 id_type!(
     /// One bid of one node in one auction. The node's resource hold carries the same id.
     BidId
@@ -73,6 +83,12 @@ id_type!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_placement_is_deployed_as_fogfn_and_its_sla_id() {
+        let id = SlaId::new();
+        assert_eq!(id.service_name(), format!("fogfn-{id}"));
+    }
 
     #[test]
     fn ids_round_trip_through_their_string_form() {

@@ -5,7 +5,6 @@
 //! `latencyMax` against the time to deliver `inputMaxSize` over that path ([`check_budget`]),
 //! itself included (GIRAFF's first node never checked itself).
 
-use crate::protocol::RefusalReason;
 use crate::sla::LatencyKind;
 use crate::units::{Bytes, Latency};
 use serde::{Deserialize, Serialize};
@@ -252,8 +251,16 @@ pub fn estimated_ms(path: &PathLatency, size: Bytes, sigma_margin: f64) -> f64 {
     transfer_time_clean_ms(&PathLatency { median, ..p }, size)
 }
 
-/// Ok(estimate in ms) if delivering `size` over `path` fits in `max`, else the refusal to
-/// report. With [`LatencyKind::RoundTrip`] the answer's way back counts too: one more one-way
+/// A latency budget that a path does not meet: the estimate and the budget, in ms. Bids
+/// report it as `RefusalReason::LatencyBudget`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverBudget {
+    pub estimated_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Ok(estimate in ms) if delivering `size` over `path` fits in `max`, else by how much it
+/// does not. With [`LatencyKind::RoundTrip`] the answer's way back counts too: one more one-way
 /// latency (`median + sigma_margin * sigma`; answers are assumed to fit one flight).
 pub fn check_budget(
     path: &PathLatency,
@@ -261,7 +268,7 @@ pub fn check_budget(
     max: Latency,
     kind: LatencyKind,
     sigma_margin: f64,
-) -> Result<f64, RefusalReason> {
+) -> Result<f64, OverBudget> {
     let there = estimated_ms(path, size, sigma_margin);
     let estimated_ms = match kind {
         LatencyKind::OneWay => there,
@@ -271,7 +278,7 @@ pub fn check_budget(
     if estimated_ms <= max_ms {
         Ok(estimated_ms)
     } else {
-        Err(RefusalReason::LatencyBudget {
+        Err(OverBudget {
             estimated_ms,
             max_ms,
         })
@@ -434,16 +441,12 @@ mod tests {
             )
         };
         assert!(close(within(50).unwrap(), 50.0));
-        match within(49).unwrap_err() {
-            RefusalReason::LatencyBudget {
-                estimated_ms,
-                max_ms,
-            } => {
-                assert!(close(estimated_ms, 50.0));
-                assert!(close(max_ms, 49.0));
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        let OverBudget {
+            estimated_ms,
+            max_ms,
+        } = within(49).unwrap_err();
+        assert!(close(estimated_ms, 50.0));
+        assert!(close(max_ms, 49.0));
         // The same path meets a one-way budget of 25 ms.
         assert!(
             check_budget(
@@ -476,16 +479,12 @@ mod tests {
             1.0,
         )
         .unwrap_err();
-        match err {
-            RefusalReason::LatencyBudget {
-                estimated_ms,
-                max_ms,
-            } => {
-                assert!(close(estimated_ms, 25.0));
-                assert!(close(max_ms, 24.0));
-            }
-            other => panic!("unexpected refusal {other:?}"),
-        }
+        let OverBudget {
+            estimated_ms,
+            max_ms,
+        } = err;
+        assert!(close(estimated_ms, 25.0));
+        assert!(close(max_ms, 24.0));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::auth::{self, PublicKey, SecretKey};
 use crate::ids::{AuctionId, BidId, NodeId, SlaId};
-use crate::latency::PathLatency;
+use crate::latency::{OverBudget, PathLatency};
 use crate::sla::Sla;
 use crate::time::Timestamp;
 use crate::units::{Bytes, Cpu, Price};
@@ -179,6 +179,15 @@ pub enum RefusalReason {
     /// A neighbour did not answer within the deadline, or answered with an error.
     #[serde(rename_all = "camelCase")]
     Unreachable { error: String },
+}
+
+impl From<OverBudget> for RefusalReason {
+    fn from(o: OverBudget) -> RefusalReason {
+        RefusalReason::LatencyBudget {
+            estimated_ms: o.estimated_ms,
+            max_ms: o.max_ms,
+        }
+    }
 }
 
 impl fmt::Display for RefusalReason {

@@ -52,7 +52,7 @@ fn is_federation(name: &str) -> bool {
         model::auth::FORWARD_HEADER
             | model::auth::HOPS_HEADER
             | model::auth::ROUTE_HEADER
-            | super::identity::PEER_HEADER
+            | crate::client::PEER_HEADER
     )
 }
 

@@ -4,7 +4,7 @@
 
 pub mod federation;
 
-use fog_node::node::{Identity, Node};
+use fog_node::state::node::{Identity, Node};
 use fog_node::{Application, Config};
 use model::Sla;
 use model::auth::{self, SecretKey};

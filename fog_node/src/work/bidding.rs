@@ -7,7 +7,7 @@
 //! dead subtree cannot block the auction; it shows up as an `unreachable` refusal instead.
 
 use crate::client::Call;
-use crate::node::{NeighbourState, Node};
+use crate::state::node::{NeighbourState, Node};
 use futures::future::join_all;
 use model::Sla;
 use model::ids::{BidId, NodeId};
@@ -59,7 +59,7 @@ fn check_self(node: &Node, me: NodeId, sla: &Sla, acc: &PathLatency, now: Timest
         sla.latency_kind,
         margin,
     ) {
-        Some(reason)
+        Some(reason.into())
     } else if !needs.fits_in(&free) {
         Some(RefusalReason::OutOfCapacity {
             needed: needs,
@@ -146,7 +146,7 @@ pub async fn handle_bid(node: Arc<Node>, req: BidRequest, me: NodeId, sla: Sla) 
             out.refusals.push(Refusal {
                 node_id: n.info.node_id,
                 node_name: n.info.name.clone(),
-                reason,
+                reason: reason.into(),
             });
         }
         links.insert(n.info.node_id, (n.clone(), to_neighbour));
@@ -352,7 +352,7 @@ async fn relay(
 /// Measures a neighbour's RTT once, now (its link was never measured).
 async fn probe_now(node: &Node, n: &NeighbourState, left: Duration) -> Option<PathLatency> {
     let timeout = ON_DEMAND_PROBE_TIMEOUT.min(left / 4);
-    let rtt = crate::membership::probe(node, &n.info.url, timeout).await;
+    let rtt = crate::work::membership::probe(node, &n.info.url, timeout).await;
     node.observe_probe(n.info.node_id, rtt);
     node.neighbours()
         .into_iter()

@@ -4,17 +4,17 @@
 //! The ledger and the placements live under one lock (the [`Book`]) so that they never
 //! disagree; no lock is held across an `.await`.
 
+use crate::backend::FaasHandle;
 use crate::client::{SignedClient, Signer};
 use crate::config::Config;
 use crate::error::ApiError;
-use model::Sla;
+use crate::state::book::FINISHED_RETENTION;
 use model::auth::{Guard, PublicKey, SecretKey};
 use model::ids::{BidId, NodeId, SlaId};
 use model::latency::{LinkEstimator, PathLatency};
 use model::ledger::{EntryState, Ledger};
 use model::protocol::{AcceptRequest, AcceptResponse, Neighbour, Relation, Resources};
 use model::time::Timestamp;
-use model::units::Price;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -24,73 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-/// How long finished or cancelled placements stay visible in `GET /api/state`.
-pub const FINISHED_RETENTION: Duration = Duration::from_secs(600);
-
-/// What enrollment settled: the id the marketplace pinned this node's key to, the
-/// marketplace's own key (pinned here), and the check of signatures addressed to this id.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub node_id: NodeId,
-    /// `node_id` as text: the sender of this node's signatures, the recipient of its peers'.
-    pub sender: String,
-    pub marketplace_key: PublicKey,
-    pub guard: std::sync::Arc<Guard>,
-}
-
-impl Identity {
-    pub fn new(node_id: NodeId, marketplace_key: PublicKey) -> Identity {
-        let sender = node_id.to_string();
-        Identity {
-            node_id,
-            guard: std::sync::Arc::new(Guard::new(sender.clone())),
-            sender,
-            marketplace_key,
-        }
-    }
-}
-
-/// Who sent a verified control-plane request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sender {
-    Marketplace,
-    Node(NodeId),
-}
-
+pub use crate::state::book::{Book, Placement};
+pub use crate::state::identity::{Identity, Sender};
 pub use model::protocol::PlacementState;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Placement {
-    pub sla_id: SlaId,
-    pub bid_id: BidId,
-    pub function_name: String,
-    pub sla: Sla,
-    /// The OpenFaaS service name once deployed (`fogfn-<slaId>`).
-    #[serde(default)]
-    pub deployed_as: Option<String>,
-    /// Where the function is invoked once live.
-    #[serde(default)]
-    pub invoke_url: Option<String>,
-    /// Why provisioning failed.
-    #[serde(default)]
-    pub error: Option<String>,
-    pub resources: Resources,
-    pub price: Price,
-    pub state: PlacementState,
-    pub accepted_at: Timestamp,
-    pub ends_at: Timestamp,
-    /// When the placement left the ledger (finished or cancelled).
-    #[serde(default)]
-    pub closed_at: Option<Timestamp>,
-}
-
-/// The ledger and the placements, kept consistent under one lock.
-#[derive(Debug)]
-pub struct Book {
-    pub ledger: Ledger,
-    pub placements: BTreeMap<SlaId, Placement>,
-}
 
 #[derive(Debug, Clone)]
 pub struct NeighbourState {
@@ -109,19 +45,19 @@ pub struct Node {
     pub client: SignedClient,
     /// The data plane's client (forwards to peers, calls to the gateway): same CA trust as
     /// `client`, answers capped at `[offload] max_answer`.
-    pub upstream: crate::dataplane::upstream::UpstreamClient,
+    pub upstream: crate::upstream::UpstreamClient,
     /// The node's own Ed25519 key; the marketplace pinned its public half at enrollment.
     key: SecretKey,
     /// The same key with the secrets it shares with each peer (pair MACs between nodes).
     pairs: std::sync::Arc<model::auth::PairKeys>,
     rng: Mutex<StdRng>,
-    faas: tokio::sync::OnceCell<crate::provision::FaasHandle>,
+    faas: tokio::sync::OnceCell<crate::backend::FaasHandle>,
     /// The runtime the node's loops run on; the embedded gateway is started there rather than
     /// on the HTTP worker that happens to handle the first provisioning call.
     main_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
     /// Run-time routing and offloading of invocations (route table, per-function state,
     /// peers, metrics).
-    pub offload: crate::offload::Offload,
+    pub offload: crate::state::offload::Offload,
 }
 
 /// Saved in `state_dir/state.json` so a restarted node keeps its id and reservations.
@@ -152,10 +88,10 @@ impl Node {
         url: String,
         key: SecretKey,
         client: SignedClient,
-        upstream: crate::dataplane::upstream::UpstreamClient,
+        upstream: crate::upstream::UpstreamClient,
     ) -> Node {
         let ledger = Ledger::new(config.capacity());
-        let offload = crate::offload::Offload::new(&config);
+        let offload = crate::state::offload::Offload::new(&config);
         Node {
             config,
             url,
@@ -185,7 +121,7 @@ impl Node {
         self.main_runtime.get()
     }
 
-    pub(crate) fn faas_cell(&self) -> &tokio::sync::OnceCell<crate::provision::FaasHandle> {
+    pub(crate) fn faas_cell(&self) -> &tokio::sync::OnceCell<crate::backend::FaasHandle> {
         &self.faas
     }
 
@@ -709,5 +645,61 @@ impl Node {
             placements,
             neighbours,
         }
+    }
+}
+
+impl Node {
+    /// The FaaS backend, started on first use.
+    pub async fn faas(&self) -> Result<&FaasHandle, ApiError> {
+        let start = || async {
+            let config = self.config.clone();
+            let http = self.client.http().clone();
+            match self.main_runtime() {
+                Some(rt) => rt
+                    .spawn(async move { crate::backend::start_backend(&config, http).await })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("FaaS backend start-up task failed: {e}"))?,
+                None => crate::backend::start_backend(&config, http).await,
+            }
+        };
+        self.faas_cell()
+            .get_or_try_init(start)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot start the FaaS backend: {e:#}")))
+    }
+
+    /// Stops the embedded gateway (killing its function processes), if one was started.
+    pub async fn shutdown_faas(&self) {
+        let Some(handle) = self.faas_cell().get() else {
+            return;
+        };
+        handle.shutdown().await;
+    }
+}
+
+impl Node {
+    /// The emulated one-way latency from `sender` (a node id or name) to this node, when
+    /// link emulation is on and the sender is a node with a configured path.
+    pub fn emulated_one_way(&self, sender: &str) -> Option<Duration> {
+        let paths = &self.config.link_emulation.one_way;
+        if paths.is_empty() {
+            return None;
+        }
+        if let Some(latency) = paths.get(sender) {
+            return Some(latency.as_duration());
+        }
+        let id: NodeId = sender.parse().ok()?;
+        let name = self.name_of(id)?;
+        paths.get(&name).map(|l| l.as_duration())
+    }
+
+    /// A node's name from the route table, else the overlay neighbours (known before the
+    /// first table arrives). Runs on every request from another node: two lookups, no copy.
+    pub fn name_of(&self, id: NodeId) -> Option<String> {
+        self.offload
+            .routes()
+            .node(id)
+            .map(|n| n.info.name.clone())
+            .or_else(|| self.neighbour_name(id))
     }
 }

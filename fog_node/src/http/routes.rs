@@ -1,8 +1,8 @@
 //! HTTP handlers: they verify signatures, parse input, call the node, and map errors.
 
-use crate::bidding::handle_bid;
 use crate::error::ApiError;
-use crate::node::{Identity, Node, Sender};
+use crate::state::node::{Identity, Node, Sender};
+use crate::work::bidding::handle_bid;
 use actix_web::{HttpRequest, HttpResponse, web};
 use model::auth;
 use model::ids::SlaId;
@@ -27,15 +27,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/placement/{sla_id}", web::delete().to(cancel))
         .route("/api/offload", web::get().to(offload_state))
         .route("/metrics", web::get().to(metrics))
-        .route(crate::control::LOAD_PATH, web::post().to(load))
+        .route(crate::work::control::LOAD_PATH, web::post().to(load))
         // The data plane reads its body itself, up to `[offload] max_body`.
         .route(
             "/function/{name}",
-            web::route().to(crate::dataplane::invoke),
+            web::route().to(crate::http::dataplane::invoke),
         )
         .route(
             "/function/{name}/{tail:.*}",
-            web::route().to(crate::dataplane::invoke),
+            web::route().to(crate::http::dataplane::invoke),
         );
 }
 
@@ -173,12 +173,12 @@ async fn provision(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     verify_marketplace(&node, &req, &body, "provision a placement")?;
-    let placement = crate::provision::provision(node.get_ref(), sla_id(&path)?).await?;
+    let placement = crate::work::provision::provision(node.get_ref(), sla_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(placement))
 }
 
 async fn offload_state(node: web::Data<Arc<Node>>) -> HttpResponse {
-    HttpResponse::Ok().json(crate::metrics::offload_view(
+    HttpResponse::Ok().json(crate::http::offload_view::offload_view(
         &node.offload,
         node.node_id(),
         Timestamp::now(),
@@ -188,7 +188,7 @@ async fn offload_state(node: web::Data<Arc<Node>>) -> HttpResponse {
 async fn metrics(node: web::Data<Arc<Node>>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(node.offload.metrics.render(&node.offload, node.node_id()))
+        .body(node.offload.render_metrics(node.node_id()))
 }
 
 /// `POST /fog/v1/load`: a peer's load report; the answer is this node's report for it.
@@ -197,7 +197,7 @@ async fn load(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    use crate::control::LoadError;
+    use crate::work::control::LoadError;
     let sender = match verify(&node, &req, &body)? {
         (_, Sender::Node(id)) => id,
         (_, Sender::Marketplace) => {
@@ -207,7 +207,7 @@ async fn load(
         }
     };
     let report: model::protocol::LoadReport = parse(&body)?;
-    match crate::control::receive_report(&node, sender, report, Timestamp::now()) {
+    match crate::work::control::receive_report(&node, sender, report, Timestamp::now()) {
         Ok(answer) => Ok(HttpResponse::Ok().json(answer)),
         Err(e @ LoadError::Version(_)) => Err(ApiError::BadRequest(FieldError::new(
             "version",
@@ -225,6 +225,6 @@ async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     verify_marketplace(&node, &req, &body, "cancel a placement")?;
     let placement = node.cancel(sla_id(&path)?, Timestamp::now())?;
-    crate::provision::remove_deployed(&node, std::slice::from_ref(&placement)).await;
+    crate::work::provision::remove_deployed(&node, std::slice::from_ref(&placement)).await;
     Ok(HttpResponse::Ok().json(placement))
 }

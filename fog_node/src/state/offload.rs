@@ -1,26 +1,27 @@
-//! Run-time routing and offloading of invocations: the hub shared by the data plane
-//! ([`crate::dataplane`]), the control loop ([`crate::control`]), the route sync
-//! ([`crate::directory`]) and the metrics ([`crate::metrics`]).
+//! Run-time routing and offloading of invocations: the state shared by the data plane
+//! ([`crate::http::dataplane`]), the control loop ([`crate::work::control`]) and the route
+//! sync ([`crate::work::route_sync`]).
 //!
 //! It holds the `[offload]` configuration, the current route snapshot (swapped atomically;
 //! each function carries its [`FunctionState`], each node its [`PeerLink`]), the metrics
 //! registry and the control loop's wake-up. Weights are installed through one function,
 //! [`Offload::install_weights`], whatever computed them.
 
-mod function;
-mod peer;
-
-pub use function::{ControlOut, FunctionState, LocalQueue, PeerSummary, QueueRefusal};
-pub use peer::{PeerControl, PeerLink};
+pub use crate::state::function::{
+    ControlOut, FunctionState, LocalQueue, PeerSummary, QueueRefusal,
+};
+pub use crate::state::peer::{PeerControl, PeerLink};
 
 use crate::config::{Config, OffloadConfig};
-use crate::control::UsageState;
-use crate::directory::Routes;
-use crate::metrics::Metrics;
+use crate::state::metrics::{FunctionGauges, Metrics};
+use crate::state::routes::Routes;
+use crate::state::usage::UsageState;
 use arc_swap::ArcSwap;
 use model::Latency;
+use model::ids::NodeId;
 use model::offload::{Params, Weights};
 use model::protocol::RouteTable;
+use model::time::Timestamp;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -162,5 +163,27 @@ impl Offload {
             link.mark_suspect(until);
         }
         self.wake.notify_one();
+    }
+
+    /// The Prometheus text exposition of this node, gauges of the functions hosted here (by
+    /// `me`) refreshed from the live state.
+    pub fn render_metrics(&self, me: Option<NodeId>) -> String {
+        let routes = self.routes();
+        let now = Timestamp::now();
+        let hosted = routes
+            .functions()
+            .iter()
+            .filter(|f| me.is_some_and(|id| f.hosted_by(id)))
+            .map(|f| {
+                let s = &f.state;
+                FunctionGauges {
+                    service: s.service.clone(),
+                    queue_len: s.queue.len(),
+                    in_flight: s.queue.in_flight(),
+                    arrival_rate: s.arrival_rate(now),
+                    capacity: s.control_out().capacity,
+                }
+            });
+        self.metrics.render(hosted)
     }
 }

@@ -4,34 +4,14 @@
 //! The backend is either the embedded gateway (started by the node on first use, running
 //! functions as local processes) or a real OpenFaaS gateway; the same client talks to both.
 
-use crate::config::{Config, FaasBackend};
 use crate::error::ApiError;
 use crate::faas::{FunctionDeployment, FunctionResources, OpenFaasClient};
-use crate::node::{Node, Placement, PlacementState};
+use crate::state::node::{Node, Placement, PlacementState};
 use model::time::Timestamp;
 use model::{Sla, SlaId};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
-
-/// The node's FaaS backend: a client, and the embedded gateway when the node runs one.
-pub struct FaasHandle {
-    pub client: OpenFaasClient,
-    embedded: Mutex<Option<EmbeddedGateway>>,
-}
-
-struct EmbeddedGateway {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-/// OpenFaaS service name of a placement.
-pub fn service_name(sla_id: SlaId) -> String {
-    format!("fogfn-{sla_id}")
-}
 
 /// The OpenFaaS deployment of an SLA: its image, cpu/memory as both requests and limits, its
 /// replicas as scale labels, and the SLA and ids in env vars.
@@ -67,85 +47,6 @@ pub fn deployment_for(sla: &Sla, service: &str, node_name: &str) -> FunctionDepl
         annotations: BTreeMap::new(),
         limits: Some(resources.clone()),
         requests: Some(resources),
-    }
-}
-
-async fn start_backend(config: &Config, http: reqwest::Client) -> anyhow::Result<FaasHandle> {
-    let auth = config
-        .faas
-        .username
-        .clone()
-        .zip(config.faas.password.clone());
-    match config.faas.backend {
-        FaasBackend::Openfaas => {
-            let url = config.faas.gateway_url.clone().ok_or_else(|| {
-                anyhow::anyhow!("faas.gateway_url is required for backend = \"openfaas\"")
-            })?;
-            Ok(FaasHandle {
-                client: OpenFaasClient::new(http, &url, auth)
-                    .with_max_answer(config.offload.max_answer_bytes()),
-                embedded: Mutex::new(None),
-            })
-        }
-        FaasBackend::Embedded => {
-            let catalog = config
-                .faas
-                .catalog_dir
-                .clone()
-                .unwrap_or_else(faas_gateway::default_catalog_dir);
-            let mut settings =
-                faas_gateway::GatewaySettings::new(SocketAddr::from(([127, 0, 0, 1], 0)), catalog);
-            settings.extra_env = vec![("FOGMARKET_NODE_NAME".into(), config.name.clone())];
-            settings.ready_timeout = config.faas.ready_timeout.as_duration();
-            let gateway = faas_gateway::Gateway::build(settings).await?;
-            let url = gateway.url();
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(gateway.run_until_stopped(async {
-                let _ = stopped.await;
-            }));
-            tracing::info!(%url, "embedded OpenFaaS gateway started");
-            Ok(FaasHandle {
-                client: OpenFaasClient::new(http, &url, None)
-                    .with_max_answer(config.offload.max_answer_bytes()),
-                embedded: Mutex::new(Some(EmbeddedGateway { stop, task })),
-            })
-        }
-    }
-}
-
-impl Node {
-    /// The FaaS backend, started on first use.
-    pub async fn faas(&self) -> Result<&FaasHandle, ApiError> {
-        let start = || async {
-            let config = self.config.clone();
-            let http = self.client.http().clone();
-            match self.main_runtime() {
-                Some(rt) => rt
-                    .spawn(async move { start_backend(&config, http).await })
-                    .await
-                    .map_err(|e| anyhow::anyhow!("FaaS backend start-up task failed: {e}"))?,
-                None => start_backend(&config, http).await,
-            }
-        };
-        self.faas_cell()
-            .get_or_try_init(start)
-            .await
-            .map_err(|e| ApiError::Internal(format!("cannot start the FaaS backend: {e:#}")))
-    }
-
-    /// Stops the embedded gateway (killing its function processes), if one was started.
-    pub async fn shutdown_faas(&self) {
-        let Some(handle) = self.faas_cell().get() else {
-            return;
-        };
-        if let Some(gw) = handle.embedded.lock().await.take() {
-            let _ = gw.stop.send(());
-            match gw.task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "embedded gateway stopped with an error"),
-                Err(e) => tracing::warn!(error = %e, "embedded gateway task failed"),
-            }
-        }
     }
 }
 
@@ -190,7 +91,7 @@ pub async fn provision(node: &Arc<Node>, sla_id: SlaId) -> Result<Placement, Api
         return Ok(p);
     }
     let sla = node.update_placement(sla_id, |p| p.sla.clone())?;
-    let service = service_name(sla_id);
+    let service = sla_id.service_name();
     let faas = match node.faas().await {
         Ok(f) => f,
         Err(e) => return failed(node, sla_id, e.to_string()),

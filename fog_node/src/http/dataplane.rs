@@ -18,14 +18,12 @@
 //! `X-Fogmarket-Served-By`; rejects `X-Fogmarket-Reject-Reason` (429s also `Retry-After`)
 //! and an `ErrorBody` JSON whose `error` is the reason.
 
-pub mod identity;
-pub mod upstream;
+pub use crate::http::caller::{Caller, RouteKind};
 
-pub use identity::{Caller, RouteKind};
-
-use crate::directory::{FunctionEntry, Routes};
-use crate::metrics::Outcome;
-use crate::node::{Identity, Node};
+use crate::state::metrics::Outcome;
+use crate::state::node::{Identity, Node};
+use crate::state::routes::{FunctionEntry, Routes};
+use crate::upstream::{self, Upstream, UpstreamError};
 use actix_web::http::StatusCode as ActixStatus;
 use actix_web::http::header::{HeaderName as ActixName, HeaderValue as ActixValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -40,7 +38,6 @@ use model::time::Timestamp;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
-use upstream::{Upstream, UpstreamError};
 
 pub const SERVED_BY_HEADER: &str = "x-fogmarket-served-by";
 pub const PATH_HEADER: &str = "x-fogmarket-path";
@@ -261,7 +258,7 @@ pub async fn invoke(
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path(), |pq| pq.as_str());
-    let caller = match identity::identify(
+    let caller = match crate::http::caller::identify(
         &me,
         |peer| node.pair_secret(peer),
         &routes,
@@ -588,8 +585,8 @@ impl Call<'_> {
                         off.config.max_concurrency,
                         off.config.queue_capacity,
                         match refusal {
-                            crate::offload::QueueRefusal::Full => "full".to_string(),
-                            crate::offload::QueueRefusal::Timeout =>
+                            crate::state::offload::QueueRefusal::Full => "full".to_string(),
+                            crate::state::offload::QueueRefusal::Timeout =>
                                 format!("too slow (waited {})", off.config.queue_timeout),
                         }
                     ),

@@ -4,16 +4,13 @@
 //! `X-Fogmarket-Peer` (HAProxy mode: a ten-minute token keyed for this one pair of nodes,
 //! since HAProxy cannot sign each request; it implies route `offload` and one hop).
 
-use crate::directory::Routes;
-use crate::node::Identity;
+use crate::client::PEER_HEADER;
+use crate::state::node::Identity;
+use crate::state::routes::Routes;
 use actix_web::http::header::HeaderMap;
 use model::auth::{self, FORWARD_HEADER, HOPS_HEADER, PublicKey, ROUTE_HEADER};
 use model::ids::NodeId;
 use model::time::Timestamp;
-
-/// Header of the HAProxy-mode peer token: `<senderNodeId>.<window>.<hex>`
-/// ([`model::auth::peer_token`]).
-pub const PEER_HEADER: &str = "x-fogmarket-peer";
 
 /// The kind of a node-to-node forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

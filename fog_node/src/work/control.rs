@@ -9,33 +9,20 @@
 //! at most one per peer at a time, bounded by `peer_timeout`, and its result is used by the
 //! next step.
 
-mod cpu;
-
 use crate::client::{Call, CallError};
-use crate::directory::Routes;
-use crate::node::Node;
-use crate::offload::{ControlOut, Offload, PeerLink, PeerSummary};
+use crate::state::node::Node;
+use crate::state::offload::{ControlOut, Offload, PeerLink, PeerSummary};
+use crate::state::routes::Routes;
 use model::ids::NodeId;
-use model::offload::{
-    FunctionLoad, PeerView, UsageModel, compute_weights, margin_for_peers, offers_to_peers,
-};
+use model::offload::{FunctionLoad, PeerView, compute_weights, margin_for_peers, offers_to_peers};
 use model::protocol::{FunctionLoadReport, LoadReport, PROTOCOL_VERSION};
 use model::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use cpu::CpuSampler;
-
 /// The path of the load exchange.
 pub const LOAD_PATH: &str = "/fog/v1/load";
-
-/// node_margin's inputs: the node's CPU and the usage model learned from it.
-#[derive(Debug, Default)]
-pub struct UsageState {
-    pub cpu: CpuSampler,
-    pub model: UsageModel,
-}
 
 /// Recomputes every `control_interval`, or at once when woken (not more often than every
 /// quarter interval).

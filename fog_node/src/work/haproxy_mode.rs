@@ -13,10 +13,10 @@
 //! Requests for functions this node does not host are not routed by HAProxy: clients use the
 //! node's native `/function/…` for those.
 
+use crate::client::PEER_HEADER;
 use crate::config::DataPlane;
-use crate::dataplane::identity::PEER_HEADER;
 use crate::haproxy::{Desired, FunctionBackend, Haproxy, HaproxySettings, ServerKind, ServerSpec};
-use crate::node::Node;
+use crate::state::node::Node;
 use model::time::Timestamp;
 use std::net::SocketAddr;
 use std::sync::Arc;

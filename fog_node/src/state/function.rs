@@ -5,7 +5,7 @@
 //! Everything a request touches is either atomic or behind a per-function lock held for a
 //! few instructions (never across an `.await`); no lock is shared between functions.
 
-use crate::metrics::FunctionMetrics;
+use crate::state::metrics::FunctionMetrics;
 use arc_swap::ArcSwap;
 use model::ids::NodeId;
 use model::offload::{CapacityOffer, RateWindow, ThroughputEstimator, Weights};
@@ -74,7 +74,7 @@ impl FunctionState {
         self.weights.load()
     }
 
-    /// Installs new weights; returns the previous ones. Only [`crate::offload::Offload::install_weights`]
+    /// Installs new weights; returns the previous ones. Only [`crate::state::offload::Offload::install_weights`]
     /// calls this, so every installation goes through one place.
     pub(crate) fn swap_weights(&self, weights: Weights) -> Arc<Weights> {
         self.weights.swap(Arc::new(weights))

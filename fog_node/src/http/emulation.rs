@@ -10,20 +10,15 @@
 //! authentication stays with the handlers, which verify the signatures as before. Requests
 //! from devices, the marketplace or an operator carry no node identity and are not delayed.
 
-use crate::dataplane::identity::PEER_HEADER;
-use crate::node::Node;
+use crate::client::{FROM_HEADER, PEER_HEADER};
+use crate::state::node::Node;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
 use actix_web::web;
-use model::NodeId;
 use model::auth::{FORWARD_HEADER, PAIR_SCHEME, SCHEME, peer_token_sender};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// The sending node's id on requests that carry no signature (the latency probes).
-pub const FROM_HEADER: &str = "x-fogmarket-from";
 
 /// The node a request says it comes from (an id, or a name): `X-Fogmarket-From`, else the
 /// sender field of `X-Fogmarket-Forward` or `Authorization`
@@ -47,33 +42,6 @@ pub fn claimed_sender(headers: &HeaderMap) -> Option<&str> {
                 .filter(|s| !s.is_empty())
         });
     signed.or_else(|| value(PEER_HEADER).and_then(peer_token_sender))
-}
-
-impl Node {
-    /// The emulated one-way latency from `sender` (a node id or name) to this node, when
-    /// link emulation is on and the sender is a node with a configured path.
-    pub fn emulated_one_way(&self, sender: &str) -> Option<Duration> {
-        let paths = &self.config.link_emulation.one_way;
-        if paths.is_empty() {
-            return None;
-        }
-        if let Some(latency) = paths.get(sender) {
-            return Some(latency.as_duration());
-        }
-        let id: NodeId = sender.parse().ok()?;
-        let name = self.name_of(id)?;
-        paths.get(&name).map(|l| l.as_duration())
-    }
-
-    /// A node's name from the route table, else the overlay neighbours (known before the
-    /// first table arrives). Runs on every request from another node: two lookups, no copy.
-    pub fn name_of(&self, id: NodeId) -> Option<String> {
-        self.offload
-            .routes()
-            .node(id)
-            .map(|n| n.info.name.clone())
-            .or_else(|| self.neighbour_name(id))
-    }
 }
 
 /// Actix middleware: holds a request from another node for the one-way latency of the path,

@@ -2,7 +2,7 @@
 //! neighbour latency probes and the lifetime loop. Each loop only sleeps and calls one step.
 
 use crate::client::{Call, Signer};
-use crate::node::{Identity, Node};
+use crate::state::node::{Identity, Node};
 use model::auth::{MARKETPLACE, enrollment};
 use model::protocol::{
     HeartbeatRequest, HeartbeatResponse, PROTOCOL_VERSION, RegisterRequest, RegisterResponse,
@@ -145,7 +145,7 @@ pub async fn probe(node: &Node, url: &str, timeout: Duration) -> Option<Duration
     let mut req = node.client.http().get(&target).timeout(timeout);
     // Unsigned: says who probes, so an emulated link delays the probe like any other call.
     if let Some(id) = node.node_id() {
-        req = req.header(crate::emulation::FROM_HEADER, id.to_string());
+        req = req.header(crate::client::FROM_HEADER, id.to_string());
     }
     let resp = req.send().await.ok()?;
     resp.status().is_success().then(|| start.elapsed())
@@ -177,7 +177,7 @@ pub async fn probe_loop(node: Arc<Node>) {
 pub async fn lifetime_loop(node: Arc<Node>) {
     loop {
         let ended = node.tick(Timestamp::now());
-        crate::provision::remove_deployed(&node, &ended).await;
+        crate::work::provision::remove_deployed(&node, &ended).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -1,21 +1,17 @@
-//! Observability of run-time offloading: the Prometheus metrics of `GET /metrics` (one
-//! registry per node, so several nodes share a process in tests) and the JSON view of
-//! `GET /api/offload`.
+//! The Prometheus metrics of run-time offloading behind `GET /metrics` (one registry per
+//! node, so several nodes share a process in tests).
 //!
 //! Hot-path handles (per function and outcome) are resolved once per function and kept in
 //! its state; gauges of queue length, in-flight calls, arrival rate and capacity are set from
 //! the live state when scraped.
 
-use crate::offload::{ControlOut, Offload};
 use model::ids::NodeId;
 use model::offload::Weights;
-use model::time::Timestamp;
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -232,28 +228,20 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, gauges of the functions hosted here (by `me`)
-    /// refreshed from the live state.
-    pub fn render(&self, offload: &Offload, me: Option<NodeId>) -> String {
-        let routes = offload.routes();
-        let hosted = routes
-            .functions()
-            .iter()
-            .filter(|f| me.is_some_and(|id| f.hosted_by(id)));
-        for f in hosted {
-            let s = &f.state;
-            let label = [s.service.as_str()];
+    /// The Prometheus text exposition, with the gauges of `hosted` functions refreshed first.
+    pub fn render(&self, hosted: impl IntoIterator<Item = FunctionGauges>) -> String {
+        for g in hosted {
+            let label = [g.service.as_str()];
             self.queue_length
                 .with_label_values(&label)
-                .set(s.queue.len() as i64);
+                .set(g.queue_len as i64);
             self.in_flight
                 .with_label_values(&label)
-                .set(s.queue.in_flight() as i64);
-            let out = s.control_out();
+                .set(g.in_flight as i64);
             self.arrival_rate
                 .with_label_values(&label)
-                .set(s.arrival_rate(Timestamp::now()));
-            if let Some(c) = out.capacity {
+                .set(g.arrival_rate);
+            if let Some(c) = g.capacity {
                 self.capacity.with_label_values(&label).set(c);
             }
         }
@@ -261,6 +249,16 @@ impl Metrics {
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|e| format!("# cannot encode metrics: {e}\n"))
     }
+}
+
+/// The live gauges of one hosted function, read when metrics are scraped.
+#[derive(Debug, Clone)]
+pub struct FunctionGauges {
+    pub service: String,
+    pub queue_len: usize,
+    pub in_flight: usize,
+    pub arrival_rate: f64,
+    pub capacity: Option<f64>,
 }
 
 /// Cumulative invocation counts of a node, by outcome.
@@ -273,112 +271,4 @@ pub struct Totals {
     pub forwarded: u64,
     /// Rejected (429, 503, 508, …).
     pub rejected: u64,
-}
-
-/// `GET /api/offload`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OffloadView {
-    pub strategy: String,
-    pub data_plane: String,
-    pub route_version: u64,
-    pub totals: Totals,
-    /// `data_plane = "haproxy"`: the HAProxy frontend serving `/function/…` here.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub haproxy_url: Option<String>,
-    pub functions: Vec<FunctionView>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FunctionView {
-    pub service: String,
-    pub name: String,
-    pub weights: WeightsView,
-    pub rate: f64,
-    pub capacity: Option<f64>,
-    pub in_flight: usize,
-    pub queue_len: usize,
-    pub peers: Vec<PeerView>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WeightsView {
-    pub local: u32,
-    pub reject: u32,
-    pub peers: BTreeMap<String, u32>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerView {
-    pub name: String,
-    pub alive: bool,
-    pub rtt_ms: Option<f64>,
-    pub offer: Option<OfferView>,
-}
-
-/// A capacity offer as JSON (`{rate, expiresAt}`).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OfferView {
-    pub rate: f64,
-    pub expires_at: Timestamp,
-}
-
-/// The hosted functions of this node with their weights, load and peers.
-pub fn offload_view(offload: &Offload, me: Option<NodeId>, now: Timestamp) -> OffloadView {
-    let routes = offload.routes();
-    let functions = routes
-        .functions()
-        .iter()
-        .filter(|f| f.is_live(now) && me.is_some_and(|id| f.hosted_by(id)))
-        .map(|f| {
-            let s = &f.state;
-            let w = s.weights();
-            let out: std::sync::Arc<ControlOut> = s.control_out();
-            FunctionView {
-                service: f.route.service.clone(),
-                name: f.route.name.clone(),
-                weights: WeightsView {
-                    local: w.local,
-                    reject: w.reject,
-                    peers: w
-                        .peers
-                        .iter()
-                        .map(|(n, w)| (routes.node_name(*n), *w))
-                        .collect(),
-                },
-                rate: out.rate,
-                capacity: out.capacity,
-                in_flight: s.queue.in_flight(),
-                queue_len: s.queue.len(),
-                peers: out
-                    .peers
-                    .iter()
-                    .map(|p| PeerView {
-                        name: p.name.clone(),
-                        alive: p.alive,
-                        rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                        offer: p.offer.map(|o| OfferView {
-                            rate: o.rate,
-                            expires_at: o.expires_at,
-                        }),
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    OffloadView {
-        strategy: offload.config.strategy.to_string(),
-        data_plane: match offload.config.data_plane {
-            crate::config::DataPlane::Native => "native".into(),
-            crate::config::DataPlane::Haproxy => "haproxy".into(),
-        },
-        route_version: routes.version(),
-        totals: offload.metrics.totals(),
-        haproxy_url: offload.haproxy_url.get().cloned(),
-        functions,
-    }
 }
