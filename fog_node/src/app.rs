@@ -97,17 +97,29 @@ impl Application {
     ) -> anyhow::Result<()> {
         self.node
             .set_main_runtime(tokio::runtime::Handle::current());
-        let tasks = [
-            tokio::spawn(membership::membership_loop(
-                self.node.clone(),
-                self.saved_id,
-            )),
-            tokio::spawn(membership::probe_loop(self.node.clone())),
-            tokio::spawn(membership::lifetime_loop(self.node.clone())),
-            tokio::spawn(crate::work::route_sync::route_sync_loop(self.node.clone())),
-            tokio::spawn(crate::work::control::control_loop(self.node.clone())),
-            tokio::spawn(crate::work::haproxy_mode::haproxy_loop(self.node.clone())),
-        ];
+        let mut loops = supervisor::Supervisor::new();
+        let node = &self.node;
+        let saved_id = self.saved_id;
+        let n = node.clone();
+        loops.spawn("membership", move || {
+            membership::membership_loop(n.clone(), saved_id)
+        });
+        let n = node.clone();
+        loops.spawn("probes", move || membership::probe_loop(n.clone()));
+        let n = node.clone();
+        loops.spawn("lifetime", move || membership::lifetime_loop(n.clone()));
+        let n = node.clone();
+        loops.spawn("route-sync", move || {
+            crate::work::route_sync::route_sync_loop(n.clone())
+        });
+        let n = node.clone();
+        loops.spawn("control", move || {
+            crate::work::control::control_loop(n.clone())
+        });
+        let n = node.clone();
+        loops.spawn("haproxy", move || {
+            crate::work::haproxy_mode::haproxy_loop(n.clone())
+        });
         let handle = self.server.handle();
         let server = self.server;
         let result = tokio::select! {
@@ -117,9 +129,7 @@ impl Application {
                 Ok(())
             }
         };
-        for t in tasks {
-            t.abort();
-        }
+        loops.shutdown().await;
         self.node.shutdown_faas().await;
         self.node.save();
         result

@@ -104,21 +104,22 @@ pub async fn heartbeat(node: &Node, identity: &Identity) -> Result<(), (bool, St
 
 /// Enrolls, then heartbeats every `interval` (as told by the marketplace), forever.
 pub async fn membership_loop(node: Arc<Node>, saved_id: Option<model::NodeId>) {
-    let mut backoff = Duration::from_millis(100);
+    let first = Duration::from_millis(100);
+    let mut delays = supervisor::delays(first, MAX_BACKOFF);
     let mut interval = Duration::from_secs(1);
     loop {
         let identity = match node.identity() {
             Some(i) => i,
             None => match register(&node, saved_id).await {
                 Ok((i, every)) => {
-                    backoff = Duration::from_millis(100);
+                    delays = supervisor::delays(first, MAX_BACKOFF);
                     interval = every;
                     i
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "enrollment failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let pause = delays.next().unwrap_or(MAX_BACKOFF);
+                    tracing::warn!(error = %e, retry_in = ?pause, "enrollment failed");
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
             },

@@ -43,7 +43,7 @@ pub async fn fetch_routes(
 /// differs from the current one, and backs off 200 ms -> 2 s on errors. An unchanged table
 /// answered within [`MIN_UNCHANGED_POLL`] paces the next poll.
 pub async fn route_sync_loop(node: Arc<Node>) {
-    let mut backoff = MIN_BACKOFF;
+    let mut delays = supervisor::delays(MIN_BACKOFF, MAX_BACKOFF);
     let mut synced = false;
     let mut failures = 0u32;
     loop {
@@ -56,7 +56,7 @@ pub async fn route_sync_loop(node: Arc<Node>) {
         match fetch_routes(&node, &identity, after, WAIT_MS).await {
             Ok(table) => {
                 synced = true;
-                backoff = MIN_BACKOFF;
+                delays = supervisor::delays(MIN_BACKOFF, MAX_BACKOFF);
                 if failures > 0 {
                     tracing::info!(version = table.version, "route table sync recovered");
                 }
@@ -75,8 +75,7 @@ pub async fn route_sync_loop(node: Arc<Node>) {
                 } else {
                     tracing::debug!(error = %e, failures, "route table sync failed");
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(delays.next().unwrap_or(MAX_BACKOFF)).await;
             }
         }
     }
