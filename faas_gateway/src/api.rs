@@ -1,5 +1,10 @@
 //! OpenFaaS wire types (faas-provider `types`), field by field, and the name rules
 //! (`[-a-zA-Z_0-9.]+`, `name.namespace` split at the last dot).
+//!
+//! Both sides use them: the gateway reads requests and writes answers with them, and a fog
+//! node's OpenFaaS client writes requests and reads answers (from this gateway or a real
+//! OpenFaaS one) with the same types. So they read what either side may omit (or send as
+//! `null`), and write no empty field that OpenFaaS omits.
 
 use std::collections::BTreeMap;
 
@@ -30,9 +35,17 @@ pub struct FunctionDeployment {
     pub env_process: Option<String>,
     #[serde(default, deserialize_with = "null_default")]
     pub env_vars: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "null_default")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub constraints: Vec<String>,
-    #[serde(default, deserialize_with = "null_default")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub secrets: Vec<String>,
     #[serde(default, deserialize_with = "null_default")]
     pub labels: BTreeMap<String, String>,
@@ -42,25 +55,41 @@ pub struct FunctionDeployment {
     pub limits: Option<FunctionResources>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<FunctionResources>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub read_only_root_filesystem: bool,
 }
 
 /// `GET /system/functions` item and `GET /system/function/{name}`. Zero values are omitted, as
-/// the real gateway does.
+/// the real gateway does; reading, every field defaults when omitted, and lists and maps also
+/// when `null`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionStatus {
+    #[serde(default)]
     pub name: String,
+    #[serde(default)]
     pub image: String,
+    #[serde(default)]
     pub namespace: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_process: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub env_vars: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub constraints: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub secrets: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
@@ -78,6 +107,7 @@ pub struct FunctionStatus {
     pub replicas: u64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub available_replicas: u64,
+    #[serde(default)]
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<FunctionUsage>,
@@ -100,22 +130,22 @@ pub struct FunctionUsage {
 }
 
 /// `DELETE /system/functions` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteFunctionRequest {
     pub function_name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
 
 /// `POST /system/scale-function/{name}` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleServiceRequest {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
     pub replicas: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
 
@@ -181,6 +211,13 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
+/// `namespace`, or [`DEFAULT_NAMESPACE`] when none or empty.
+pub fn namespace_or_default(namespace: Option<&str>) -> &str {
+    namespace
+        .filter(|n| !n.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE)
+}
+
 /// Splits `name.namespace` at the last dot; a name without a dot is in `default_ns`
 /// (or in the namespace given explicitly).
 pub fn split_name<'a>(full: &'a str, explicit_ns: Option<&'a str>) -> (&'a str, &'a str) {
@@ -221,6 +258,61 @@ mod tests {
         let v = serde_json::to_value(&s).unwrap();
         assert!(v.get("availableReplicas").is_none());
         assert!(v.get("invocationCount").is_none());
+    }
+
+    #[test]
+    fn a_status_with_omitted_zero_fields_and_null_lists_reads_with_defaults() {
+        let s: FunctionStatus =
+            serde_json::from_str(r#"{"name":"echo","image":"x/echo","envVars":null}"#).unwrap();
+        assert_eq!(s.available_replicas, 0);
+        assert_eq!(s.invocation_count, 0.0);
+        assert!(s.namespace.is_empty() && s.created_at.is_empty() && s.env_vars.is_empty());
+        let list: Option<Vec<FunctionStatus>> = serde_json::from_str("null").unwrap();
+        assert!(list.is_none());
+    }
+
+    #[test]
+    fn a_deployment_writes_openfaas_field_names_and_reads_back_the_same() {
+        let d = FunctionDeployment {
+            service: "echo".into(),
+            image: "ghcr.io/acme/echo:1".into(),
+            env_process: Some("cat".into()),
+            limits: Some(FunctionResources {
+                memory: Some("128Mi".into()),
+                cpu: Some("500m".into()),
+            }),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(v["service"], "echo");
+        assert_eq!(v["envProcess"], "cat");
+        assert_eq!(v["limits"]["memory"], "128Mi");
+        assert!(v["envVars"].is_object() && v["labels"].is_object());
+        for omitted in ["requests", "namespace", "secrets", "readOnlyRootFilesystem"] {
+            assert!(v.get(omitted).is_none(), "{omitted}");
+        }
+        assert_eq!(serde_json::from_value::<FunctionDeployment>(v).unwrap(), d);
+    }
+
+    #[test]
+    fn scale_and_delete_bodies_omit_what_is_not_given() {
+        let scale = ScaleServiceRequest {
+            service_name: Some("echo".into()),
+            replicas: 2,
+            namespace: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&scale).unwrap(),
+            json!({"serviceName": "echo", "replicas": 2})
+        );
+        let delete = DeleteFunctionRequest {
+            function_name: "echo".into(),
+            namespace: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&delete).unwrap(),
+            json!({"functionName": "echo"})
+        );
     }
 
     #[test]

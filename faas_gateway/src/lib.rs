@@ -5,7 +5,9 @@
 //! It owns: the OpenFaaS routes and their quirks ([`routes`]), the function registry, replicas,
 //! the per-function queue and the scaler ([`service`], [`scaler`]), the process runner
 //! ([`process`]) with resource limits ([`limits`], [`quantity`]), the function catalog
-//! ([`catalog`]), logs ([`logs`]) and Prometheus metrics ([`metrics`]).
+//! ([`catalog`]), logs ([`logs`]) and Prometheus metrics ([`metrics`]). The OpenFaaS wire types
+//! ([`api`]) and the upstream HTTP client pieces ([`upstream`]) also serve fog nodes, which
+//! call OpenFaaS gateways and proxy to them.
 //!
 //! Sealed execution: a deployment picks an image, never a program. The gateway runs only what
 //! its catalog maps the image to (`fn-<name>`, or an entry point the image declares, chosen by
@@ -18,7 +20,6 @@
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
@@ -34,11 +35,15 @@ pub mod quantity;
 pub mod routes;
 pub mod scaler;
 pub mod service;
+pub mod upstream;
 
 pub use catalog::default_catalog_dir;
 pub use error::GatewayError;
 pub use limits::{Enforcement, IsolationSettings, LimitMode};
 pub use service::Service;
+
+/// The default of [`GatewaySettings::max_answer_bytes`]: 32 MiB.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
 /// How the gateway runs.
 #[derive(Debug, Clone)]
@@ -83,7 +88,7 @@ impl GatewaySettings {
             ready_timeout: Duration::from_secs(10),
             extra_env: Vec::new(),
             isolation: IsolationSettings::default(),
-            max_answer_bytes: 32 * 1024 * 1024,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
             tls: signed_http::tls::TlsFiles::default(),
         }
     }
@@ -167,8 +172,9 @@ impl Gateway {
         let service = self.service.clone();
         // Also kills the functions if this future is dropped before finishing.
         let _guard = ShutdownGuard(service.clone());
-        let stop_scaler = Arc::new(tokio::sync::Notify::new());
-        let scaler = tokio::spawn(service.clone().run_scaler(stop_scaler.clone()));
+        let mut loops = supervisor::Supervisor::new();
+        let scaler = service.clone();
+        loops.spawn("scaler", move || scaler.clone().run_scaler());
         let state = web::Data::new(routes::AppState {
             service: service.clone(),
             basic_auth: self.basic_auth,
@@ -198,9 +204,8 @@ impl Gateway {
         shutdown.await;
         tracing::info!("shutting down");
         service.shutdown();
-        stop_scaler.notify_one();
+        loops.shutdown().await;
         handle.stop(true).await;
-        let _ = scaler.await;
         server.await??;
         Ok(())
     }

@@ -2,9 +2,9 @@
 //! stderr) is kept in a bounded ring per function and broadcast to `follow` readers.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
+use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use crate::api::LogEntry;
@@ -71,7 +71,7 @@ impl LogStore {
                 text: text.to_string(),
             },
         };
-        let mut lines = self.lines.lock().unwrap();
+        let mut lines = self.lines.lock();
         let ring = lines
             .entry((name.to_string(), namespace.to_string()))
             .or_default();
@@ -84,7 +84,7 @@ impl LogStore {
 
     /// The stored lines matching `q`, oldest first.
     pub fn query(&self, q: &LogQuery) -> Vec<LogEntry> {
-        let lines = self.lines.lock().unwrap();
+        let lines = self.lines.lock();
         Self::select(&lines, q)
     }
 
@@ -109,7 +109,7 @@ impl LogStore {
         q: &LogQuery,
     ) -> (Vec<LogEntry>, broadcast::Receiver<StoredLine>) {
         // Under the lock, so no line is both stored and followed, nor missed.
-        let lines = self.lines.lock().unwrap();
+        let lines = self.lines.lock();
         (Self::select(&lines, q), self.live.subscribe())
     }
 
@@ -129,7 +129,6 @@ impl LogStore {
     pub fn forget(&self, name: &str, namespace: &str) {
         self.lines
             .lock()
-            .unwrap()
             .remove(&(name.to_string(), namespace.to_string()));
     }
 }

@@ -73,9 +73,10 @@ impl Default for Metrics {
 impl Metrics {
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding of metrics");
+        // Gathered families are never empty nor nameless, and a Vec takes every write.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "encoding metrics");
+        }
         String::from_utf8(buf).unwrap_or_default()
     }
 

@@ -77,6 +77,14 @@ pub struct StartedReplica {
     pub stderr_done: tokio::task::JoinHandle<()>,
 }
 
+/// `timeout` from now; a timeout too large for the clock (a configuration's "forever") is about
+/// thirty years, as tokio's own timers take it, rather than a panic.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+}
+
 /// Starts one replica and waits (until `ready_timeout`) for its listening line and a 200 on
 /// `GET /_/health`.
 pub async fn start_replica(
@@ -87,7 +95,7 @@ pub async fn start_replica(
     http: &reqwest::Client,
     ready_timeout: Duration,
 ) -> Result<StartedReplica, String> {
-    let deadline = Instant::now() + ready_timeout;
+    let deadline = deadline_after(ready_timeout);
     let mut cmd = spec.command();
     cmd.env("PORT", "0")
         .stdin(Stdio::null())

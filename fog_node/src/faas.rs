@@ -1,58 +1,16 @@
 //! OpenFaaS gateway client: deploy (PUT, falling back to POST like faas-cli), status, list,
 //! scale, delete (DELETE with a JSON body), invoke. Basic auth, timeouts, bounded retries on
 //! transport errors and 5xx for idempotent calls, and tolerant of the zero fields the real
-//! gateway omits. The same client talks to a real OpenFaaS or to the embedded gateway.
+//! gateway omits. The same client talks to a real OpenFaaS or to the embedded gateway, with
+//! the same wire types ([`faas_gateway::api`]).
 
+use faas_gateway::api::{DeleteFunctionRequest, ScaleServiceRequest};
 use reqwest::{Client, Method, StatusCode};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::time::Duration;
 use telemetry::reqwest::RequestTracing;
 use tracing::Instrument;
 
-/// `limits` / `requests` of a deployment, as Kubernetes quantities ("128Mi", "500m").
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FunctionResources {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<String>,
-}
-
-/// The deploy request (`POST`/`PUT /system/functions`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FunctionDeployment {
-    pub service: String,
-    pub image: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub env_process: Option<String>,
-    pub env_vars: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limits: Option<FunctionResources>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub requests: Option<FunctionResources>,
-}
-
-/// A function's status (`GET /system/function/{name}`). Every field defaults, because the
-/// real gateway omits zero values.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct FunctionStatus {
-    pub name: String,
-    pub image: String,
-    pub namespace: Option<String>,
-    pub env_process: Option<String>,
-    pub labels: Option<BTreeMap<String, String>>,
-    pub invocation_count: f64,
-    pub replicas: u64,
-    pub available_replicas: u64,
-    pub created_at: Option<String>,
-}
+pub use faas_gateway::api::{FunctionDeployment, FunctionResources, FunctionStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaasError {
@@ -92,7 +50,7 @@ impl FaasError {
 const FUNCTIONS: (&str, &str) = ("/system/functions", "/system/functions");
 
 /// Default cap on a gateway's answer: the embedded gateway's own cap on a function's answer.
-pub const DEFAULT_MAX_ANSWER: usize = 32 * 1024 * 1024;
+pub const DEFAULT_MAX_ANSWER: usize = faas_gateway::DEFAULT_MAX_ANSWER_BYTES;
 
 /// Client of one OpenFaaS gateway.
 #[derive(Clone)]
@@ -210,7 +168,7 @@ impl OpenFaasClient {
         }
     }
 
-    /// Sends with bounded retries (backoff 100 ms, 200 ms, ...) when `idempotent`.
+    /// Sends with bounded retries (backoff 200 ms, 400 ms, ...) when `idempotent`.
     async fn send(
         &self,
         method: Method,
@@ -218,26 +176,25 @@ impl OpenFaasClient {
         body: Option<&[u8]>,
         idempotent: bool,
     ) -> Result<(StatusCode, String), FaasError> {
-        let mut attempt = 0;
-        loop {
-            match self.send_once(&method, path, body).await {
-                Err(e) if idempotent && e.retryable() && attempt < self.retries => {
-                    attempt += 1;
-                    tracing::debug!(error = %e, attempt, "retrying OpenFaaS call");
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                }
-                other => return other,
-            }
+        use backon::{ExponentialBuilder, Retryable};
+        let once = || self.send_once(&method, path, body);
+        if !idempotent {
+            return once().await;
         }
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_factor(2.0)
+            .with_max_times(self.retries as usize);
+        once.retry(backoff)
+            .when(FaasError::retryable)
+            .notify(|e, pause| tracing::debug!(error = %e, ?pause, "retrying OpenFaaS call"))
+            .await
     }
 
     /// Deploys or updates: `PUT` first, `POST` when the function does not exist (404), as
     /// faas-cli does.
     pub async fn deploy(&self, d: &FunctionDeployment) -> Result<(), FaasError> {
-        let body = serde_json::to_vec(d).map_err(|e| FaasError::Decode {
-            url: self.base.clone(),
-            reason: e.to_string(),
-        })?;
+        let body = self.encode(d)?;
         match self.send(Method::PUT, FUNCTIONS, Some(&body), true).await {
             Ok(_) => Ok(()),
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => self
@@ -267,24 +224,26 @@ impl OpenFaasClient {
     }
 
     pub async fn scale(&self, name: &str, replicas: u64) -> Result<(), FaasError> {
-        let body = serde_json::json!({ "serviceName": name, "replicas": replicas });
+        let body = self.encode(&ScaleServiceRequest {
+            service_name: Some(name.to_string()),
+            replicas,
+            namespace: None,
+        })?;
         let path = format!("/system/scale-function/{name}");
         let path = (path.as_str(), "/system/scale-function/{name}");
-        self.send(Method::POST, path, Some(body.to_string().as_bytes()), true)
+        self.send(Method::POST, path, Some(&body), true)
             .await
             .map(|_| ())
     }
 
     /// Removes a function; `Ok(false)` when it did not exist.
     pub async fn delete(&self, name: &str) -> Result<bool, FaasError> {
-        let body = serde_json::json!({ "functionName": name });
+        let body = self.encode(&DeleteFunctionRequest {
+            function_name: name.to_string(),
+            namespace: None,
+        })?;
         match self
-            .send(
-                Method::DELETE,
-                FUNCTIONS,
-                Some(body.to_string().as_bytes()),
-                true,
-            )
+            .send(Method::DELETE, FUNCTIONS, Some(&body), true)
             .await
         {
             Ok(_) => Ok(true),
@@ -339,6 +298,14 @@ impl OpenFaasClient {
 }
 
 impl OpenFaasClient {
+    /// A request body as JSON.
+    fn encode<T: serde::Serialize>(&self, body: &T) -> Result<Vec<u8>, FaasError> {
+        serde_json::to_vec(body).map_err(|e| FaasError::Decode {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Reads an answer up to the cap.
     async fn read(&self, resp: reqwest::Response, url: &str) -> Result<bytes::Bytes, FaasError> {
         signed_http::read_capped(resp, self.max_answer)
@@ -361,39 +328,4 @@ fn decode<T: serde::de::DeserializeOwned>(url: &str, text: &str) -> Result<T, Fa
         url: url.to_string(),
         reason: e.to_string(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_status_with_omitted_zero_fields_decodes_with_defaults() {
-        let s: FunctionStatus =
-            serde_json::from_str(r#"{"name":"echo","image":"x/echo"}"#).unwrap();
-        assert_eq!(s.available_replicas, 0);
-        assert_eq!(s.invocation_count, 0.0);
-        let list: Option<Vec<FunctionStatus>> = serde_json::from_str("null").unwrap();
-        assert!(list.is_none());
-    }
-
-    #[test]
-    fn a_deployment_serializes_with_openfaas_field_names() {
-        let d = FunctionDeployment {
-            service: "fogfn-1".into(),
-            image: "ghcr.io/acme/echo:1".into(),
-            env_process: Some("cat".into()),
-            limits: Some(FunctionResources {
-                memory: Some("128Mi".into()),
-                cpu: Some("500m".into()),
-            }),
-            ..Default::default()
-        };
-        let v = serde_json::to_value(&d).unwrap();
-        assert_eq!(v["service"], "fogfn-1");
-        assert_eq!(v["envProcess"], "cat");
-        assert_eq!(v["limits"]["memory"], "128Mi");
-        assert!(v.get("requests").is_none());
-        assert!(v["envVars"].is_object());
-    }
 }

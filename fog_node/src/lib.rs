@@ -22,7 +22,6 @@ pub mod faas;
 pub mod haproxy;
 pub mod http;
 pub mod state;
-#[path = "dataplane/upstream.rs"]
 pub mod upstream;
 pub mod work;
 

@@ -21,6 +21,7 @@ use crate::repository::{ClientRecord, RepoError, Repository};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use model::Timestamp;
+use parking_lot::Mutex;
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -29,9 +30,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tabled::settings::object::Columns;
+use tabled::settings::{Padding, Style};
 
 /// What every token starts with, so a leaked one is recognisable (and greppable).
 pub const TOKEN_PREFIX: &str = "fmc_";
@@ -280,40 +282,34 @@ pub async fn revoke(
 
 /// The clients as a table for `marketplace token list`: name, id, token prefix, when the
 /// token was created, and whether it is revoked. Never the token.
+///
+/// Plain columns, left-aligned, two spaces apart, without borders or trailing spaces, a
+/// header line first.
 pub fn client_table(clients: &[ClientRecord]) -> String {
-    let rows: Vec<[String; 5]> = clients
-        .iter()
-        .map(|c| {
-            [
-                c.name.clone(),
-                c.id.to_string(),
-                format!("{}…", c.token_prefix),
-                format_time(c.token_created_at),
-                match c.revoked_at {
-                    None => "active".to_string(),
-                    Some(t) => format!("revoked {}", format_time(t)),
-                },
-            ]
-        })
-        .collect();
-    let header = ["client", "id", "token", "created", "status"].map(String::from);
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
+    let mut builder = tabled::builder::Builder::default();
+    builder.push_record(["client", "id", "token", "created", "status"]);
+    for c in clients {
+        builder.push_record([
+            c.name.clone(),
+            c.id.to_string(),
+            format!("{}…", c.token_prefix),
+            format_time(c.token_created_at),
+            match c.revoked_at {
+                None => "active".to_string(),
+                Some(t) => format!("revoked {}", format_time(t)),
+            },
+        ]);
     }
-    let mut out = String::new();
-    for r in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    let mut table = builder.build();
+    table
+        .with(Style::empty())
+        .with(Padding::new(0, 2, 0, 0))
+        .modify(Columns::last(), Padding::zero());
+    table
+        .to_string()
+        .lines()
+        .map(|line| format!("{}\n", line.trim_end()))
+        .collect()
 }
 
 /// `2026-01-31T12:00:00Z`.
@@ -720,7 +716,7 @@ impl ClientGate {
     /// refuses when `key` already has the maximum.
     pub fn start_auction(&self, key: LimitKey) -> Result<AuctionSlot<'_>, LimitExceeded> {
         let max = self.limits.max_auctions_in_flight.get();
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut in_flight = self.in_flight.lock();
         let n = in_flight.entry(key).or_insert(0);
         if *n >= max {
             return Err(LimitExceeded::AuctionsInFlight { max });
@@ -731,12 +727,7 @@ impl ClientGate {
 
     /// Auctions in flight for `key` right now.
     pub fn auctions_in_flight(&self, key: LimitKey) -> u32 {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .copied()
-            .unwrap_or(0)
+        self.in_flight.lock().get(&key).copied().unwrap_or(0)
     }
 
     /// Refuses when `live` placements plus `wanted` more would exceed the limit.
@@ -758,11 +749,7 @@ pub struct AuctionSlot<'a> {
 
 impl Drop for AuctionSlot<'_> {
     fn drop(&mut self) {
-        let mut in_flight = self
-            .gate
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut in_flight = self.gate.in_flight.lock();
         if let Some(n) = in_flight.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -775,6 +762,33 @@ impl Drop for AuctionSlot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_table_has_plain_columns_two_spaces_apart() {
+        let id = ClientId::new();
+        let client = |name: &str, revoked_at| ClientRecord {
+            id,
+            name: name.into(),
+            token_prefix: "fmc_1a2b3c4d".into(),
+            created_at: Timestamp::from_millis(0),
+            token_created_at: Timestamp::from_millis(1_785_499_200_000),
+            revoked_at,
+        };
+        let table = client_table(&[
+            client("alice", None),
+            client("bob", Some(Timestamp::from_millis(1_785_502_800_000))),
+        ]);
+        let pad = " ".repeat(id.to_string().len() - 2);
+        assert_eq!(
+            table,
+            format!(
+                "client  id{pad}  token          created               status\n\
+                 alice   {id}  fmc_1a2b3c4d…  2026-07-31T12:00:00Z  active\n\
+                 bob     {id}  fmc_1a2b3c4d…  2026-07-31T12:00:00Z  revoked 2026-07-31T13:00:00Z\n"
+            )
+        );
+        assert_eq!(client_table(&[]), "client  id  token  created  status\n");
+    }
 
     #[test]
     fn client_names_are_short_and_plain() {

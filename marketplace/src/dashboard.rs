@@ -13,20 +13,22 @@
 //! [`DashboardConfig::cache_ttl`] and built by one request at a time (the others wait for it),
 //! so many open browsers do not multiply node calls.
 
+use crate::error::ServiceError;
 use crate::repository::{
     ActivePlacement, BidRecord, NodeRecord, PlacementRecord, PlacementState, RecentAuction,
     RepoError, Repository,
 };
-use crate::service::{ServiceError, overall_state};
+use crate::views::overall_state;
 use model::auction::AuctionRule;
 use model::protocol::Resources;
 use model::{AuctionId, BidId, NodeId, SlaId, Timestamp};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use signed_http::{Call, CallError, SignedClient, Signer};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How many auctions the dashboard lists, newest first.
@@ -596,10 +598,7 @@ impl Dashboard {
 
         // Nodes, with what they said and their rates.
         let mut views = Vec::with_capacity(nodes.len());
-        let mut samples = self
-            .samples
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut samples = self.samples.lock();
         for (n, report) in nodes.into_iter().zip(reports) {
             let invocations = match report.totals {
                 Some(totals) => {

@@ -1,12 +1,58 @@
-//! HTTP errors: every failure answers with a JSON [`ErrorBody`] and a status code chosen here.
+//! The errors of the service layer ([`ServiceError`]) and the HTTP answer each one gets: a
+//! status code chosen here and a JSON [`ErrorBody`] ([`ApiError`]).
 
-use crate::clients::{LimitExceeded, retry_after_secs};
+use crate::clients::{LimitExceeded, TokenError, retry_after_secs};
 use crate::repository::RepoError;
-use crate::service::ServiceError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use model::protocol::ErrorBody;
+use model::protocol::{ErrorBody, Refusal};
+use model::{FieldError, NodeId};
 use std::fmt;
+
+/// Errors of the service layer; `routes` maps each to a status code and a JSON body.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The SLA is invalid (400 `invalid_sla`).
+    #[error("{0}")]
+    InvalidSla(FieldError),
+    /// Some other input field is invalid (400 `invalid_request`).
+    #[error("{0}")]
+    InvalidRequest(FieldError),
+    #[error("no fog node is known by id or name `{0}`")]
+    UnknownTargetNode(String),
+    #[error("target node `{name}` ({id}) is not alive (no heartbeat recently)")]
+    TargetNodeDead { id: NodeId, name: String },
+    #[error("{message}")]
+    NoFeasibleNode {
+        message: String,
+        refusals: Vec<Refusal>,
+    },
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// A client API request without a valid client token while tokens are required (401
+    /// with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    ClientToken(TokenError),
+    /// A client went over one of its limits (429, with `Retry-After` when known).
+    #[error("{0}")]
+    ClientLimit(LimitExceeded),
+    /// Validly signed, but not by someone allowed to ask (403 `forbidden`).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NodeCallFailed(String),
+    /// A fault of the marketplace itself (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
 
 /// An error answer of the HTTP API.
 #[derive(Debug)]

@@ -9,7 +9,10 @@
 //!
 //! Layering: [`routes`] (handlers: extract, convert, map errors to status codes) ->
 //! [`service`] (the rules) -> [`repository`] (SQL). Calls to fog nodes go through
-//! [`node_client`]. Each layer has its own error enum. Periodic work (placement expiry, node
+//! [`node_client`]. Each layer has its own error enum ([`error`] holds the service's and the
+//! HTTP answer to each). The service answers with the read models of [`views`], built from
+//! records without I/O; the schema and its migrations, one set for both engines, are
+//! [`schema`]. Periodic work (placement expiry, node
 //! liveness) is a step function taking `now` ([`service::Marketplace::finish_due_placements`],
 //! [`service::Marketplace::mark_silent_nodes_dead`]) driven by a loop in [`startup`].
 //!
@@ -32,9 +35,11 @@ pub mod node_client;
 pub mod release_batch;
 pub mod repository;
 pub mod routes;
+pub mod schema;
 pub mod service;
 pub mod settings;
 pub mod startup;
+pub mod views;
 
 pub use settings::Settings;
 pub use startup::Application;

@@ -8,8 +8,9 @@
 
 use crate::node_client::{NodeAddr, NodeClient};
 use model::{BidId, NodeId};
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long releases wait to be batched.
@@ -49,7 +50,7 @@ impl ReleaseBatcher {
             return;
         }
         let schedule = {
-            let mut p = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut p = self.inner.pending.lock();
             p.by_node
                 .entry((node, url.to_string()))
                 .or_default()
@@ -69,7 +70,7 @@ impl ReleaseBatcher {
 impl Inner {
     async fn flush(&self) {
         let batch = {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut p = self.pending.lock();
             p.flush_scheduled = false;
             std::mem::take(&mut p.by_node)
         };

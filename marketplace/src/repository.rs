@@ -3,7 +3,7 @@
 //! One implementation over `sqlx::AnyPool` with portable SQL (`$n` placeholders, ids as TEXT,
 //! times as BIGINT unix ms, JSON as TEXT, booleans as 0/1 BIGINT, prices as DOUBLE PRECISION),
 //! so the same code and the same test suite run on SQLite (default, embedded, WAL) and
-//! PostgreSQL. Migrations are embedded per backend (`migrations/{sqlite,postgres}`).
+//! PostgreSQL. One set of migrations serves both engines ([`crate::schema`]).
 
 use model::auction::AuctionRule;
 use model::auth::PublicKey;
@@ -448,18 +448,13 @@ impl Repository {
             })
             .connect(url)
             .await?;
-        match backend {
-            Backend::Sqlite => {
-                // Persistent in the file: every later connection uses WAL too.
-                sqlx::query("PRAGMA journal_mode=WAL")
-                    .fetch_all(&pool)
-                    .await?;
-                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            }
-            Backend::Postgres => {
-                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-            }
+        if backend == Backend::Sqlite {
+            // Persistent in the file: every later connection uses WAL too.
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .fetch_all(&pool)
+                .await?;
         }
+        crate::schema::migrate(&pool).await?;
         Ok(Repository { pool, backend })
     }
 

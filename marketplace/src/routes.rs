@@ -5,8 +5,8 @@
 //! JSON 400 naming the problem, never as a panic or a 5xx.
 
 use crate::clients::Caller;
-use crate::error::ApiError;
-use crate::service::{Marketplace, PlaceRequest, ROUTES_PATH, ServiceError};
+use crate::error::{ApiError, ServiceError};
+use crate::service::{Marketplace, PlaceRequest, ROUTES_PATH};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;

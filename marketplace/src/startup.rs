@@ -155,15 +155,17 @@ impl Application {
     /// Serves until stopped (SIGINT/SIGTERM, or [`StopHandle::stop`]), running the expiry and
     /// liveness loops alongside.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let expiry = tokio::spawn(expiry_loop(
+        let mut loops = supervisor::Supervisor::new();
+        let (market, every, retention) = (
             self.market.clone(),
             self.settings.expiry_interval,
             self.settings.history_retention,
-        ));
-        let liveness = tokio::spawn(liveness_loop(
-            self.market.clone(),
-            self.settings.heartbeat_interval,
-        ));
+        );
+        loops.spawn("expiry", move || {
+            expiry_loop(market.clone(), every, retention)
+        });
+        let (market, every) = (self.market.clone(), self.settings.heartbeat_interval);
+        loops.spawn("liveness", move || liveness_loop(market.clone(), every));
         let handle = self.handle();
         let mut server = self.server;
         let result = tokio::select! {
@@ -176,8 +178,7 @@ impl Application {
             }
         };
         self.market.stop_route_polls();
-        expiry.abort();
-        liveness.abort();
+        loops.shutdown().await;
         self.market.repository().close().await;
         result.context("HTTP server failed")
     }

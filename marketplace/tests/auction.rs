@@ -46,9 +46,7 @@ async fn vickrey_the_lowest_bid_wins_and_is_paid_the_second_lowest() {
 /// repository suite, run on both engines).
 #[tokio::test]
 async fn vickrey_on_postgres() {
-    let Some(db) = TestDb::postgres().await else {
-        return;
-    };
+    let db = TestDb::postgres().await;
     let settings = test_settings(&db);
     vickrey_round_trip(spawn_app_with(db, settings).await).await;
 }

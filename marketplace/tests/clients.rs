@@ -3,7 +3,7 @@
 //! Each test starts an in-process marketplace on port 0 with a fresh database and one small
 //! fake fog node (it bids, accepts, provisions and cancels, and counts what it was asked; it
 //! does not check signatures: that is the business of the other suites). The PostgreSQL
-//! variants run when `FOGMARKET_TEST_POSTGRES_URL` is set (and must, under CI).
+//! variants need `FOGMARKET_TEST_POSTGRES_URL` (`just test` skips them without it).
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use marketplace::clients::{
@@ -444,9 +444,8 @@ async fn a_token_is_stored_only_as_its_sha256_on_sqlite() {
 
 #[tokio::test]
 async fn a_token_is_stored_only_as_its_sha256_on_postgres() {
-    if let Some(db) = TestDb::postgres().await {
-        a_token_is_stored_only_as_its_sha256(db).await;
-    }
+    let db = TestDb::postgres().await;
+    a_token_is_stored_only_as_its_sha256(db).await;
 }
 
 #[tokio::test]
@@ -565,9 +564,8 @@ async fn a_revoked_token_is_refused_on_sqlite() {
 
 #[tokio::test]
 async fn a_revoked_token_is_refused_on_postgres() {
-    if let Some(db) = TestDb::postgres().await {
-        a_revoked_token_is_refused(db).await;
-    }
+    let db = TestDb::postgres().await;
+    a_revoked_token_is_refused(db).await;
 }
 
 #[tokio::test]
@@ -680,9 +678,8 @@ async fn a_client_cannot_read_provision_or_cancel_another_clients_placement_on_s
 
 #[tokio::test]
 async fn a_client_cannot_read_provision_or_cancel_another_clients_placement_on_postgres() {
-    if let Some(db) = TestDb::postgres().await {
-        a_client_cannot_read_provision_or_cancel_another_clients_placement(db).await;
-    }
+    let db = TestDb::postgres().await;
+    a_client_cannot_read_provision_or_cancel_another_clients_placement(db).await;
 }
 
 async fn a_client_lists_only_its_own_placements(db: TestDb) {
@@ -723,9 +720,8 @@ async fn a_client_lists_only_its_own_placements_on_sqlite() {
 
 #[tokio::test]
 async fn a_client_lists_only_its_own_placements_on_postgres() {
-    if let Some(db) = TestDb::postgres().await {
-        a_client_lists_only_its_own_placements(db).await;
-    }
+    let db = TestDb::postgres().await;
+    a_client_lists_only_its_own_placements(db).await;
 }
 
 #[tokio::test]
@@ -931,9 +927,8 @@ async fn placements_beyond_the_live_cap_get_429_until_one_is_cancelled_on_sqlite
 
 #[tokio::test]
 async fn placements_beyond_the_live_cap_get_429_until_one_is_cancelled_on_postgres() {
-    if let Some(db) = TestDb::postgres().await {
-        placements_beyond_the_live_cap_get_429_until_one_is_cancelled(db).await;
-    }
+    let db = TestDb::postgres().await;
+    placements_beyond_the_live_cap_get_429_until_one_is_cancelled(db).await;
 }
 
 #[tokio::test]

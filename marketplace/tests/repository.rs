@@ -1,6 +1,6 @@
 //! The repository suite: the same test bodies run against SQLite and PostgreSQL.
-//! PostgreSQL variants need `FOGMARKET_TEST_POSTGRES_URL` (skipped with a notice without it,
-//! failing under `CI`).
+//! PostgreSQL variants need `FOGMARKET_TEST_POSTGRES_URL`: without it they fail, and `just test`
+//! reports them as skipped instead of starting them.
 
 mod common;
 
@@ -9,6 +9,7 @@ use marketplace::repository::{
     AuctionResult, BidRecord, HeartbeatOutcome, LivePlacement, NodeRecord, PlacementRecord,
     PlacementState, Repository, outcome,
 };
+use marketplace::schema::{EARLIER_TEXTS, EarlierText, MIGRATOR};
 use model::auction::AuctionRule;
 use model::latency::PathLatency;
 use model::protocol::{Bid, Refusal, RefusalReason, Resources};
@@ -692,8 +693,78 @@ async fn dashboard_queries_read_active_placements_recent_auctions_and_counts(db:
     );
 }
 
+/// Every recorded checksum of `db`'s migrations, by version (hex).
+async fn recorded_checksums(pool: &sqlx::AnyPool) -> Vec<(i64, String)> {
+    use sqlx::Row;
+    sqlx::query("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<i64, _>(0), hex::encode(r.get::<Vec<u8>, _>(1))))
+        .collect()
+}
+
+async fn set_checksum(pool: &sqlx::AnyPool, version: i64, hex_checksum: &str) {
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2")
+        .bind(hex::decode(hex_checksum).unwrap())
+        .bind(version)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// A database migrated with the earlier texts of the migrations (one copy per engine, whose
+/// comments have changed since) records their checksums: it opens, its data intact, and its
+/// checksums become the current ones. A checksum that is neither still stops the start.
+async fn a_database_recorded_with_earlier_migration_texts_opens(db: &TestDb) {
+    let earlier = |e: &EarlierText| match db {
+        TestDb::Sqlite { .. } => e.sqlite,
+        TestDb::Postgres { .. } => e.postgres,
+    };
+    let repo = open(db).await;
+    repo.meta_get_or_init("kept", || "yes".into())
+        .await
+        .unwrap();
+    repo.close().await;
+    let pool = sqlx::AnyPool::connect(&db.url()).await.unwrap();
+    let current = recorded_checksums(&pool).await;
+    for e in EARLIER_TEXTS {
+        set_checksum(&pool, e.version, earlier(e)).await;
+    }
+    // On a pool of its own: sqlx keeps its migration lock (PostgreSQL) on the connection
+    // when it refuses, until the connection closes.
+    let probe = sqlx::AnyPool::connect(&db.url()).await.unwrap();
+    assert!(
+        matches!(
+            MIGRATOR.run(&probe).await,
+            Err(sqlx::migrate::MigrateError::VersionMismatch(1))
+        ),
+        "without the repair, sqlx refuses the earlier checksums"
+    );
+    probe.close().await;
+
+    let repo = open(db).await;
+    assert_eq!(
+        repo.meta_get_or_init("kept", || "no".into()).await.unwrap(),
+        "yes"
+    );
+    repo.close().await;
+    assert_eq!(recorded_checksums(&pool).await, current);
+
+    set_checksum(&pool, 2, &"00".repeat(48)).await;
+    assert!(matches!(
+        Repository::connect(&db.url()).await,
+        Err(marketplace::repository::RepoError::Migration(
+            sqlx::migrate::MigrateError::VersionMismatch(2)
+        ))
+    ));
+    pool.close().await;
+}
+
+/// Runs each test body on SQLite and on PostgreSQL: `sqlite_name / postgres_name`.
 macro_rules! repository_suite {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident / $on_postgres:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test]
@@ -706,8 +777,8 @@ macro_rules! repository_suite {
         mod postgres {
             $(
                 #[tokio::test]
-                async fn $name() {
-                    let Some(db) = super::TestDb::postgres().await else { return };
+                async fn $on_postgres() {
+                    let db = super::TestDb::postgres().await;
                     super::$name(&db).await;
                 }
             )*
@@ -716,13 +787,20 @@ macro_rules! repository_suite {
 }
 
 repository_suite!(
-    nodes_are_upserted_by_name_and_listed,
-    heartbeats_and_liveness_update_nodes,
-    an_auction_with_bids_and_placements_reads_back,
-    placement_states_move_and_expire,
-    state_survives_closing_and_reopening,
-    history_older_than_the_retention_is_purged_but_active_placements_stay,
-    provisioning_outcomes_are_recorded_with_url_or_error,
-    live_placements_are_listed_with_their_sla,
-    dashboard_queries_read_active_placements_recent_auctions_and_counts,
+    nodes_are_upserted_by_name_and_listed / nodes_are_upserted_by_name_and_listed_on_postgres,
+    heartbeats_and_liveness_update_nodes / heartbeats_and_liveness_update_nodes_on_postgres,
+    an_auction_with_bids_and_placements_reads_back
+        / an_auction_with_bids_and_placements_reads_back_on_postgres,
+    placement_states_move_and_expire / placement_states_move_and_expire_on_postgres,
+    state_survives_closing_and_reopening / state_survives_closing_and_reopening_on_postgres,
+    history_older_than_the_retention_is_purged_but_active_placements_stay
+        / history_older_than_the_retention_is_purged_but_active_placements_stay_on_postgres,
+    provisioning_outcomes_are_recorded_with_url_or_error
+        / provisioning_outcomes_are_recorded_with_url_or_error_on_postgres,
+    live_placements_are_listed_with_their_sla
+        / live_placements_are_listed_with_their_sla_on_postgres,
+    dashboard_queries_read_active_placements_recent_auctions_and_counts
+        / dashboard_queries_read_active_placements_recent_auctions_and_counts_on_postgres,
+    a_database_recorded_with_earlier_migration_texts_opens
+        / a_database_recorded_with_earlier_migration_texts_opens_on_postgres,
 );

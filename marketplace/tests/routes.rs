@@ -119,9 +119,7 @@ async fn the_table_lists_live_placements_with_their_hosts_and_every_node() {
 
 #[tokio::test]
 async fn the_table_lists_live_placements_with_their_hosts_and_every_node_on_postgres() {
-    let Some(db) = TestDb::postgres().await else {
-        return;
-    };
+    let db = TestDb::postgres().await;
     let settings = test_settings(&db);
     table_content(spawn_app_with(db, settings).await).await;
 }
@@ -233,9 +231,7 @@ async fn a_long_poll_wakes_within_a_second_when_a_placement_goes_live_is_cancell
 
 #[tokio::test]
 async fn a_long_poll_wakes_on_placement_changes_on_postgres() {
-    let Some(db) = TestDb::postgres().await else {
-        return;
-    };
+    let db = TestDb::postgres().await;
     let settings = test_settings(&db);
     long_polls_wake_on_placement_changes(spawn_app_with(db, settings).await).await;
 }

@@ -47,6 +47,7 @@ pub fn deployment_for(sla: &Sla, service: &str, node_name: &str) -> FunctionDepl
         annotations: BTreeMap::new(),
         limits: Some(resources.clone()),
         requests: Some(resources),
+        ..Default::default()
     }
 }
 

@@ -35,23 +35,16 @@ impl TestDb {
         TestDb::Sqlite { path }
     }
 
-    /// A fresh PostgreSQL database, or `None` (with a notice) when `FOGMARKET_TEST_POSTGRES_URL`
-    /// is unset. Under CI (`CI` set) a missing variable fails the test instead.
-    pub async fn postgres() -> Option<TestDb> {
+    /// A fresh PostgreSQL database on the server of `FOGMARKET_TEST_POSTGRES_URL`. Fails the
+    /// test when the variable is unset: `just test` then reports the PostgreSQL variants as
+    /// skipped instead of starting them (`just pg-start` prints a URL to set).
+    pub async fn postgres() -> TestDb {
         let admin_url = match std::env::var("FOGMARKET_TEST_POSTGRES_URL") {
             Ok(u) if !u.is_empty() => u,
-            _ => {
-                if std::env::var_os("CI").is_some() {
-                    panic!(
-                        "FOGMARKET_TEST_POSTGRES_URL must be set under CI for the PostgreSQL tests"
-                    );
-                }
-                eprintln!(
-                    "NOTICE: skipping a PostgreSQL test: set FOGMARKET_TEST_POSTGRES_URL \
-                     (e.g. postgres://postgres:postgres@127.0.0.1:5432/postgres)"
-                );
-                return None;
-            }
+            _ => panic!(
+                "FOGMARKET_TEST_POSTGRES_URL is not set (e.g. postgres://postgres:postgres@127.0.0.1:5432/postgres, \
+                 printed by `just pg-start`); `just test` skips the PostgreSQL variants without it"
+            ),
         };
         let name = format!("fm_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = pg_admin(&admin_url).await;
@@ -59,7 +52,7 @@ impl TestDb {
             .execute(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-        Some(TestDb::Postgres { admin_url, name })
+        TestDb::Postgres { admin_url, name }
     }
 
     pub fn url(&self) -> String {

@@ -1,5 +1,6 @@
--- Fogmarket marketplace schema (PostgreSQL). Ids are TEXT (UUID strings), times are unix ms,
--- JSON documents are TEXT, booleans are 0/1 integers; keep in step with ../sqlite.
+-- The marketplace schema: its own settings (meta), fog nodes, SLAs, auctions, bids and
+-- placements. Ids are TEXT (UUID strings), times are unix ms, JSON documents are TEXT,
+-- booleans are 0/1 integers; the same SQL runs on SQLite and PostgreSQL.
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY NOT NULL,

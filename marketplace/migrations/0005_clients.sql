@@ -1,7 +1,7 @@
 -- Clients of the client API. A client holds one token at a time; only the token's SHA-256
 -- (hex) is stored, never the token, plus its first characters to tell tokens apart in
 -- listings. A revoked client keeps its row (and id) so its placements stay attributable and
--- it can be given a new token. Keep in step with ../postgres.
+-- it can be given a new token.
 CREATE TABLE IF NOT EXISTS clients (
     id                  TEXT PRIMARY KEY NOT NULL,
     name                TEXT NOT NULL UNIQUE,

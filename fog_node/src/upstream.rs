@@ -1,8 +1,9 @@
 //! Upstream HTTP calls of the data plane (to the local gateway and to peers' data planes):
-//! a pooled keep-alive HTTP/1 client per worker thread (hyper-util's legacy client, so each
-//! connection's task stays on the actix worker that uses it), header conversion from actix's
-//! `http` 0.2 types without hop-by-hop and federation headers, and errors that say whether
-//! the peer could have run the request.
+//! a pooled keep-alive HTTP/1 client per worker thread and per TLS trust, header conversion
+//! from actix's `http` 0.2 types without hop-by-hop and federation headers, and errors that
+//! say whether the peer could have run the request. What every upstream client shares (the
+//! hop-by-hop headers, the pool tuning, the capped read, what a failed send means) is
+//! [`faas_gateway::upstream`], which the embedded gateway's proxy uses too.
 //!
 //! `https://` peers are reached over TLS (rustls), trusting the node's `[tls] ca` only, as
 //! its signed client does; `http://` (the embedded gateway on loopback) stays plain. An
@@ -11,38 +12,21 @@
 
 use actix_web::http::header::HeaderMap as ActixHeaders;
 use bytes::Bytes;
+use faas_gateway::upstream::{self, BodyError, SendFailure};
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::Instrument;
 
-/// Headers never passed on: hop-by-hop ones, those the client recomputes (`host`,
-/// `content-length`), and `expect` (the body is already read).
-const HOP_BY_HOP: [HeaderName; 12] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::HOST,
-    header::CONTENT_LENGTH,
-    header::EXPECT,
-];
-
-fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.as_str() == name)
+/// Besides the hop-by-hop headers, `expect` is never passed on: the body is already read.
+fn is_hop_by_hop_or_expect(name: &str) -> bool {
+    upstream::is_hop_by_hop(name) || name == header::EXPECT.as_str()
 }
 
 /// Federation headers of the incoming request, replaced (forward) or dropped (local call).
@@ -61,7 +45,7 @@ pub fn request_headers(src: &ActixHeaders, extra: usize) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(src.len() + extra);
     for (k, v) in src.iter() {
         let name = k.as_str();
-        if is_hop_by_hop(name) || is_federation(name) {
+        if is_hop_by_hop_or_expect(name) || is_federation(name) {
             continue;
         }
         if let (Ok(k), Ok(v)) = (
@@ -72,13 +56,6 @@ pub fn request_headers(src: &ActixHeaders, extra: usize) -> HeaderMap {
         }
     }
     out
-}
-
-fn without_hop_by_hop(mut headers: HeaderMap) -> HeaderMap {
-    for h in &HOP_BY_HOP {
-        headers.remove(h);
-    }
-    headers
 }
 
 /// A complete upstream answer.
@@ -122,7 +99,7 @@ impl UpstreamError {
     }
 }
 
-type Pooled = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type Pooled = upstream::Pooled<HttpsConnector<HttpConnector>>;
 
 /// The data plane's client settings: the TLS trust and the answer cap. Cheap to clone; the
 /// pooled connections live per worker thread (see [`UpstreamClient::pooled`]).
@@ -172,8 +149,7 @@ impl UpstreamClient {
             if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
                 return c.clone();
             }
-            let mut http = HttpConnector::new();
-            http.set_nodelay(true);
+            let mut http = upstream::tcp_connector();
             http.set_connect_timeout(Some(Duration::from_secs(5)));
             http.enforce_http(false);
             let connector = HttpsConnectorBuilder::new()
@@ -181,9 +157,7 @@ impl UpstreamClient {
                 .https_or_http()
                 .enable_http1()
                 .wrap_connector(http);
-            let client = Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(30))
+            let client = upstream::pool_builder()
                 .pool_max_idle_per_host(256)
                 .build(connector);
             clients.push((self.id, client.clone()));
@@ -234,53 +208,31 @@ impl UpstreamClient {
         *request.headers_mut() = headers;
         let exchange = async {
             let resp = self.pooled().request(request).await.map_err(|e| {
-                let reason = error_chain(&e);
-                if e.is_connect() {
-                    UpstreamError::Connect {
-                        uri: uri.to_string(),
-                        reason,
-                    }
-                } else if closed_without_answer(&e) {
-                    UpstreamError::NoAnswer {
-                        uri: uri.to_string(),
-                        reason,
-                    }
-                } else {
-                    UpstreamError::Transport {
-                        uri: uri.to_string(),
-                        reason,
-                    }
+                let (uri, reason) = (uri.to_string(), upstream::error_chain(&e));
+                match SendFailure::of(&e) {
+                    SendFailure::Connect => UpstreamError::Connect { uri, reason },
+                    SendFailure::NoAnswer => UpstreamError::NoAnswer { uri, reason },
+                    SendFailure::Other => UpstreamError::Transport { uri, reason },
                 }
             })?;
             let (parts, body) = resp.into_parts();
-            let limit = self.max_answer;
-            let too_large = || UpstreamError::TooLarge {
-                uri: uri.to_string(),
-                limit,
-            };
-            if hyper::body::Body::size_hint(&body)
-                .exact()
-                .is_some_and(|n| n > limit as u64)
-            {
-                return Err(too_large());
-            }
-            let body = Limited::new(body, limit)
-                .collect()
+            let body = upstream::read_capped(body, self.max_answer)
                 .await
-                .map_err(|e| {
-                    if e.is::<LengthLimitError>() {
-                        too_large()
-                    } else {
-                        UpstreamError::Transport {
-                            uri: uri.to_string(),
-                            reason: format!("reading the answer: {}", error_chain(e.as_ref())),
-                        }
-                    }
-                })?
-                .to_bytes();
+                .map_err(|e| match e {
+                    BodyError::TooLarge { limit } => UpstreamError::TooLarge {
+                        uri: uri.to_string(),
+                        limit,
+                    },
+                    broken @ BodyError::Broken(_) => UpstreamError::Transport {
+                        uri: uri.to_string(),
+                        reason: broken.to_string(),
+                    },
+                })?;
+            let mut headers = upstream::without_hop_by_hop(parts.headers);
+            headers.remove(header::EXPECT);
             Ok(Upstream {
                 status: parts.status,
-                headers: without_hop_by_hop(parts.headers),
+                headers,
                 body,
             })
         };
@@ -291,42 +243,6 @@ impl UpstreamClient {
                 after: timeout,
             })?
     }
-}
-
-/// Whether the connection was reset or closed before any answer arrived.
-fn closed_without_answer(e: &(dyn std::error::Error + 'static)) -> bool {
-    use std::io::ErrorKind;
-    let mut source = Some(e);
-    while let Some(err) = source {
-        if err
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
-            || err.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                matches!(
-                    io.kind(),
-                    ErrorKind::ConnectionReset
-                        | ErrorKind::ConnectionAborted
-                        | ErrorKind::BrokenPipe
-                        | ErrorKind::UnexpectedEof
-                )
-            })
-        {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
