@@ -12,8 +12,19 @@
 //! - `trace`: replays recorded offsets (already read from a trace file).
 
 use rand::Rng;
+use rand_distr::{Distribution, Exp};
 use std::f64::consts::PI;
 use std::time::Duration;
+
+/// Exponential inter-arrival times (seconds) at `rate` per second; `None` unless `rate` is
+/// more than 0.
+fn exponential(rate: f64) -> Option<Exp<f64>> {
+    if rate > 0.0 {
+        Exp::new(rate).ok()
+    } else {
+        None
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arrival {
@@ -40,13 +51,6 @@ pub enum Arrival {
     Trace {
         offsets: Vec<Duration>,
     },
-}
-
-/// Exponential(rate) draw in seconds.
-fn exponential(rate: f64, rng: &mut impl Rng) -> f64 {
-    // 1 - U is in (0, 1], so the logarithm is finite.
-    let u: f64 = rng.random();
-    -(1.0 - u).ln() / rate
 }
 
 impl Arrival {
@@ -119,14 +123,14 @@ impl Arrival {
                     .collect()
             }
             Arrival::Poisson { rate } => {
-                if *rate <= 0.0 {
+                let Some(gap) = exponential(*rate) else {
                     return Vec::new();
-                }
+                };
                 let mut out = Vec::with_capacity(((b - a) * rate * 1.2) as usize + 4);
-                let mut t = a + exponential(*rate, rng);
+                let mut t = a + gap.sample(rng);
                 while t < b {
                     out.push(Duration::from_secs_f64(t));
-                    t += exponential(*rate, rng);
+                    t += gap.sample(rng);
                 }
                 out
             }
@@ -134,18 +138,18 @@ impl Arrival {
                 // Lewis-Shedler thinning: candidates at the maximum rate, each kept with
                 // probability rate(t) / max.
                 let max = self.max_rate();
-                if max <= 0.0 {
+                let Some(gap) = exponential(max) else {
                     return Vec::new();
-                }
+                };
                 let mut out = Vec::new();
-                let mut t = a + exponential(max, rng);
+                let mut t = a + gap.sample(rng);
                 while t < b {
                     let at = Duration::from_secs_f64(t);
                     let keep = self.rate_at(at).unwrap_or(0.0) / max;
                     if rng.random::<f64>() < keep {
                         out.push(at);
                     }
-                    t += exponential(max, rng);
+                    t += gap.sample(rng);
                 }
                 out
             }

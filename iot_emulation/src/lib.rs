@@ -13,7 +13,7 @@
 //!
 //! Pure logic is kept apart from I/O and takes time as a parameter, so a simulator can reuse it:
 //! [`arrival`] (Poisson, constant, diurnal, bursts, trace replay), [`workload`] (latency classes,
-//! the Azure log-normal execution time), [`plan`], [`placement::placement_order`] and
+//! the Azure log-normal execution time), [`plan`], [`scenario::placement_order`] and
 //! [`report::Report::compute`].
 
 pub mod arrival;

@@ -83,13 +83,20 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,iot_emulation=info")),
-        )
-        .init();
+    // Logs on stderr, and spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set. Dropped last
+    // (after the runtime): that sends the remaining spans.
+    let _telemetry = match telemetry::init_with(
+        "iot-emulation",
+        &telemetry::Options {
+            default_log_filter: "warn,iot_emulation=info".to_string(),
+        },
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -3,7 +3,8 @@
 //!
 //! - Ratios are over every planned request (dropped and unplaced ones included): success = 2xx,
 //!   SLA respected = [`Record::sla_met`].
-//! - Latency percentiles (nearest rank) are over successful (2xx) requests.
+//! - Latency percentiles (nearest rank, within 0.1 %: `measure::stats`) are over successful
+//!   (2xx) requests.
 //! - Spending of a function = the sum of what its winners are paid; earnings of a node = the
 //!   sum of what it is paid over its placements; Jain's fairness index
 //!   `J = (Σx)² / (n Σx²)` is over the earnings of every node of the federation (nodes that won
@@ -13,6 +14,8 @@
 
 use crate::placement::Placement;
 use crate::record::{Record, outcome};
+use measure::markdown::{MarkdownTable, left, right};
+use measure::stats::Latencies;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -27,16 +30,6 @@ pub struct PlacementsFile {
     /// Every node of the federation (for the fairness index); may be empty.
     pub nodes: Vec<String>,
     pub placements: Vec<Placement>,
-}
-
-/// Nearest-rank percentile of sorted values: the smallest value with at least `p` % of the
-/// values at or below it.
-pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
 /// Jain's fairness index of `x`: 1 when all are equal, 1/n when one has everything. `None`
@@ -61,19 +54,20 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
+    /// Nearest-rank percentiles of `values` (ms; not finite numbers left out), read from an
+    /// HDR histogram (`measure::stats`: within 0.1 %); `None` without values.
     pub fn of(values: &[f64]) -> Option<Percentiles> {
-        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
+        let latencies = Latencies::from_ms(values.iter().copied());
+        if latencies.is_empty() {
             return None;
         }
-        v.sort_by(f64::total_cmp);
         Some(Percentiles {
-            count: v.len(),
-            mean: v.iter().sum::<f64>() / v.len() as f64,
-            p50: percentile(&v, 50.0)?,
-            p95: percentile(&v, 95.0)?,
-            p99: percentile(&v, 99.0)?,
-            max: *v.last()?,
+            count: latencies.len() as usize,
+            mean: latencies.mean_ms(),
+            p50: latencies.quantile_ms(0.5),
+            p95: latencies.quantile_ms(0.95),
+            p99: latencies.quantile_ms(0.99),
+            max: latencies.max_ms(),
         })
     }
 }
@@ -385,8 +379,8 @@ impl Report {
         let mut s = String::new();
         let pct = |x: f64| format!("{:.1} %", x * 100.0);
         let lat = |p: &Option<Percentiles>| match p {
-            Some(p) => format!("{:.1} | {:.1} | {:.1}", p.p50, p.p95, p.p99),
-            None => "- | - | -".into(),
+            Some(p) => [p.p50, p.p95, p.p99].map(|ms| format!("{ms:.1}")),
+            None => ["-", "-", "-"].map(String::from),
         };
         let _ = writeln!(s, "# IoT emulation report: {}\n", self.experiment);
         let o = &self.overall;
@@ -437,30 +431,42 @@ impl Report {
         }
 
         let _ = writeln!(s, "\n## Per latency class\n");
-        let _ = writeln!(
-            s,
-            "| class | requests | SLA respected | success | p50 ms | p95 ms | p99 ms |"
-        );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        let group_columns = || {
+            [
+                right("requests"),
+                right("SLA respected"),
+                right("success"),
+                right("p50 ms"),
+                right("p95 ms"),
+                right("p99 ms"),
+            ]
+        };
+        let mut classes = MarkdownTable::new([left("class")].into_iter().chain(group_columns()));
         for (c, g) in &self.per_class {
-            let _ = writeln!(
-                s,
-                "| {c} | {} | {} | {} | {} |",
-                g.requests,
-                pct(g.sla_met_ratio),
-                pct(g.success_ratio),
-                lat(&g.latency_ms)
+            classes.row(
+                [
+                    c.clone(),
+                    g.requests.to_string(),
+                    pct(g.sla_met_ratio),
+                    pct(g.success_ratio),
+                ]
+                .into_iter()
+                .chain(lat(&g.latency_ms)),
             );
         }
+        s.push_str(&classes.render());
 
         let _ = writeln!(s, "\n## Per function\n");
-        let _ = writeln!(
-            s,
-            "| function | class | access node | hosts | requests | SLA respected | success | p50 ms | p95 ms | p99 ms | spending | time to place ms |"
-        );
-        let _ = writeln!(
-            s,
-            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        let mut functions = MarkdownTable::new(
+            [
+                left("function"),
+                left("class"),
+                left("access node"),
+                left("hosts"),
+            ]
+            .into_iter()
+            .chain(group_columns())
+            .chain([right("spending"), right("time to place ms")]),
         );
         for (name, f) in &self.per_function {
             let hosts = if f.hosts.is_empty() {
@@ -470,34 +476,46 @@ impl Report {
             } else {
                 f.hosts.join(", ")
             };
-            let _ = writeln!(
-                s,
-                "| {name} | {} | {} | {} | {} | {} | {} | {} | {:.4} | {} |",
-                f.latency_class,
-                f.access_node,
-                hosts.replace('|', "/"),
-                f.group.requests,
-                pct(f.group.sla_met_ratio),
-                pct(f.group.success_ratio),
-                lat(&f.group.latency_ms),
-                f.spending,
-                f.time_to_place_ms.map_or("-".into(), |t| format!("{t:.0}"))
+            functions.row(
+                [
+                    name.clone(),
+                    f.latency_class.clone(),
+                    f.access_node.clone(),
+                    hosts.replace('|', "/"),
+                    f.group.requests.to_string(),
+                    pct(f.group.sla_met_ratio),
+                    pct(f.group.success_ratio),
+                ]
+                .into_iter()
+                .chain(lat(&f.group.latency_ms))
+                .chain([
+                    format!("{:.4}", f.spending),
+                    f.time_to_place_ms.map_or("-".into(), |t| format!("{t:.0}")),
+                ]),
             );
         }
+        s.push_str(&functions.render());
 
         let _ = writeln!(s, "\n## Per node\n");
-        let _ = writeln!(
-            s,
-            "| node | placements | earnings | served | forwarded | rejected |"
-        );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+        let mut nodes = MarkdownTable::new([
+            left("node"),
+            right("placements"),
+            right("earnings"),
+            right("served"),
+            right("forwarded"),
+            right("rejected"),
+        ]);
         for (name, n) in &self.nodes {
-            let _ = writeln!(
-                s,
-                "| {name} | {} | {:.4} | {} | {} | {} |",
-                n.placements, n.earnings, n.served, n.forwarded, n.rejected
-            );
+            nodes.row([
+                name.clone(),
+                n.placements.to_string(),
+                format!("{:.4}", n.earnings),
+                n.served.to_string(),
+                n.forwarded.to_string(),
+                n.rejected.to_string(),
+            ]);
         }
+        s.push_str(&nodes.render());
         let _ = writeln!(
             s,
             "\nPlots: `latency_cdf.svg`, `sla_over_time.svg`, `node_activity.svg`, `spending_earnings.svg`."
@@ -520,18 +538,33 @@ pub(crate) mod tests {
     use super::*;
     use crate::placement::Winner;
 
+    /// `measured` is `exact` within the histogram's precision (3 significant digits).
+    fn close(measured: f64, exact: f64) -> bool {
+        measure::stats::within_precision(measured, exact)
+    }
+
     #[test]
-    fn percentiles_use_the_nearest_rank() {
+    fn percentiles_are_the_nearest_rank_within_the_histograms_precision() {
+        // Nearest rank: p50 of 1..=100 is 50, p95 is 95, p99 is 99; read back from the
+        // histogram, each is exact to 0.1 % rather than to the bit.
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), Some(50.0));
-        assert_eq!(percentile(&v, 95.0), Some(95.0));
-        assert_eq!(percentile(&v, 99.0), Some(99.0));
-        assert_eq!(percentile(&v, 100.0), Some(100.0));
-        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), Some(2.0));
-        assert_eq!(percentile(&[], 50.0), None);
+        let p = Percentiles::of(&v).unwrap();
+        assert_eq!(p.count, 100);
+        for (measured, exact) in [(p.p50, 50.0), (p.p95, 95.0), (p.p99, 99.0), (p.max, 100.0)] {
+            assert!(close(measured, exact), "{p:?}");
+        }
+        assert!(close(Percentiles::of(&[7.0]).unwrap().p99, 7.0));
+        assert!(close(
+            Percentiles::of(&[1.0, 2.0, 3.0, 4.0]).unwrap().p50,
+            2.0
+        ));
+        assert_eq!(Percentiles::of(&[]), None);
         let p = Percentiles::of(&[3.0, 1.0, 2.0, f64::NAN]).unwrap();
-        assert_eq!((p.count, p.p50, p.max, p.mean), (3, 2.0, 3.0, 2.0));
+        assert_eq!(p.count, 3);
+        assert!(
+            close(p.p50, 2.0) && close(p.max, 3.0) && close(p.mean, 2.0),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -665,10 +698,17 @@ pub(crate) mod tests {
         let normal = &r.per_class["normal"];
         assert_eq!((normal.requests, normal.ok, normal.sla_met), (6, 4, 3));
         let l = normal.latency_ms.as_ref().unwrap();
-        // Successful latencies 10, 20, 30, 200.
-        assert_eq!((l.p50, l.p95, l.p99, l.max), (20.0, 200.0, 200.0, 200.0));
+        // Successful latencies 10, 20, 30, 200 (nearest rank, within the histogram's precision).
+        for (measured, exact) in [
+            (l.p50, 20.0),
+            (l.p95, 200.0),
+            (l.p99, 200.0),
+            (l.max, 200.0),
+        ] {
+            assert!(close(measured, exact), "{l:?}");
+        }
         let low = &r.per_class["low"];
-        assert_eq!(low.latency_ms.as_ref().unwrap().p50, 15.0);
+        assert!(close(low.latency_ms.as_ref().unwrap().p50, 15.0));
         assert!((low.sla_met_ratio - 0.5).abs() < 1e-12);
 
         let g = &r.per_function["g"];
@@ -701,7 +741,8 @@ pub(crate) mod tests {
         );
 
         let t = r.time_to_place_ms.as_ref().unwrap();
-        assert_eq!((t.count, t.p50, t.max), (2, 200.0, 400.0));
+        assert_eq!(t.count, 2);
+        assert!(close(t.p50, 200.0) && close(t.max, 400.0), "{t:?}");
 
         // 1 s bins over 10 s: bin 0 has f@0 (met) and g@0 (met).
         assert_eq!(r.bin_s, 1.0);
@@ -712,7 +753,7 @@ pub(crate) mod tests {
         assert_eq!(r.node_activity["edge-a"][2].forwarded, 1);
         assert_eq!(r.node_activity["cloud"][3].served, 1);
 
-        let md = r.to_markdown();
+        let md = measure::markdown::squeeze_spaces(&r.to_markdown());
         assert!(md.contains("SLA respected: 50.0 %"), "{md}");
         assert!(
             md.contains("| g | low | edge-a | edge-b, cloud | 4 |"),

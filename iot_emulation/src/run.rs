@@ -9,13 +9,13 @@ use crate::dispatch::{
     DispatchOptions, Target, device_client, device_client_trusting, dispatch, progress_bar,
 };
 use crate::payload::prepare;
-use crate::placement::{Placement, cancel, fog_nodes, place, placement_order};
+use crate::placement::{Placement, cancel, fog_nodes, place};
 use crate::plan::{plan_requests, resolve_latencies};
 use crate::plots;
 use crate::record::{read_csv_file, write_csv_file};
 use crate::report::{PlacementsFile, Report};
 use crate::rng::{Stream, stream};
-use crate::scenario::{Scenario, Target as ScenarioTarget};
+use crate::scenario::{Scenario, Target as ScenarioTarget, placement_order};
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};

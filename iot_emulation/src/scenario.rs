@@ -4,10 +4,11 @@
 //! Parsing walks the TOML tree by hand so that every error names the field's full path
 //! (`function[2].arrival.rate: must be more than 0`), unknown fields are refused with the list
 //! of expected ones, and SLAs are validated by `model` exactly as the marketplace will.
+//! [`placement_order`] orders chained functions (`chain_after`) and refuses unknown
+//! predecessors and cycles.
 
 use crate::arrival::Arrival;
 use crate::payload::{PayloadKind, PayloadSpec};
-use crate::placement::placement_order;
 use crate::workload::{AzureExecTime, ClassChoice};
 use model::sla::image_function_name;
 use model::units::{Bytes as Size, Latency, parse_duration};
@@ -759,6 +760,57 @@ fn parse_arrival(mut o: Obj, function: &str, base_dir: &Path) -> Result<Arrival,
     Ok(arrival)
 }
 
+/// The order in which functions are placed: file order, except that a chained function comes
+/// right after the function it follows (depth first). Errors name `function[i].chain_after`
+/// for an unknown function or a cycle.
+pub fn placement_order(functions: &[FunctionSpec]) -> Result<Vec<usize>, FieldError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Visiting,
+        Done,
+    }
+    fn visit(
+        i: usize,
+        functions: &[FunctionSpec],
+        marks: &mut [Mark],
+        order: &mut Vec<usize>,
+    ) -> Result<(), FieldError> {
+        match marks[i] {
+            Mark::Done => return Ok(()),
+            Mark::Visiting => {
+                return Err(FieldError::new(
+                    format!("function[{i}].chain_after"),
+                    format!("`{}` is part of a chain cycle", functions[i].name),
+                ));
+            }
+            Mark::New => {}
+        }
+        marks[i] = Mark::Visiting;
+        if let Target::ChainAfter(prev) = &functions[i].target {
+            let j = functions
+                .iter()
+                .position(|f| &f.name == prev)
+                .ok_or_else(|| {
+                    FieldError::new(
+                        format!("function[{i}].chain_after"),
+                        format!("no function is named `{prev}`"),
+                    )
+                })?;
+            visit(j, functions, marks, order)?;
+        }
+        marks[i] = Mark::Done;
+        order.push(i);
+        Ok(())
+    }
+    let mut marks = vec![Mark::New; functions.len()];
+    let mut order = Vec::with_capacity(functions.len());
+    for i in 0..functions.len() {
+        visit(i, functions, &mut marks, &mut order)?;
+    }
+    Ok(order)
+}
+
 fn resolve(base: &Path, file: &str) -> PathBuf {
     let p = Path::new(file);
     if p.is_absolute() {
@@ -1176,5 +1228,54 @@ arrival = { process = "constant", rate = 2 }
                 .unwrap_err()
                 .contains("2 columns")
         );
+    }
+
+    fn chained(functions: &[(&str, &str)]) -> Result<Vec<FunctionSpec>, FieldError> {
+        let mut text = "[experiment]\nduration = \"1 s\"\n".to_string();
+        for (name, target) in functions {
+            let target = if let Some(prev) = target.strip_prefix("after:") {
+                format!("chain_after = \"{prev}\"")
+            } else {
+                format!("target = \"{target}\"")
+            };
+            text.push_str(&format!(
+                "[[function]]\nname = \"{name}\"\nimage = \"echo\"\nlatency_class = \"normal\"\n{target}\narrival = {{ process = \"constant\", rate = 1 }}\n"
+            ));
+        }
+        match Scenario::parse(&text, Path::new("."), "t") {
+            Ok(s) => Ok(s.functions),
+            Err(ScenarioError::Field(e)) => Err(e),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn chained_functions_are_placed_right_after_the_function_they_follow() {
+        let fs = chained(&[
+            ("c", "after:b"),
+            ("a", "edge-1"),
+            ("b", "after:a"),
+            ("d", "edge-2"),
+            ("e", "after:a"),
+        ])
+        .unwrap();
+        let order: Vec<&str> = placement_order(&fs)
+            .unwrap()
+            .into_iter()
+            .map(|i| fs[i].name.as_str())
+            .collect();
+        assert_eq!(order, ["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn a_chain_cycle_or_an_unknown_predecessor_is_refused_naming_chain_after() {
+        let e = chained(&[("a", "after:b"), ("b", "after:a")]).unwrap_err();
+        assert!(e.field.ends_with(".chain_after"), "{e}");
+        assert!(e.reason.contains("cycle"), "{e}");
+        let e = chained(&[("a", "after:a")]).unwrap_err();
+        assert_eq!(e.field, "function[0].chain_after");
+        let e = chained(&[("a", "edge-1"), ("b", "after:zz")]).unwrap_err();
+        assert_eq!(e.field, "function[1].chain_after");
+        assert!(e.reason.contains("`zz`"), "{e}");
     }
 }

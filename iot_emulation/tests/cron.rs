@@ -4,10 +4,10 @@
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use iot_emulation::cron::{CronServer, CronSettings};
 use serde_json::{Value, json};
-use std::future::Future;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testbed::poll_until;
 
 #[derive(Debug, Clone)]
 struct Seen {
@@ -66,21 +66,6 @@ fn start_cron() -> String {
     let url = format!("http://{}", server.addr());
     tokio::spawn(server.run_until_stopped());
     url
-}
-
-async fn poll_until<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn client() -> reqwest::Client {

@@ -8,7 +8,8 @@
 use crate::launcher::{Federation, LaunchOptions, http_client};
 use crate::topology::Topology;
 use anyhow::Context;
-use hdrhistogram::Histogram;
+use measure::markdown::{Column, MarkdownTable, left, right};
+use measure::stats::Latencies;
 use rand::Rng;
 use serde::Serialize;
 use serde_json::json;
@@ -44,15 +45,14 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
-    pub(crate) fn of(h: &Histogram<u64>) -> Self {
-        let ms = |us: u64| us as f64 / 1000.0;
+    pub(crate) fn of(latencies: &Latencies) -> Self {
         Self {
-            requests: h.len(),
-            p50_ms: ms(h.value_at_quantile(0.5)),
-            p90_ms: ms(h.value_at_quantile(0.9)),
-            p99_ms: ms(h.value_at_quantile(0.99)),
-            max_ms: ms(h.max()),
-            mean_ms: h.mean() / 1000.0,
+            requests: latencies.len(),
+            p50_ms: latencies.quantile_ms(0.5),
+            p90_ms: latencies.quantile_ms(0.9),
+            p99_ms: latencies.quantile_ms(0.99),
+            max_ms: latencies.max_ms(),
+            mean_ms: latencies.mean_ms(),
         }
     }
 }
@@ -137,28 +137,31 @@ impl AuctionBenchReport {
             self.machine.cpu_model,
             self.machine.cores
         ));
-        s.push_str("| request | count | ok | failed | throughput/s | p50 ms | p90 ms | p99 ms | max ms |\n");
-        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        s.push_str(&format!(
-            "| `PUT /api/function` (placement) | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
-            self.placement.requests,
-            self.placements_ok,
-            self.placements_failed,
-            self.throughput_per_s,
-            self.placement.p50_ms,
-            self.placement.p90_ms,
-            self.placement.p99_ms,
-            self.placement.max_ms
-        ));
-        s.push_str(&format!(
-            "| `GET /api/health` (HTTP floor) | {} | {} | 0 | - | {:.2} | {:.2} | {:.2} | {:.2} |\n",
-            self.health.requests,
-            self.health.requests,
-            self.health.p50_ms,
-            self.health.p90_ms,
-            self.health.p99_ms,
-            self.health.max_ms
-        ));
+        let mut table = MarkdownTable::new(load_columns("request", "count"));
+        let (p, h) = (&self.placement, &self.health);
+        table.row([
+            "`PUT /api/function` (placement)".to_string(),
+            p.requests.to_string(),
+            self.placements_ok.to_string(),
+            self.placements_failed.to_string(),
+            format!("{:.1}", self.throughput_per_s),
+            format!("{:.2}", p.p50_ms),
+            format!("{:.2}", p.p90_ms),
+            format!("{:.2}", p.p99_ms),
+            format!("{:.2}", p.max_ms),
+        ]);
+        table.row([
+            "`GET /api/health` (HTTP floor)".to_string(),
+            h.requests.to_string(),
+            h.requests.to_string(),
+            "0".to_string(),
+            "-".to_string(),
+            format!("{:.2}", h.p50_ms),
+            format!("{:.2}", h.p90_ms),
+            format!("{:.2}", h.p99_ms),
+            format!("{:.2}", h.max_ms),
+        ]);
+        s.push_str(&table.render());
         s.push_str(&format!(
             "\nPlacement p50 / health p50 = {:.1}x.\n",
             self.p50_ratio_to_health
@@ -179,6 +182,22 @@ impl AuctionBenchReport {
     }
 }
 
+/// The columns of a closed-loop load's table: what was loaded, how many requests, how many
+/// succeeded and failed, the throughput and the latency percentiles.
+pub(crate) fn load_columns(what: &str, requests: &str) -> [Column; 9] {
+    [
+        left(what),
+        right(requests),
+        right("ok"),
+        right("failed"),
+        right("throughput/s"),
+        right("p50 ms"),
+        right("p90 ms"),
+        right("p99 ms"),
+        right("max ms"),
+    ]
+}
+
 /// The SLA every benchmark placement asks for: small, short, generous latency.
 pub fn bench_sla() -> serde_json::Value {
     json!({
@@ -189,11 +208,6 @@ pub fn bench_sla() -> serde_json::Value {
         "functionImage": "ghcr.io/fogmarket/echo:latest",
         "functionLiveName": "echo"
     })
-}
-
-pub(crate) fn new_histogram() -> anyhow::Result<Histogram<u64>> {
-    // 1 us .. 10 min, 3 significant digits.
-    Histogram::new_with_bounds(1, 600_000_000, 3).context("cannot create histogram")
 }
 
 #[derive(Default)]
@@ -208,7 +222,7 @@ pub(crate) async fn closed_loop<F, Fut>(
     duration: Duration,
     concurrency: usize,
     request: F,
-) -> anyhow::Result<(Histogram<u64>, WorkerResult)>
+) -> anyhow::Result<(Latencies, WorkerResult)>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send,
@@ -217,33 +231,32 @@ where
     let mut tasks = Vec::with_capacity(concurrency);
     for _ in 0..concurrency.max(1) {
         let request = request.clone();
-        let mut hist = new_histogram()?;
         tasks.push(tokio::spawn(async move {
+            let mut latencies = Latencies::new();
             let mut result = WorkerResult::default();
             while Instant::now() < until {
                 let start = Instant::now();
                 let outcome = request().await;
-                let us = start.elapsed().as_micros().max(1) as u64;
-                hist.saturating_record(us);
+                latencies.record(start.elapsed());
                 match outcome {
                     Ok(()) => result.ok += 1,
                     Err(kind) => *result.failures.entry(kind).or_default() += 1,
                 }
             }
-            (hist, result)
+            (latencies, result)
         }));
     }
-    let mut hist = new_histogram()?;
+    let mut latencies = Latencies::new();
     let mut total = WorkerResult::default();
     for task in tasks {
-        let (h, r) = task.await.context("a benchmark worker panicked")?;
-        hist.add(&h).context("cannot merge histograms")?;
+        let (l, r) = task.await.context("a benchmark worker panicked")?;
+        latencies.merge(&l);
         total.ok += r.ok;
         for (k, v) in r.failures {
             *total.failures.entry(k).or_default() += v;
         }
     }
-    Ok((hist, total))
+    Ok((latencies, total))
 }
 
 /// The short commit hash of the working directory's repository, `-dirty` when modified.
@@ -306,7 +319,7 @@ pub async fn run_auction_bench(
     );
     let put_url = format!("{marketplace}/api/function");
     let edges = std::sync::Arc::new(edges);
-    let (placement_hist, placement) = {
+    let (placement_latencies, placement) = {
         let client = client.clone();
         closed_loop(options.duration, options.concurrency, move || {
             let client = client.clone();
@@ -344,7 +357,7 @@ pub async fn run_auction_bench(
         options.concurrency, health_duration
     );
     let health_url = format!("{marketplace}/api/health");
-    let (health_hist, health) = {
+    let (health_latencies, health) = {
         let client = client.clone();
         closed_loop(health_duration, options.concurrency, move || {
             let client = client.clone();
@@ -369,8 +382,8 @@ pub async fn run_auction_bench(
     }
     federation.stop().await?;
 
-    let placement_summary = LatencySummary::of(&placement_hist);
-    let health_summary = LatencySummary::of(&health_hist);
+    let placement_summary = LatencySummary::of(&placement_latencies);
+    let health_summary = LatencySummary::of(&health_latencies);
     let failed: u64 = placement.failures.values().sum();
     let report = AuctionBenchReport {
         benchmark: "auction",
@@ -426,12 +439,13 @@ pub fn write_results(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use measure::markdown::squeeze_spaces;
 
     #[tokio::test]
     async fn the_closed_loop_counts_every_request_and_its_failures() {
         let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let c = counter.clone();
-        let (hist, result) = closed_loop(Duration::from_millis(100), 4, move || {
+        let (latencies, result) = closed_loop(Duration::from_millis(100), 4, move || {
             let c = c.clone();
             async move {
                 let n = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -447,18 +461,14 @@ mod tests {
         .unwrap();
         let total = counter.load(std::sync::atomic::Ordering::SeqCst);
         assert!(total > 4);
-        assert_eq!(hist.len(), total);
+        assert_eq!(latencies.len(), total);
         assert_eq!(result.ok + result.failures.values().sum::<u64>(), total);
         assert!(result.failures.contains_key("422"));
     }
 
     #[test]
     fn the_report_is_written_as_json_and_a_markdown_table() {
-        let mut h = new_histogram().unwrap();
-        for us in [1000, 2000, 3000, 40_000] {
-            h.record(us).unwrap();
-        }
-        let summary = LatencySummary::of(&h);
+        let summary = LatencySummary::of(&Latencies::from_ms([1.0, 2.0, 3.0, 40.0]));
         assert_eq!(summary.requests, 4);
         assert!((summary.p50_ms - 2.0).abs() < 0.01, "{summary:?}");
         assert!((summary.max_ms - 40.0).abs() < 0.1, "{summary:?}");
@@ -491,7 +501,7 @@ mod tests {
         assert_eq!(json["placement"]["p50_ms"].as_f64(), Some(2.0));
         let md = std::fs::read_to_string(dir.path().join("auction.md")).unwrap();
         assert!(
-            md.contains("| `PUT /api/function` (placement) | 4 | 3 | 1 |"),
+            squeeze_spaces(&md).contains("| `PUT /api/function` (placement) | 4 | 3 | 1 |"),
             "{md}"
         );
         assert!(md.contains("422: 1"), "{md}");

@@ -12,16 +12,19 @@
 //!
 //! Results go to `faas.json` and `faas.md`.
 
-use crate::bench::{LatencySummary, Machine, WorkerResult, closed_loop, commit_hash};
-use crate::launcher::{find_binary, http_client, log_tail, parse_listening_line};
-use anyhow::{Context, bail};
+use crate::bench::{LatencySummary, Machine, WorkerResult, closed_loop, commit_hash, load_columns};
+use crate::launcher::{find_binary, http_client, log_tail, read_until_listening, tie_to_parent};
+use crate::poll::{Check, poll};
+use anyhow::{Context, anyhow, bail};
+use measure::markdown::{MarkdownTable, left, right};
+use measure::stats::Latencies;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::process::Child;
 use tokio::time::Instant;
 
@@ -57,7 +60,8 @@ pub struct FaasBenchOptions {
     pub bin_dir: PathBuf,
 }
 
-/// Percentiles of a small set of exact samples (nearest rank), in milliseconds.
+/// Percentiles of a small set of samples (nearest rank, within 0.1 %: see [`measure::stats`]),
+/// in milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct SampleSummary {
     pub samples: usize,
@@ -71,34 +75,17 @@ pub struct SampleSummary {
 
 impl SampleSummary {
     pub fn of(samples_ms: &[f64]) -> Self {
-        let mut sorted = samples_ms.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let mean = if sorted.is_empty() {
-            0.0
-        } else {
-            sorted.iter().sum::<f64>() / sorted.len() as f64
-        };
+        let latencies = Latencies::from_ms(samples_ms.iter().copied());
         Self {
-            samples: sorted.len(),
-            p50_ms: percentile(&sorted, 0.5),
-            p90_ms: percentile(&sorted, 0.9),
-            p99_ms: percentile(&sorted, 0.99),
-            max_ms: sorted.last().copied().unwrap_or(0.0),
-            min_ms: sorted.first().copied().unwrap_or(0.0),
-            mean_ms: mean,
+            samples: samples_ms.len(),
+            p50_ms: latencies.quantile_ms(0.5),
+            p90_ms: latencies.quantile_ms(0.9),
+            p99_ms: latencies.quantile_ms(0.99),
+            max_ms: latencies.max_ms(),
+            min_ms: latencies.min_ms(),
+            mean_ms: latencies.mean_ms(),
         }
     }
-}
-
-/// Nearest-rank percentile of ascending `sorted` (`q` in 0..=1): the smallest sample with at
-/// least `q` of the samples at or below it; 0 for no samples.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    // The epsilon keeps float noise (0.9 * 30 = 27.000000000000004) from skipping a rank.
-    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64 - 1e-9).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// `VmRSS` of a `/proc/<pid>/status` text, in KiB.
@@ -231,8 +218,16 @@ impl FaasBenchReport {
             self.machine.cores
         ));
         s.push_str("## Cold start\n\n");
-        s.push_str("| phase | samples | p50 ms | p90 ms | p99 ms | max ms | min ms | mean ms |\n");
-        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        let mut cold = MarkdownTable::new([
+            left("phase"),
+            right("samples"),
+            right("p50 ms"),
+            right("p90 ms"),
+            right("p99 ms"),
+            right("max ms"),
+            right("min ms"),
+            right("mean ms"),
+        ]);
         for (label, x) in [
             ("deploy -> first 200", &self.cold_start),
             (
@@ -240,32 +235,34 @@ impl FaasBenchReport {
                 &self.cold_start_deploy_ack,
             ),
         ] {
-            s.push_str(&format!(
-                "| {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
-                x.samples, x.p50_ms, x.p90_ms, x.p99_ms, x.max_ms, x.min_ms, x.mean_ms
-            ));
+            let figures = [x.p50_ms, x.p90_ms, x.p99_ms, x.max_ms, x.min_ms, x.mean_ms];
+            cold.row(
+                [label.to_string(), x.samples.to_string()]
+                    .into_iter()
+                    .chain(figures.map(|ms| format!("{ms:.2}"))),
+            );
         }
+        s.push_str(&cold.render());
         s.push_str("\n## Gateway overhead (one replica)\n\n");
-        s.push_str(
-            "| target | requests | ok | failed | throughput/s | p50 ms | p90 ms | p99 ms | max ms |\n",
-        );
-        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let mut overhead = MarkdownTable::new(load_columns("target", "requests"));
         for (label, x) in [
             ("direct (replica port)", &self.direct),
             ("gateway `/function/echo`", &self.gateway),
         ] {
-            s.push_str(&format!(
-                "| {label} | {} | {} | {} | {:.1} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
-                x.latency.requests,
-                x.ok,
-                x.failed,
-                x.throughput_per_s,
-                x.latency.p50_ms,
-                x.latency.p90_ms,
-                x.latency.p99_ms,
-                x.latency.max_ms
-            ));
+            let l = &x.latency;
+            overhead.row(
+                [
+                    label.to_string(),
+                    l.requests.to_string(),
+                    x.ok.to_string(),
+                    x.failed.to_string(),
+                    format!("{:.1}", x.throughput_per_s),
+                ]
+                .into_iter()
+                .chain([l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms].map(|ms| format!("{ms:.3}"))),
+            );
         }
+        s.push_str(&overhead.render());
         s.push_str(&format!(
             "\nGateway / direct: throughput {:.2}x, p99 latency {:.2}x.\n",
             self.throughput_ratio, self.p99_ratio
@@ -274,8 +271,13 @@ impl FaasBenchReport {
             "\nCPU time per successful request (µs; {} cores shared by all three processes):\n\n",
             self.machine.cores
         ));
-        s.push_str("| target | load generator | `faas-gateway` | `fn-echo` | total |\n");
-        s.push_str("|---|---:|---:|---:|---:|\n");
+        let mut cpu = MarkdownTable::new([
+            left("target"),
+            right("load generator"),
+            right("`faas-gateway`"),
+            right("`fn-echo`"),
+            right("total"),
+        ]);
         for (label, x) in [("direct", &self.direct), ("gateway", &self.gateway)] {
             let per = |ms: f64| {
                 if x.ok > 0 {
@@ -285,14 +287,15 @@ impl FaasBenchReport {
                 }
             };
             let c = &x.cpu;
-            s.push_str(&format!(
-                "| {label} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
-                per(c.load_generator_ms),
-                per(c.gateway_ms),
-                per(c.replica_ms),
-                per(c.load_generator_ms + c.gateway_ms + c.replica_ms)
-            ));
+            let total = c.load_generator_ms + c.gateway_ms + c.replica_ms;
+            cpu.row(
+                [label.to_string()].into_iter().chain(
+                    [c.load_generator_ms, c.gateway_ms, c.replica_ms, total]
+                        .map(|ms| format!("{:.1}", per(ms))),
+                ),
+            );
         }
+        s.push_str(&cpu.render());
         for (label, x) in [("direct", &self.direct), ("gateway", &self.gateway)] {
             if !x.failures.is_empty() {
                 s.push_str(&format!(
@@ -307,25 +310,41 @@ impl FaasBenchReport {
         }
         let m = &self.memory;
         s.push_str("\n## Memory (VmRSS)\n\n");
-        s.push_str("| process | count | mean MiB | max MiB |\n");
-        s.push_str("|---|---:|---:|---:|\n");
-        s.push_str(&format!(
-            "| idle `fn-echo` replica | {} | {:.2} | {:.2} |\n",
-            m.idle_replica_rss_kib.len(),
-            mib(m.idle_replica_mean_kib),
-            mib(m.idle_replica_max_kib as f64)
-        ));
-        s.push_str(&format!(
-            "| `fn-echo` replica right after the overhead load | 1 | {:.2} | {:.2} |\n",
-            mib(m.loaded_replica_rss_kib as f64),
-            mib(m.loaded_replica_rss_kib as f64)
-        ));
-        s.push_str(&format!(
-            "| `faas-gateway` ({} replicas deployed) | 1 | {:.2} | {:.2} |\n",
-            m.idle_replica_rss_kib.len(),
-            mib(m.gateway_rss_kib as f64),
-            mib(m.gateway_rss_kib as f64)
-        ));
+        let mut memory = MarkdownTable::new([
+            left("process"),
+            right("count"),
+            right("mean MiB"),
+            right("max MiB"),
+        ]);
+        let replicas = m.idle_replica_rss_kib.len();
+        for (label, count, mean_kib, max_kib) in [
+            (
+                "idle `fn-echo` replica".to_string(),
+                replicas,
+                m.idle_replica_mean_kib,
+                m.idle_replica_max_kib,
+            ),
+            (
+                "`fn-echo` replica right after the overhead load".to_string(),
+                1,
+                m.loaded_replica_rss_kib as f64,
+                m.loaded_replica_rss_kib,
+            ),
+            (
+                format!("`faas-gateway` ({replicas} replicas deployed)"),
+                1,
+                m.gateway_rss_kib as f64,
+                m.gateway_rss_kib,
+            ),
+        ] {
+            memory.row([
+                label,
+                count.to_string(),
+                format!("{:.2}", mib(mean_kib)),
+                format!("{:.2}", mib(max_kib as f64)),
+            ]);
+        }
+        s.push_str(&memory.render());
         s.push_str(&format!(
             "\nAims: cold start p50 < 100 ms: {} ({:.2} ms); gateway throughput >= 0.8x direct: {} ({:.2}x).\n",
             if self.cold_start.p50_ms < 100.0 { "met" } else { "not met" },
@@ -358,23 +377,14 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
-            .process_group(0)
-            .kill_on_drop(true)
             .env("NO_COLOR", "1");
+        tie_to_parent(&mut cmd);
         // A developer's gateway settings (basic auth, listen address) must not apply.
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy();
             if key.starts_with("FAAS_GATEWAY_") {
                 cmd.env_remove(key.as_ref());
             }
-        }
-        #[cfg(target_os = "linux")]
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
         }
         let mut child = cmd
             .spawn()
@@ -388,22 +398,8 @@ impl Gateway {
             url: String::new(),
         };
         let mut reader = BufReader::new(stdout);
-        let found = tokio::time::timeout(DEADLINE, async {
-            let mut line = String::new();
-            loop {
-                line.clear();
-                match reader.read_line(&mut line).await {
-                    Ok(0) => return Err("stdout closed: the gateway exited".to_string()),
-                    Ok(_) => {
-                        if let Some(addr) = parse_listening_line(&line) {
-                            return Ok(addr);
-                        }
-                    }
-                    Err(e) => return Err(format!("cannot read stdout: {e}")),
-                }
-            }
-        })
-        .await;
+        let found =
+            tokio::time::timeout(DEADLINE, read_until_listening(&mut reader, "the gateway")).await;
         let addr = match found {
             Ok(Ok(addr)) => addr,
             Ok(Err(why)) => bail!(
@@ -505,37 +501,39 @@ pub(crate) async fn wait_ready_replicas(
     name: &str,
     count: usize,
 ) -> anyhow::Result<Vec<(u32, u16)>> {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        let list = replicas(client, gw, name).await?;
-        let ready: Vec<(u32, u16)> = list
-            .iter()
-            .filter(|r| r.state == "ready")
-            .filter_map(|r| Some((r.pid?, r.port?)))
-            .collect();
-        if list.len() == count && ready.len() == count {
-            // `availableReplicas` of the OpenFaaS status must agree.
-            let status: serde_json::Value = client
-                .get(format!("{gw}/system/function/{name}"))
-                .send()
-                .await
-                .with_context(|| format!("GET /system/function/{name}"))?
-                .json()
-                .await
-                .with_context(|| format!("GET /system/function/{name}: not JSON"))?;
-            if status["availableReplicas"].as_u64().unwrap_or(0) == count as u64 {
-                return Ok(ready);
+    poll(
+        DEADLINE,
+        Duration::from_millis(20),
+        async || {
+            let list = replicas(client, gw, name).await?;
+            let ready: Vec<(u32, u16)> = list
+                .iter()
+                .filter(|r| r.state == "ready")
+                .filter_map(|r| Some((r.pid?, r.port?)))
+                .collect();
+            if list.len() == count && ready.len() == count {
+                // `availableReplicas` of the OpenFaaS status must agree.
+                let status: serde_json::Value = client
+                    .get(format!("{gw}/system/function/{name}"))
+                    .send()
+                    .await
+                    .with_context(|| format!("GET /system/function/{name}"))?
+                    .json()
+                    .await
+                    .with_context(|| format!("GET /system/function/{name}: not JSON"))?;
+                if status["availableReplicas"].as_u64().unwrap_or(0) == count as u64 {
+                    return Ok(Check::Done(ready));
+                }
             }
-        }
-        if Instant::now() >= until {
-            bail!(
-                "`{name}` does not have {count} ready replicas within {DEADLINE:?}: {} replicas, {} ready",
-                list.len(),
-                ready.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            Ok(Check::NotYet((list.len(), ready.len())))
+        },
+        |(replicas, ready)| {
+            anyhow!(
+                "`{name}` does not have {count} ready replicas within {DEADLINE:?}: {replicas} replicas, {ready} ready"
+            )
+        },
+    )
+    .await
 }
 
 /// One cold start: (deploy sent -> first 200, deploy sent -> 202), in milliseconds.
@@ -554,23 +552,23 @@ async fn cold_start(client: &reqwest::Client, gw: &str, name: &str) -> anyhow::R
         .with_context(|| format!("deploying `{name}`"))?;
     expect_success(r, &format!("deploying `{name}`")).await?;
     let ack = start.elapsed();
-    let until = start + DEADLINE;
-    loop {
-        let last = match client.post(&invoke).body("cold").send().await {
+    // The deadline runs from the deploy request.
+    poll(
+        DEADLINE.saturating_sub(ack),
+        Duration::from_millis(1),
+        async || match client.post(&invoke).body("cold").send().await {
             Ok(r) if r.status() == reqwest::StatusCode::OK => {
                 r.bytes()
                     .await
                     .with_context(|| format!("reading the answer of `{name}`"))?;
-                break;
+                Ok(Check::Done(()))
             }
-            Ok(r) => r.status().to_string(),
-            Err(e) => e.to_string(),
-        };
-        if Instant::now() >= until {
-            bail!("`{name}` did not answer 200 within {DEADLINE:?} (last: {last})");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+            Ok(r) => Ok(Check::NotYet(r.status().to_string())),
+            Err(e) => Ok(Check::NotYet(e.to_string())),
+        },
+        |last| anyhow!("`{name}` did not answer 200 within {DEADLINE:?} (last: {last})"),
+    )
+    .await?;
     let first_200 = start.elapsed();
     let r = client
         .delete(format!("{gw}/system/functions"))
@@ -682,13 +680,22 @@ pub async fn run_faas_bench(options: &FaasBenchOptions) -> anyhow::Result<FaasBe
     };
     stopped?;
     // The gateway kills its replicas when it stops; say so if one survived.
-    let until = Instant::now() + Duration::from_secs(2);
     let mut alive: Vec<u32> = pids.clone();
-    while !alive.is_empty() && Instant::now() < until {
-        alive.retain(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if !alive.is_empty() {
+    let gone = poll(
+        Duration::from_secs(2),
+        Duration::from_millis(20),
+        async || {
+            alive.retain(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            Ok(if alive.is_empty() {
+                Check::Done(())
+            } else {
+                Check::NotYet(alive.clone())
+            })
+        },
+        |alive| alive,
+    )
+    .await;
+    if let Err(alive) = gone {
         eprintln!("warning: replica processes still alive after the gateway stopped: {alive:?}");
     }
 
@@ -817,24 +824,26 @@ pub fn write_report(report: &FaasBenchReport, dir: &Path) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::new_histogram;
+    use measure::markdown::squeeze_spaces;
+    use measure::stats::within_precision;
 
     #[test]
-    fn percentiles_are_nearest_rank() {
-        let sorted: Vec<f64> = (1..=30).map(f64::from).collect();
-        assert_eq!(percentile(&sorted, 0.5), 15.0);
-        assert_eq!(percentile(&sorted, 0.9), 27.0);
-        assert_eq!(percentile(&sorted, 0.99), 30.0);
-        assert_eq!(percentile(&sorted, 0.0), 1.0);
-        assert_eq!(percentile(&sorted, 1.0), 30.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
-        assert_eq!(percentile(&[7.0], 0.99), 7.0);
-
+    fn sample_percentiles_are_nearest_rank_within_the_histogram_precision() {
+        // Nearest rank of 10, 20, 30, 40: p50 = 20, p99 = 40; read back from the histogram
+        // they are exact to 0.1 % (3 significant digits), not to the bit.
         let s = SampleSummary::of(&[40.0, 10.0, 30.0, 20.0]);
         assert_eq!(s.samples, 4);
-        assert_eq!(s.p50_ms, 20.0);
-        assert_eq!(s.p99_ms, 40.0);
-        assert_eq!((s.min_ms, s.max_ms, s.mean_ms), (10.0, 40.0, 25.0));
+        for (measured, exact) in [
+            (s.p50_ms, 20.0),
+            (s.p99_ms, 40.0),
+            (s.min_ms, 10.0),
+            (s.max_ms, 40.0),
+            (s.mean_ms, 25.0),
+        ] {
+            assert!(within_precision(measured, exact), "{s:?}");
+        }
+        let none = SampleSummary::of(&[]);
+        assert_eq!((none.samples, none.p50_ms, none.max_ms), (0, 0.0, 0.0));
     }
 
     #[test]
@@ -860,8 +869,7 @@ mod tests {
 
     #[test]
     fn the_markdown_has_the_three_tables_and_the_ratios() {
-        let mut h = new_histogram().unwrap();
-        h.record(500).unwrap();
+        let latencies = Latencies::from_ms([0.5]);
         let load = |tput: f64| LoadReport {
             url: "http://127.0.0.1:1/".into(),
             ok: 10,
@@ -869,7 +877,7 @@ mod tests {
             failures: BTreeMap::new(),
             elapsed_s: 1.0,
             throughput_per_s: tput,
-            latency: LatencySummary::of(&h),
+            latency: LatencySummary::of(&latencies),
             cpu: CpuUse {
                 load_generator_ms: 10.0,
                 gateway_ms: 20.0,
@@ -905,10 +913,12 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("faas.json")).unwrap())
                 .unwrap();
-        assert_eq!(json["cold_start"]["p50_ms"].as_f64(), Some(12.0));
+        // p50 of 12 and 14 is 12 (nearest rank), read back within the histogram's precision.
+        let p50 = json["cold_start"]["p50_ms"].as_f64().unwrap();
+        assert!(within_precision(p50, 12.0), "{p50}");
         assert_eq!(json["memory"]["gateway_rss_kib"].as_u64(), Some(10240));
-        let md = std::fs::read_to_string(dir.path().join("faas.md")).unwrap();
-        assert!(md.contains("| deploy -> first 200 | 2 | 12.00 |"), "{md}");
+        let md = squeeze_spaces(&std::fs::read_to_string(dir.path().join("faas.md")).unwrap());
+        assert!(md.contains("| deploy -> first 200 | 2 | 12.0"), "{md}");
         assert!(
             md.contains("| gateway `/function/echo` | 1 | 10 | 0 | 800.0 |"),
             "{md}"

@@ -4,7 +4,8 @@
 //! - **demo** (DFaaS CloudNet'21 demo): three fog nodes host the same `echo` function (one SLA
 //!   with `nodes = 3` in a three-node tree, so the three nodes are the three winners); node
 //!   `n1` receives 50 req/s while it sustains about 10 req/s, `n2` and `n3` about 25 req/s each.
-//! - **issue48** (DFaaS issue #48): two nodes sustaining 100 req/s each, 110 req/s at `n1`.
+//! - **issue48** (DFaaS's overload of two nodes): two nodes sustaining 100 req/s each,
+//!   110 req/s at `n1`.
 //!
 //! A node's capacity is `max_concurrency` calls in flight (its `[offload]`) over echo's fixed
 //! delay (`?delay_ms=`), also given as `max_rates` so every strategy knows it from the start.
@@ -20,8 +21,10 @@ use crate::bench_faas::ECHO_IMAGE;
 use crate::bench_proxy::load_average;
 use crate::launcher::{Federation, LaunchOptions, http_client};
 use crate::load::{self, LoadOptions, LoadSummary, Schedule, Stream};
+use crate::poll::{Check, poll};
 use crate::topology::{OFFLOAD_STRATEGIES, Topology};
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
+use measure::markdown::{MarkdownTable, left, right};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,11 +118,11 @@ impl Scenario {
         }
     }
 
-    /// DFaaS issue #48: two nodes sustaining 100 req/s each, 110 req/s at one.
+    /// DFaaS's `issue48`: two nodes sustaining 100 req/s each, 110 req/s at one.
     pub fn issue_48(delay_ms: u64) -> Scenario {
         Scenario {
             name: "issue48".into(),
-            description: "DFaaS issue #48".into(),
+            description: "DFaaS overload of two nodes".into(),
             delay_ms,
             hosts: vec![
                 Self::host("n1", 100.0, delay_ms),
@@ -240,10 +243,11 @@ pub async fn place_function(
     if !status.is_success() || answer["state"] != "live" {
         bail!("placing the function failed ({status}): {answer:#}");
     }
-    let sla_id = answer["sla"]["id"]
+    let sla: model::SlaId = answer["sla"]["id"]
         .as_str()
-        .with_context(|| format!("no sla.id in the placement: {answer:#}"))?
-        .to_string();
+        .and_then(|id| id.parse().ok())
+        .with_context(|| format!("no sla.id (a UUID) in the placement: {answer:#}"))?;
+    let sla_id = sla.to_string();
     let invoke_url = answer["invokeUrl"]
         .as_str()
         .or_else(|| answer["chosen"]["invokeUrl"].as_str())
@@ -258,7 +262,7 @@ pub async fn place_function(
         })
         .unwrap_or_default();
     Ok(Placed {
-        service: format!("fogfn-{sla_id}"),
+        service: sla.service_name(),
         sla_id,
         invoke_url,
         hosts,
@@ -298,52 +302,58 @@ pub async fn wait_offload_ready(
     hosts: &[String],
     deadline: Duration,
 ) -> anyhow::Result<()> {
-    let until = Instant::now() + deadline;
-    loop {
-        let mut missing = Vec::new();
-        for host in hosts {
-            let url = federation
-                .node_url(host)
-                .with_context(|| format!("no node `{host}` in the federation"))?;
-            let state: Option<Value> = match client.get(format!("{url}/api/offload")).send().await {
-                Ok(r) if r.status().is_success() => {
-                    signed_http::read_json(r, crate::launcher::MAX_ANSWER)
-                        .await
-                        .ok()
+    poll(
+        deadline,
+        Duration::from_millis(50),
+        async || {
+            let mut missing = Vec::new();
+            for host in hosts {
+                let url = federation
+                    .node_url(host)
+                    .with_context(|| format!("no node `{host}` in the federation"))?;
+                let state: Option<Value> =
+                    match client.get(format!("{url}/api/offload")).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            signed_http::read_json(r, crate::launcher::MAX_ANSWER)
+                                .await
+                                .ok()
+                        }
+                        _ => None,
+                    };
+                let Some(state) = state else {
+                    missing.push(format!("`{host}`: GET /api/offload failed"));
+                    continue;
+                };
+                let Some(entry) = offload_entry(&state, service) else {
+                    missing.push(format!("`{host}` does not list {service}"));
+                    continue;
+                };
+                let alive = alive_peers(entry);
+                let absent: Vec<&String> = hosts
+                    .iter()
+                    .filter(|h| *h != host && !alive.contains(*h))
+                    .collect();
+                if !absent.is_empty() {
+                    missing.push(format!(
+                        "`{host}` does not list {absent:?} as alive peers: {}",
+                        entry["peers"]
+                    ));
                 }
-                _ => None,
-            };
-            let Some(state) = state else {
-                missing.push(format!("`{host}`: GET /api/offload failed"));
-                continue;
-            };
-            let Some(entry) = offload_entry(&state, service) else {
-                missing.push(format!("`{host}` does not list {service}"));
-                continue;
-            };
-            let alive = alive_peers(entry);
-            let absent: Vec<&String> = hosts
-                .iter()
-                .filter(|h| *h != host && !alive.contains(*h))
-                .collect();
-            if !absent.is_empty() {
-                missing.push(format!(
-                    "`{host}` does not list {absent:?} as alive peers: {}",
-                    entry["peers"]
-                ));
             }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= until {
-            bail!(
+            Ok(if missing.is_empty() {
+                Check::Done(())
+            } else {
+                Check::NotYet(missing)
+            })
+        },
+        |missing| {
+            anyhow!(
                 "hosts not ready for offloading within {deadline:?}: {}",
                 missing.join("; ")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            )
+        },
+    )
+    .await
 }
 
 /// One strategy on one scenario.
@@ -413,7 +423,7 @@ impl OffloadBenchReport {
         ));
         s.push_str(&format!(
             "Aim: at least {} success from second {:.0} on, in every second, where aggregate capacity suffices. \
-             DFaaS reference (`../shared/reference/dfaas.md`): in the CloudNet'21 demo ~40 of 50 req/s fail with 503 until the first recalculation (1 min), later spikes at each HAProxy reload; their simulator's minimum success with Recalc is 0.945; issue #48 (110 req/s on 2 × 100) forwards \"only in a limited way\".\n",
+             DFaaS reference (`../shared/reference/dfaas.md`): in the CloudNet'21 demo ~40 of 50 req/s fail with 503 until the first recalculation (1 min), later spikes at each HAProxy reload; their simulator's minimum success with Recalc is 0.945; in `issue48` (110 req/s on 2 × 100) forwarding happens \"only in a limited way\".\n",
             pct(self.aim),
             self.settle_s
         ));
@@ -439,29 +449,29 @@ impl OffloadBenchReport {
                 sc.aggregate_capacity()
             ));
             let names: Vec<&str> = sc.hosts.iter().map(|h| h.name.as_str()).collect();
-            s.push_str(&format!(
-                "| strategy | success | from s{:.0} | worst second from s{:.0} | served {} | failures | p50 ms | p99 ms | p99 ms from s{:.0} | aim |\n",
-                self.settle_s,
-                self.settle_s,
-                names.join(" / "),
-                self.settle_s
-            ));
-            s.push_str("|---|---:|---:|---:|---|---|---:|---:|---:|---|\n");
+            let settle = self.settle_s;
+            let mut table = MarkdownTable::new([
+                left("strategy"),
+                right("success"),
+                right(format!("from s{settle:.0}")),
+                right(format!("worst second from s{settle:.0}")),
+                left(format!("served {}", names.join(" / "))),
+                left("failures"),
+                right("p50 ms"),
+                right("p99 ms"),
+                right(format!("p99 ms from s{settle:.0}")),
+                left("aim"),
+            ]);
             let runs: Vec<&OffloadRun> =
                 self.runs.iter().filter(|r| r.scenario == sc.name).collect();
             for r in &runs {
                 let Some(sum) = &r.summary else {
-                    s.push_str(&format!(
-                        "| {} | failed: {} | | | | | | | | |\n",
-                        r.strategy,
-                        r.error
-                            .as_deref()
-                            .unwrap_or("did not run")
-                            .lines()
-                            .next()
-                            .unwrap_or_default()
-                            .replace('|', "/")
-                    ));
+                    let error = r.error.as_deref().unwrap_or("did not run");
+                    let first_line = error.lines().next().unwrap_or_default();
+                    table.row([
+                        r.strategy.clone(),
+                        format!("failed: {}", first_line.replace('|', "/")),
+                    ]);
                     continue;
                 };
                 let served = names
@@ -476,9 +486,8 @@ impl OffloadBenchReport {
                     .map(|(k, v)| format!("{k}: {v}"))
                     .chain(sum.reject_reasons.iter().map(|(k, v)| format!("{k}: {v}")))
                     .collect();
-                s.push_str(&format!(
-                    "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} |\n",
-                    r.strategy,
+                table.row([
+                    r.strategy.clone(),
                     pct(sum.success_rate),
                     opt_pct(sum.settled_success_rate),
                     opt_pct(sum.settled_min_second_success),
@@ -488,16 +497,18 @@ impl OffloadBenchReport {
                     } else {
                         failures.join(", ")
                     },
-                    sum.latency.p50_ms,
-                    sum.latency.p99_ms,
-                    sum.settled_latency.p99_ms,
+                    format!("{:.1}", sum.latency.p50_ms),
+                    format!("{:.1}", sum.latency.p99_ms),
+                    format!("{:.1}", sum.settled_latency.p99_ms),
                     match r.aim_met() {
                         Some(true) => "met",
                         Some(false) => "not met",
                         None => "-",
                     }
-                ));
+                    .to_string(),
+                ]);
             }
+            s.push_str(&table.render());
             for r in &runs {
                 if let Some(sum) = &r.summary {
                     for (message, n) in &sum.transport_errors {
@@ -684,6 +695,7 @@ pub fn served_per_host(summary: &LoadSummary, hosts: &[String]) -> BTreeMap<Stri
 mod tests {
     use super::*;
     use crate::load::{Outcome, RequestRecord, summarise};
+    use measure::markdown::squeeze_spaces;
 
     #[test]
     fn the_demo_scenario_has_dfaas_capacities_and_enough_in_aggregate() {
@@ -837,7 +849,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         write_report(&report, dir.path()).unwrap();
-        let md = std::fs::read_to_string(dir.path().join("offload.md")).unwrap();
+        let md = squeeze_spaces(&std::fs::read_to_string(dir.path().join("offload.md")).unwrap());
         assert!(
             md.contains(
                 "| lease | 66.7 % | 100.0 % | 100.0 % | 1 / 1 / 0 | 429: 1, overloaded: 1 |"

@@ -20,16 +20,19 @@ use crate::bench::{Machine, commit_hash};
 use crate::bench_faas::{
     ECHO_BIN, ECHO_IMAGE, GATEWAY_BIN, Gateway, deployment, expect_success, wait_ready_replicas,
 };
-use crate::launcher::{Federation, LaunchOptions, find_binary, http_client, log_tail};
+use crate::launcher::{
+    Federation, LaunchOptions, find_binary, http_client, log_tail, tie_to_parent,
+};
+use crate::poll::{Check, poll};
 use crate::topology::Topology;
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
+use measure::markdown::{MarkdownTable, left, right};
 use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Child;
-use tokio::time::Instant;
 
 /// Discarded load before each measured run.
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -267,39 +270,56 @@ impl ProxyBenchReport {
                 .map(|l| format!("{l:.2}"))
                 .unwrap_or_else(|| "?".into()),
         ));
-        s.push_str("| arm | path | requests/s | ok/s | p50 ms | p75 ms | p90 ms | p99 ms | max ms | non-2xx | socket errors |\n");
-        s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let mut arms = MarkdownTable::new([
+            left("arm"),
+            left("path"),
+            right("requests/s"),
+            right("ok/s"),
+            right("p50 ms"),
+            right("p75 ms"),
+            right("p90 ms"),
+            right("p99 ms"),
+            right("max ms"),
+            right("non-2xx"),
+            right("socket errors"),
+        ]);
         for a in &self.arms {
+            let head = [a.name.to_string(), a.description.clone()];
             match &a.result {
-                Some(r) => s.push_str(&format!(
-                    "| {} | {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {} | {} |\n",
-                    a.name,
-                    a.description,
-                    r.requests_per_s,
-                    r.ok_per_s,
-                    r.p50_ms,
-                    r.p75_ms,
-                    r.p90_ms,
-                    r.p99_ms,
-                    r.latency_max_ms,
-                    r.non_2xx,
-                    r.socket_errors
-                )),
-                None => s.push_str(&format!(
-                    "| {} | {} | failed: {} | | | | | | | | |\n",
-                    a.name,
-                    a.description,
+                Some(r) => arms.row(head.into_iter().chain([
+                    format!("{:.0}", r.requests_per_s),
+                    format!("{:.0}", r.ok_per_s),
+                    format!("{:.3}", r.p50_ms),
+                    format!("{:.3}", r.p75_ms),
+                    format!("{:.3}", r.p90_ms),
+                    format!("{:.3}", r.p99_ms),
+                    format!("{:.2}", r.latency_max_ms),
+                    r.non_2xx.to_string(),
+                    r.socket_errors.to_string(),
+                ])),
+                None => arms.row(head.into_iter().chain([format!(
+                    "failed: {}",
                     short_error(a.error.as_deref().unwrap_or("did not run"))
-                )),
-            }
+                )])),
+            };
         }
-        s.push_str("\nRatios of successful throughput (ok/s) and of latency:\n\n| ratio | throughput | p50 latency | p99 latency |\n|---|---:|---:|---:|\n");
+        s.push_str(&arms.render());
+        s.push_str("\nRatios of successful throughput (ok/s) and of latency:\n\n");
+        let mut ratios = MarkdownTable::new([
+            left("ratio"),
+            right("throughput"),
+            right("p50 latency"),
+            right("p99 latency"),
+        ]);
         for r in &self.ratios {
-            s.push_str(&format!(
-                "| {} / {} | {:.2}x | {:.2}x | {:.2}x |\n",
-                r.of, r.to, r.throughput, r.p50, r.p99
-            ));
+            ratios.row([
+                format!("{} / {}", r.of, r.to),
+                format!("{:.2}x", r.throughput),
+                format!("{:.2}x", r.p50),
+                format!("{:.2}x", r.p99),
+            ]);
         }
+        s.push_str(&ratios.render());
         s
     }
 }
@@ -426,17 +446,8 @@ impl Haproxy {
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .process_group(0)
-            .kill_on_drop(true);
-        #[cfg(target_os = "linux")]
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
-        }
+            .stderr(Stdio::from(stderr));
+        tie_to_parent(&mut cmd);
         let child = cmd.spawn().with_context(|| {
             format!(
                 "cannot start {} (install it: `apt-get install haproxy`, or use `just bench proxy`)",
@@ -444,29 +455,34 @@ impl Haproxy {
             )
         })?;
         let mut h = Haproxy { child, port };
-        let until = Instant::now() + DEADLINE;
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Ok(h);
-            }
-            if let Ok(Some(status)) = h.child.try_wait() {
-                bail!(
-                    "haproxy exited ({status}) before listening on port {port}; log {}:\n{}",
-                    log.display(),
-                    log_tail(&log)
-                );
-            }
-            if Instant::now() >= until {
-                bail!(
+        poll(
+            DEADLINE,
+            Duration::from_millis(20),
+            async || {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    return Ok(Check::Done(()));
+                }
+                if let Ok(Some(status)) = h.child.try_wait() {
+                    bail!(
+                        "haproxy exited ({status}) before listening on port {port}; log {}:\n{}",
+                        log.display(),
+                        log_tail(&log)
+                    );
+                }
+                Ok(Check::NotYet(()))
+            },
+            |()| {
+                anyhow!(
                     "haproxy does not accept connections on port {port} within {DEADLINE:?}; log {}",
                     log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                )
+            },
+        )
+        .await?;
+        Ok(h)
     }
 
     async fn stop(mut self) {
@@ -785,21 +801,22 @@ async fn place_echo(federation: &Federation, cores: usize) -> anyhow::Result<Str
         .with_context(|| format!("no invokeUrl in the placement: {placed:#}"))?
         .to_string();
     // The node learns the route from the marketplace's table: wait for a 200.
-    let until = Instant::now() + DEADLINE;
-    loop {
-        let last = match client.post(&url).body("warm").send().await {
-            Ok(r) if r.status().is_success() => return Ok(url),
+    poll(
+        DEADLINE,
+        Duration::from_millis(50),
+        async || match client.post(&url).body("warm").send().await {
+            Ok(r) if r.status().is_success() => Ok(Check::Done(())),
             Ok(r) => {
                 let status = r.status();
-                format!("{status}: {}", r.text().await.unwrap_or_default())
+                let body = r.text().await.unwrap_or_default();
+                Ok(Check::NotYet(format!("{status}: {body}")))
             }
-            Err(e) => e.to_string(),
-        };
-        if Instant::now() >= until {
-            bail!("{url} does not answer 200 within {DEADLINE:?} (last: {last})");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            Err(e) => Ok(Check::NotYet(e.to_string())),
+        },
+        |last| anyhow!("{url} does not answer 200 within {DEADLINE:?} (last: {last})"),
+    )
+    .await?;
+    Ok(url)
 }
 
 /// Writes `proxy.json` and `proxy.md` into `dir`.
@@ -810,6 +827,7 @@ pub fn write_report(report: &ProxyBenchReport, dir: &Path) -> anyhow::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use measure::markdown::squeeze_spaces;
 
     const WRK_OUTPUT: &str = "Running 10s test @ http://127.0.0.1:40000/
   1 threads and 16 connections
@@ -950,7 +968,7 @@ Transfer/sec:      2.01MB
         };
         let dir = tempfile::tempdir().unwrap();
         write_report(&report, dir.path()).unwrap();
-        let md = std::fs::read_to_string(dir.path().join("proxy.md")).unwrap();
+        let md = squeeze_spaces(&std::fs::read_to_string(dir.path().join("proxy.md")).unwrap());
         assert!(
             md.contains("| haproxy / direct | 0.75x | 1.60x | 1.50x |"),
             "{md}"

@@ -12,9 +12,10 @@
 //!   `just bench faas`.
 //! - [`bench_proxy`]: what each layer in front of a function costs (direct, HAProxy, gateway,
 //!   fog node, HAProxy in front of the gateway), measured with `wrk`, behind `just bench proxy`.
-//! - [`bench_offload`]: DFaaS's demo and issue #48 scenarios against a real federation, once
+//! - [`bench_offload`]: DFaaS's `demo` and `issue48` scenarios against a real federation, once
 //!   per offloading strategy, behind `just bench offload`.
-//! - [`poll`]: waiting for a state with a deadline (`poll_until`), for the tests and tools.
+//! - [`poll`]: waiting for a state with a deadline, the one loop behind every wait of the
+//!   launcher, the benchmarks and the tests (`poll_until`).
 //! - [`tls`]: a throwaway CA and per-process certificates for a federation served over HTTPS
 //!   (`testbed run --tls`, `LaunchOptions::tls`).
 //! - [`load`]: an open-loop load generator for the fog nodes' data plane (scheduled sends that

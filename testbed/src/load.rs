@@ -14,8 +14,8 @@
 //! overall, after a settling time and per second, requests served per node, outcomes, reject
 //! reasons and latency percentiles.
 
-use crate::bench::new_histogram;
 use anyhow::Context;
+use measure::stats::Latencies;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -294,6 +294,21 @@ pub struct LoadLatency {
     pub mean_ms: f64,
 }
 
+impl LoadLatency {
+    /// The figures of `latencies` (all 0 when there are none).
+    pub fn of(latencies: &Latencies) -> Self {
+        let summary = crate::bench::LatencySummary::of(latencies);
+        Self {
+            samples: summary.requests,
+            p50_ms: summary.p50_ms,
+            p90_ms: summary.p90_ms,
+            p99_ms: summary.p99_ms,
+            max_ms: summary.max_ms,
+            mean_ms: summary.mean_ms,
+        }
+    }
+}
+
 /// What a load did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoadSummary {
@@ -355,8 +370,8 @@ pub fn summarise(records: &[RequestRecord], settle: Duration) -> LoadSummary {
     let mut transport_errors = BTreeMap::new();
     let (mut ok, mut lost, mut settled, mut settled_ok, mut ok_forwarded) = (0, 0, 0, 0, 0);
     let mut max_lag = Duration::ZERO;
-    let mut latencies_us: Vec<u64> = Vec::new();
-    let mut settled_latencies_us: Vec<u64> = Vec::new();
+    let mut latencies = Latencies::new();
+    let mut settled_latencies = Latencies::new();
     for r in records {
         let second = r.scheduled.as_secs();
         let s = per_second.entry(second).or_insert_with(|| SecondSummary {
@@ -402,10 +417,9 @@ pub fn summarise(records: &[RequestRecord], settle: Duration) -> LoadSummary {
                 ok_forwarded += 1;
             }
             if let Some(l) = r.latency {
-                let us = (l.as_micros() as u64).max(1);
-                latencies_us.push(us);
+                latencies.record(l);
                 if r.scheduled >= settle {
-                    settled_latencies_us.push(us);
+                    settled_latencies.record(l);
                 }
             }
         }
@@ -436,44 +450,9 @@ pub fn summarise(records: &[RequestRecord], settle: Duration) -> LoadSummary {
         reject_reasons,
         transport_errors,
         ok_forwarded,
-        latency: latency_of(&latencies_us),
-        settled_latency: latency_of(&settled_latencies_us),
+        latency: LoadLatency::of(&latencies),
+        settled_latency: LoadLatency::of(&settled_latencies),
         max_send_lag_ms: max_lag.as_secs_f64() * 1000.0,
-    }
-}
-
-fn latency_of(us: &[u64]) -> LoadLatency {
-    let ms = |us: u64| us as f64 / 1000.0;
-    let Ok(mut h) = new_histogram() else {
-        return LoadLatency {
-            samples: 0,
-            p50_ms: 0.0,
-            p90_ms: 0.0,
-            p99_ms: 0.0,
-            max_ms: 0.0,
-            mean_ms: 0.0,
-        };
-    };
-    for &v in us {
-        h.saturating_record(v);
-    }
-    if h.is_empty() {
-        return LoadLatency {
-            samples: 0,
-            p50_ms: 0.0,
-            p90_ms: 0.0,
-            p99_ms: 0.0,
-            max_ms: 0.0,
-            mean_ms: 0.0,
-        };
-    }
-    LoadLatency {
-        samples: h.len(),
-        p50_ms: ms(h.value_at_quantile(0.5)),
-        p90_ms: ms(h.value_at_quantile(0.9)),
-        p99_ms: ms(h.value_at_quantile(0.99)),
-        max_ms: ms(h.max()),
-        mean_ms: h.mean() / 1000.0,
     }
 }
 

@@ -138,7 +138,7 @@ enum Bench {
         #[arg(long, default_value = "haproxy")]
         haproxy: PathBuf,
     },
-    /// DFaaS's CloudNet'21 demo and issue #48 against a real federation, once per offloading
+    /// DFaaS's CloudNet'21 demo and `issue48` overload against a real federation, once per offloading
     /// strategy: success per second and requests served per node.
     Offload {
         /// Load per run, e.g. `30s`.
@@ -181,9 +181,21 @@ fn bin_dir(explicit: Option<PathBuf>, release: bool) -> anyhow::Result<PathBuf> 
     Ok(dir)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> anyhow::Result<()> {
+    // Logs on stderr, and spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set. Dropped last
+    // (after the runtime): that sends the remaining spans.
+    let _telemetry = telemetry::init_with(
+        "testbed",
+        &telemetry::Options {
+            default_log_filter: "warn,testbed=info".to_string(),
+        },
+    )?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(run(Cli::parse().command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Run {
             topology,
             listen,

@@ -5,7 +5,7 @@
 //!
 //! Every test runs against SQLite (`sqlite::…`) and against PostgreSQL (`postgres::…`) when
 //! `FOGMARKET_TEST_POSTGRES_URL` is set (a fresh database per test). Without it the PostgreSQL
-//! variants print a skip notice, or fail when `CI` is set.
+//! variants fail, and `just test` reports them as skipped instead of starting them.
 
 use model::protocol::{ErrorBody, Resources};
 use model::units::{Bytes, Cpu};
@@ -36,19 +36,16 @@ impl Backend {
         })
     }
 
-    /// A fresh PostgreSQL database `fm_it_<uuid>`, or `None` (skip) when no server is configured.
-    async fn postgres() -> Option<Backend> {
+    /// A fresh PostgreSQL database `fm_it_<uuid>` on the server of
+    /// `FOGMARKET_TEST_POSTGRES_URL`. Fails the test when the variable is unset: `just test`
+    /// then reports the PostgreSQL variants as skipped instead of starting them.
+    async fn postgres() -> Backend {
         use sqlx::Connection;
         let Ok(admin) = std::env::var("FOGMARKET_TEST_POSTGRES_URL") else {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "FOGMARKET_TEST_POSTGRES_URL is not set but CI is: PostgreSQL tests must run in CI"
-                );
-            }
-            eprintln!(
-                "skipped: set FOGMARKET_TEST_POSTGRES_URL=postgres://user:pass@host:5432/postgres to run the PostgreSQL variant"
+            panic!(
+                "FOGMARKET_TEST_POSTGRES_URL is not set (e.g. postgres://postgres:postgres@127.0.0.1:5432/postgres, \
+                 printed by `just pg-start`); `just test` skips the PostgreSQL variants without it"
             );
-            return None;
         };
         let name = format!("fm_it_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&admin)
@@ -63,10 +60,10 @@ impl Backend {
         let _ = conn.close().await;
         let mut url = reqwest::Url::parse(&admin).expect("FOGMARKET_TEST_POSTGRES_URL is a URL");
         url.set_path(&format!("/{name}"));
-        Some(Backend {
+        Backend {
             database_url: Some(url.to_string()),
             drop_after: Some((admin, name)),
-        })
+        }
     }
 
     /// Drops the test database (the federation is stopped by then), also after a failure.
@@ -84,10 +81,12 @@ impl Backend {
     }
 }
 
-/// Each test body is an `async fn(&Backend)`; this makes a SQLite and a PostgreSQL test of it,
-/// and drops the PostgreSQL database after the body, whether it passed or panicked.
+/// Each test body is an `async fn(&Backend)`; this makes a SQLite test of it (`sqlite::<body>`)
+/// and a PostgreSQL test (`postgres::<body>_on_postgres`, named so that a filter on `postgres`
+/// selects exactly these), and drops the PostgreSQL database after the body, whether it passed
+/// or panicked.
 macro_rules! federation_tests {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident => $postgres_name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,16 +107,15 @@ macro_rules! federation_tests {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(backend) = super::Backend::postgres().await {
-                        let outcome = futures::FutureExt::catch_unwind(
-                            std::panic::AssertUnwindSafe(super::$name(&backend)),
-                        )
-                        .await;
-                        backend.cleanup().await;
-                        if let Err(panic) = outcome {
-                            std::panic::resume_unwind(panic);
-                        }
+                async fn $postgres_name() {
+                    let backend = super::Backend::postgres().await;
+                    let outcome = futures::FutureExt::catch_unwind(
+                        std::panic::AssertUnwindSafe(super::$name(&backend)),
+                    )
+                    .await;
+                    backend.cleanup().await;
+                    if let Err(panic) = outcome {
+                        std::panic::resume_unwind(panic);
                     }
                 }
             )*
@@ -126,17 +124,28 @@ macro_rules! federation_tests {
 }
 
 federation_tests!(
-    the_cheapest_feasible_node_wins_and_is_paid_the_second_lowest_bid,
-    two_nodes_wanted_gives_two_distinct_winners_each_paid_the_third_lowest_bid,
-    a_winner_that_refuses_the_accept_makes_the_placement_fall_back_to_the_next_bid,
-    a_slow_subtree_does_not_block_the_auction,
-    a_placement_finishes_when_its_sla_expires_and_frees_the_node,
-    cancelling_a_placement_frees_the_node,
-    a_marketplace_restarted_after_kill_9_still_lists_every_node_and_placement,
-    bad_input_is_refused_naming_the_field_or_every_nodes_reason,
-    a_latency_budget_too_small_for_any_other_node_is_refused_with_latency_reasons,
-    concurrent_placements_never_overcommit_a_node,
-    provisioned_functions_run_until_their_sla_ends_and_are_then_removed,
+    the_cheapest_feasible_node_wins_and_is_paid_the_second_lowest_bid
+        => the_cheapest_feasible_node_wins_and_is_paid_the_second_lowest_bid_on_postgres,
+    two_nodes_wanted_gives_two_distinct_winners_each_paid_the_third_lowest_bid
+        => two_nodes_wanted_gives_two_distinct_winners_each_paid_the_third_lowest_bid_on_postgres,
+    a_winner_that_refuses_the_accept_makes_the_placement_fall_back_to_the_next_bid
+        => a_winner_that_refuses_the_accept_makes_the_placement_fall_back_to_the_next_bid_on_postgres,
+    a_slow_subtree_does_not_block_the_auction
+        => a_slow_subtree_does_not_block_the_auction_on_postgres,
+    a_placement_finishes_when_its_sla_expires_and_frees_the_node
+        => a_placement_finishes_when_its_sla_expires_and_frees_the_node_on_postgres,
+    cancelling_a_placement_frees_the_node
+        => cancelling_a_placement_frees_the_node_on_postgres,
+    a_marketplace_restarted_after_kill_9_still_lists_every_node_and_placement
+        => a_marketplace_restarted_after_kill_9_still_lists_every_node_and_placement_on_postgres,
+    bad_input_is_refused_naming_the_field_or_every_nodes_reason
+        => bad_input_is_refused_naming_the_field_or_every_nodes_reason_on_postgres,
+    a_latency_budget_too_small_for_any_other_node_is_refused_with_latency_reasons
+        => a_latency_budget_too_small_for_any_other_node_is_refused_with_latency_reasons_on_postgres,
+    concurrent_placements_never_overcommit_a_node
+        => concurrent_placements_never_overcommit_a_node_on_postgres,
+    provisioned_functions_run_until_their_sla_ends_and_are_then_removed
+        => provisioned_functions_run_until_their_sla_ends_and_are_then_removed_on_postgres,
 );
 
 // ---------------------------------------------------------------------------------------------

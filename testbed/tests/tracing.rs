@@ -21,8 +21,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use testbed::{Federation, LaunchOptions, Topology, http_client};
-use tokio::time::Instant;
+use testbed::{Federation, LaunchOptions, Topology, http_client, poll_until};
 
 // ---------------------------------------------------------------------------------------------
 // A local OTLP/HTTP receiver
@@ -385,19 +384,11 @@ async fn poll<T>(
     what: &str,
     mut check: impl FnMut() -> Result<T, String>,
 ) -> T {
-    let until = Instant::now() + deadline;
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(why) if Instant::now() >= until => {
-                panic!("{what}: not within {deadline:?}: {why}")
-            }
-            Err(_) => {}
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(500));
-    }
+    poll_until(deadline, what, || {
+        let outcome = check();
+        async move { outcome }
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,20 +503,15 @@ async fn a_placement_and_an_invocation_are_each_one_trace_across_every_process()
     // 2. Invocations through the access node: wait until it routes (untraced by the test),
     // then one with the test's own `traceparent`.
     let invoke_url = format!("{access_url}/function/fogfn-{sla_id}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = client.post(&invoke_url).body("warm-up").send().await;
-        if let Ok(r) = r
-            && r.status() == StatusCode::OK
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the access node never routed to the host"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll_until(
+        Duration::from_secs(30),
+        "the access node to route to the host",
+        || async {
+            let r = client.post(&invoke_url).body("warm-up").send().await;
+            r.is_ok_and(|r| r.status() == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
     let trace_id = random_hex(16);
     let client_span_id = random_hex(8);
     let r = client

@@ -1,5 +1,6 @@
-//! The node's state and its placement operations: identity, the resource ledger, placements
-//! and their lifetime, overlay neighbours with their latency estimators.
+//! The node ([`Node`]) and every method of it: identity and signing, the resource ledger and
+//! placements with their lifetime, overlay neighbours with their latency estimators, the FaaS
+//! backend, link emulation delays, and the state view.
 //!
 //! The ledger and the placements live under one lock (the [`Book`]) so that they never
 //! disagree; no lock is held across an `.await`.

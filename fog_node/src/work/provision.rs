@@ -1,8 +1,8 @@
 //! Provisioning: deploying a won placement to the node's OpenFaaS gateway, waiting until it is
 //! ready (rolling back when it never is), and removing it when the SLA ends or is cancelled.
 //!
-//! The backend is either the embedded gateway (started by the node on first use, running
-//! functions as local processes) or a real OpenFaaS gateway; the same client talks to both.
+//! The backend ([`crate::backend`]) is either the embedded gateway or a real OpenFaaS gateway;
+//! the same client talks to both.
 
 use crate::error::ApiError;
 use crate::faas::{FunctionDeployment, FunctionResources, OpenFaasClient};

@@ -31,7 +31,7 @@ pub async fn deploy(n: &TestNode, s: &Sla) {
 }
 
 pub fn service(s: &Sla) -> String {
-    format!("fogfn-{}", s.id)
+    s.id.service_name()
 }
 
 pub fn route_node(n: &TestNode) -> RouteNode {
