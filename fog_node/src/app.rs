@@ -116,10 +116,12 @@ impl Application {
         loops.spawn("control", move || {
             crate::work::control::control_loop(n.clone())
         });
-        let n = node.clone();
-        loops.spawn("haproxy", move || {
-            crate::work::haproxy_mode::haproxy_loop(n.clone())
-        });
+        if crate::work::haproxy_mode::haproxy_wanted(&node.config) {
+            let n = node.clone();
+            loops.spawn("haproxy", move || {
+                crate::work::haproxy_mode::haproxy_loop(n.clone())
+            });
+        }
         let handle = self.server.handle();
         let server = self.server;
         let result = tokio::select! {

@@ -14,36 +14,44 @@
 //! node's native `/function/…` for those.
 
 use crate::client::PEER_HEADER;
-use crate::config::DataPlane;
+use crate::config::{Config, DataPlane};
 use crate::haproxy::{Desired, FunctionBackend, Haproxy, HaproxySettings, ServerKind, ServerSpec};
 use crate::state::node::Node;
 use model::time::Timestamp;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Runs HAProxy for the node until the task is dropped (dropping the driver stops HAProxy).
-pub async fn haproxy_loop(node: Arc<Node>) {
-    let config = node.offload.config.clone();
-    if config.data_plane != DataPlane::Haproxy {
-        return;
+/// Whether this node runs HAProxy: `data_plane = "haproxy"` in a setup it supports (an error
+/// says why not otherwise; the native data plane serves either way).
+pub fn haproxy_wanted(config: &Config) -> bool {
+    if config.offload.data_plane != DataPlane::Haproxy {
+        return false;
     }
-    if let Some(socket) = &config.haproxy.socket {
+    if let Some(socket) = &config.offload.haproxy.socket {
         tracing::error!(
             socket = %socket.display(),
             "offload.haproxy.socket (driving an HAProxy started elsewhere) is not supported yet; \
              remove it to let the node start HAProxy"
         );
-        return;
+        return false;
     }
-    if node.config.tls.serves() {
+    if config.tls.serves() {
         // HAProxy would reach the peers' TLS data planes in plain HTTP (and serve plain
         // HTTP itself): not supported with `[tls]` yet.
         tracing::error!(
             "offload.data_plane = \"haproxy\" is not supported with [tls]; \
              the native data plane serves"
         );
-        return;
+        return false;
     }
+    true
+}
+
+/// Runs HAProxy for the node until the task is dropped (dropping the driver stops HAProxy).
+/// Started only when [`haproxy_wanted`]; returns when HAProxy cannot be started, and its
+/// supervisor starts it again after a pause.
+pub async fn haproxy_loop(node: Arc<Node>) {
+    let config = node.offload.config.clone();
     let listen = match frontend_addr(config.haproxy.listen.as_deref()).await {
         Ok(a) => a,
         Err(e) => {
@@ -173,4 +181,35 @@ async fn desired(node: &Node, reject: SocketAddr) -> Result<Desired, String> {
         });
     }
     Ok(Desired { functions })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        name = "edge-1"
+        owner = "alice"
+        marketplace_url = "http://127.0.0.1:8000"
+        enrollment_secret = "s3cret"
+        capacity = { cpu = "4 cpu", memory = "8 GiB" }
+    "#;
+
+    fn config(extra: &str) -> Config {
+        Config::from_toml(&format!("{MINIMAL}\n{extra}")).expect("a valid test configuration")
+    }
+
+    #[test]
+    fn only_a_supported_haproxy_data_plane_starts_haproxy() {
+        assert!(!haproxy_wanted(&config("")));
+        assert!(!haproxy_wanted(&config(
+            "[offload]\ndata_plane = \"native\""
+        )));
+        assert!(haproxy_wanted(&config(
+            "[offload]\ndata_plane = \"haproxy\""
+        )));
+        assert!(!haproxy_wanted(&config(
+            "[offload]\ndata_plane = \"haproxy\"\n[offload.haproxy]\nsocket = \"/run/h.sock\""
+        )));
+    }
 }
