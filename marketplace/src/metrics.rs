@@ -57,13 +57,14 @@ pub fn refusal_label(reason: &RefusalReason) -> &'static str {
 }
 
 /// Every placement state, so that each `fogmarket_placements{state}` series exists (at 0).
-const PLACEMENT_STATES: [PlacementState; 6] = [
+const PLACEMENT_STATES: [PlacementState; 7] = [
     PlacementState::Reserved,
     PlacementState::Provisioning,
     PlacementState::Live,
     PlacementState::Failed,
     PlacementState::Finished,
     PlacementState::Cancelled,
+    PlacementState::Moved,
 ];
 
 /// The marketplace's metrics and their registry.

@@ -226,6 +226,33 @@ pub struct AuctionResult {
     pub refusals: Vec<Refusal>,
     pub bids: Vec<BidRecord>,
     pub placements: Vec<PlacementRecord>,
+    /// A re-placement: the placements it replaces, now `moved` (host, and when the host
+    /// died: their billing ends there).
+    pub moved: Vec<(NodeId, Timestamp)>,
+    /// What happened to the SLA's placements in this auction, for its history.
+    pub events: Vec<PlacementEvent>,
+}
+
+/// One entry of a placement's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementEvent {
+    pub sla_id: SlaId,
+    pub at: Timestamp,
+    /// The host the event is about, if any.
+    pub node_id: Option<NodeId>,
+    /// What happened (see [`event`]).
+    pub event: String,
+    pub reason: String,
+}
+
+/// The kinds of placement events.
+pub mod event {
+    /// The host died: the placement is to move.
+    pub const HOST_LOST: &str = "host_lost";
+    /// The placement now runs on `node_id`, auctioned again under its SLA.
+    pub const MOVED_TO: &str = "moved_to";
+    /// No node could take it; it is tried again with backoff until its lifetime ends.
+    pub const DEGRADED: &str = "degraded";
 }
 
 /// The marketplace database.
@@ -919,8 +946,83 @@ impl Repository {
         for p in &r.placements {
             insert_placement(&mut tx, p).await?;
         }
+        let sla_id = r.placements.first().map(|p| p.sla_id);
+        for (node, died_at) in &r.moved {
+            let Some(sla_id) = sla_id else { break };
+            // Billing of the old host ends when it died (never after what it had).
+            sqlx::query(
+                "UPDATE placements SET state = $1, updated_at_ms = $2, \
+                 ends_at_ms = CASE WHEN ends_at_ms < $3 THEN ends_at_ms ELSE $3 END \
+                 WHERE sla_id = $4 AND node_id = $5",
+            )
+            .bind(PlacementState::Moved.as_str())
+            .bind(ms(r.finished_at))
+            .bind(ms(*died_at))
+            .bind(sla_id.to_string())
+            .bind(node.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for e in &r.events {
+            insert_event(&mut tx, e).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Opens another auction for an SLA already stored (a re-placement).
+    pub async fn insert_auction(
+        &self,
+        sla: SlaId,
+        target: NodeId,
+        auction_id: AuctionId,
+        rule: AuctionRule,
+        now: Timestamp,
+    ) -> Result<(), RepoError> {
+        sqlx::query(
+            "INSERT INTO auctions (id, sla_id, rule, target_node, started_at_ms, outcome, refusals) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(auction_id.to_string())
+        .bind(sla.to_string())
+        .bind(rule.to_string())
+        .bind(target.to_string())
+        .bind(ms(now))
+        .bind(outcome::RUNNING)
+        .bind("[]")
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Adds one event to a placement's history.
+    pub async fn insert_event(&self, e: &PlacementEvent) -> Result<(), RepoError> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, e).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A placement's history, oldest first.
+    pub async fn events_for_sla(&self, sla: SlaId) -> Result<Vec<PlacementEvent>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT sla_id, at_ms, node_id, event, reason FROM placement_events \
+             WHERE sla_id = $1 ORDER BY at_ms",
+        )
+        .bind(sla.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PlacementEvent {
+                    sla_id: parse_col(row, "placement_events", "sla_id")?,
+                    at: ts(row.try_get("at_ms")?),
+                    node_id: opt_col(row, "placement_events", "node_id")?,
+                    event: row.try_get("event")?,
+                    reason: row.try_get("reason")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn auction(&self, id: AuctionId) -> Result<Option<AuctionRecord>, RepoError> {
@@ -1196,6 +1298,7 @@ impl Repository {
             format!(
                 "DELETE FROM bids WHERE auction_id IN (SELECT a.id FROM auctions a WHERE a.sla_id IN ({OVER}))"
             ),
+            format!("DELETE FROM placement_events WHERE sla_id IN ({OVER})"),
             format!("DELETE FROM placements WHERE sla_id IN ({OVER})"),
             format!("DELETE FROM auctions WHERE sla_id IN ({OVER})"),
             format!("DELETE FROM slas WHERE id IN ({OVER})"),
@@ -1275,6 +1378,24 @@ async fn insert_placement(
     Ok(())
 }
 
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    e: &PlacementEvent,
+) -> Result<(), RepoError> {
+    sqlx::query(
+        "INSERT INTO placement_events (sla_id, at_ms, node_id, event, reason) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(e.sla_id.to_string())
+    .bind(ms(e.at))
+    .bind(e.node_id.map(|n| n.to_string()))
+    .bind(e.event.clone())
+    .bind(e.reason.clone())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1288,6 +1409,7 @@ mod tests {
             PlacementState::Failed,
             PlacementState::Finished,
             PlacementState::Cancelled,
+            PlacementState::Moved,
         ] {
             assert_eq!(s.as_str().parse::<PlacementState>(), Ok(s));
         }

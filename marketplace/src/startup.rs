@@ -262,6 +262,9 @@ async fn liveness_loop(market: Marketplace, every: Duration) {
         if let Err(e) = market.mark_silent_nodes_dead(Timestamp::now()).await {
             tracing::warn!(error = %e, "liveness step failed");
         }
+        if let Err(e) = market.replace_lost_placements(Timestamp::now()).await {
+            tracing::warn!(error = %e, "re-placement step failed");
+        }
     }
 }
 

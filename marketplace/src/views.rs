@@ -5,7 +5,8 @@
 //! [`overall_state`]. Nothing here queries the database or calls a node.
 
 use crate::repository::{
-    AuctionRecord, BidRecord, NodeRecord, PlacementRecord, PlacementState, SlaRecord,
+    AuctionRecord, BidRecord, NodeRecord, PlacementEvent, PlacementRecord, PlacementState,
+    SlaRecord, event,
 };
 use model::latency::PathLatency;
 use model::protocol::{Bid, Refusal, Resources};
@@ -69,6 +70,28 @@ pub struct FunctionView {
     /// Node calls that failed while provisioning or cancelling (best effort).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Why the placement is `degraded`: a host died and no node could take its copy yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded_reason: Option<String>,
+    /// Where the placement has been: hosts lost, moves, tries that found no node (oldest
+    /// first; empty while it stays where it was placed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One entry of a placement's history.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub at: Timestamp,
+    /// `host_lost`, `moved_to` or `degraded`.
+    pub event: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<NodeId>,
+    /// The node's name, when it is registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    pub reason: String,
 }
 
 /// One node in `GET /api/fog`.
@@ -198,6 +221,8 @@ pub struct FunctionRecords {
     pub target: Option<NodeRecord>,
     /// The hosting nodes that are still registered.
     pub hosts: HashMap<NodeId, NodeRecord>,
+    /// The placement's history, oldest first.
+    pub events: Vec<PlacementEvent>,
 }
 
 /// A function and its placements: winners cheapest first, the invoke URL while one is live.
@@ -207,6 +232,7 @@ pub fn function_view(records: FunctionRecords) -> FunctionView {
     let mut winners: Vec<WinnerView> = records
         .placements
         .iter()
+        .filter(|p| p.state != PlacementState::Moved)
         .map(|p| {
             let node = records.hosts.get(&p.node_id);
             winner_view(p, &records.bids, node, access_url.as_deref())
@@ -217,8 +243,37 @@ pub fn function_view(records: FunctionRecords) -> FunctionView {
         .placements
         .iter()
         .any(|p| p.state == PlacementState::Live);
+    // Degraded: a copy is still on a dead host and the last try to move it found no node.
+    let stranded = records
+        .placements
+        .iter()
+        .any(|p| p.state.is_active() && !records.hosts.get(&p.node_id).is_some_and(|n| n.alive));
+    let degraded_reason = records
+        .events
+        .last()
+        .filter(|e| stranded && e.event == event::DEGRADED)
+        .map(|e| e.reason.clone());
+    let history = records
+        .events
+        .iter()
+        .map(|e| HistoryEntry {
+            at: e.at,
+            event: e.event.clone(),
+            node_id: e.node_id,
+            node_name: e
+                .node_id
+                .and_then(|id| records.hosts.get(&id))
+                .map(|n| n.name.clone()),
+            reason: e.reason.clone(),
+        })
+        .collect();
     FunctionView {
-        state: overall_state(&records.placements),
+        state: match degraded_reason {
+            Some(_) => "degraded".to_string(),
+            None => overall_state(&records.placements),
+        },
+        degraded_reason,
+        history,
         invoke_url: access_url.filter(|_| live),
         sla: records.sla.sla,
         target_node: records.sla.target_node,

@@ -208,6 +208,8 @@ async fn an_auction_with_bids_and_placements_reads_back(db: &TestDb) {
             },
         ],
         placements: vec![placement.clone()],
+        moved: Vec::new(),
+        events: Vec::new(),
     })
     .await
     .unwrap();
@@ -428,6 +430,8 @@ async fn closed_sla(
             refused_accept: false,
         }],
         placements,
+        moved: Vec::new(),
+        events: Vec::new(),
     })
     .await
     .unwrap();
@@ -628,6 +632,8 @@ async fn auction_at(
                 error: None,
             })
             .collect(),
+        moved: Vec::new(),
+        events: Vec::new(),
     })
     .await
     .unwrap();

@@ -361,6 +361,9 @@ pub enum PlacementState {
     /// The lifetime (`duration`) ended.
     Finished,
     Cancelled,
+    /// The host died and the placement continues on another node (the marketplace's record
+    /// of the old host; a node never reports it).
+    Moved,
 }
 
 impl PlacementState {
@@ -377,6 +380,7 @@ impl PlacementState {
             PlacementState::Failed => "failed",
             PlacementState::Finished => "finished",
             PlacementState::Cancelled => "cancelled",
+            PlacementState::Moved => "moved",
         }
     }
     /// Still holding resources on its node.
@@ -401,6 +405,7 @@ impl FromStr for PlacementState {
             "failed" => PlacementState::Failed,
             "finished" => PlacementState::Finished,
             "cancelled" => PlacementState::Cancelled,
+            "moved" => PlacementState::Moved,
             other => return Err(format!("unknown placement state `{other}`")),
         })
     }

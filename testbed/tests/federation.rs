@@ -146,6 +146,8 @@ federation_tests!(
         => concurrent_placements_never_overcommit_a_node_on_postgres,
     provisioned_functions_run_until_their_sla_ends_and_are_then_removed
         => provisioned_functions_run_until_their_sla_ends_and_are_then_removed_on_postgres,
+    a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_function_again
+        => a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_function_again_on_postgres,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -977,4 +979,79 @@ async fn provisioned_functions_run_until_their_sla_ends_and_are_then_removed(bac
         )
         .await;
     }
+}
+
+async fn a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_function_again(
+    backend: &Backend,
+) {
+    let mut t = start(backend, topology(&seven_nodes(), 1000)).await;
+    let placed = place_and_provision(&t, sla("100 m", "64 MB", "10 min", "1000 ms"), "e11").await;
+    assert_eq!(placed["state"], "live", "{placed:#}");
+    let id: SlaId = placed["sla"]["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("sla id");
+    let host = t.name_of(
+        placed["chosen"]["bid"]["nodeId"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("winner id"),
+    );
+    assert_ne!(
+        host, "e11",
+        "the test needs a host other than the access node"
+    );
+    // Clients call the access node, which routes to the host.
+    let access = placed["invokeUrl"]
+        .as_str()
+        .expect("the access node's invoke URL")
+        .to_string();
+    let served_by = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-served-by-node")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let r = t
+        .client
+        .post(&access)
+        .body("before")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(served_by(&r), host);
+
+    t.fed.kill_node(&host).await.expect("kill -9 the host");
+    let killed_at = Instant::now();
+    // Served again, by another node, through the same access URL (the bound: dead after 3
+    // missed heartbeats, then one auction and a provisioning).
+    let new_host = poll_until(
+        Duration::from_secs(20),
+        "the access node to serve the function again from another host",
+        || async {
+            let r = t.client.post(&access).body("after").send().await.ok()?;
+            (r.status() == StatusCode::OK)
+                .then(|| served_by(&r))
+                .filter(|by| *by != host)
+        },
+    )
+    .await;
+    eprintln!(
+        "served again by {new_host} {:?} after the kill",
+        killed_at.elapsed()
+    );
+
+    // The placement kept its id; its record names both hosts.
+    let (status, view) = t.get_json(&t.url(&format!("/api/function/{id}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["state"], "live", "{view:#}");
+    assert_eq!(view["chosen"]["nodeName"], new_host.as_str(), "{view:#}");
+    let events: Vec<&str> = view["history"]
+        .as_array()
+        .map(|h| h.iter().filter_map(|e| e["event"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(events, vec!["host_lost", "moved_to"], "{view:#}");
+    assert_eq!(view["history"][0]["nodeName"], host.as_str(), "{view:#}");
 }

@@ -56,6 +56,11 @@ pub struct Marketplace {
     dashboard: Arc<Dashboard>,
     /// Client tokens and limits of the client API.
     pub(super) clients: Arc<ClientGate>,
+    /// When each degraded placement is tried again.
+    pub(super) retries: Arc<super::healing::Retries>,
+    /// When this marketplace started: every node counts as dead until it heartbeats again,
+    /// so nothing is re-placed before the nodes had the time to.
+    pub(super) started_at: Timestamp,
 }
 
 impl Marketplace {
@@ -76,6 +81,8 @@ impl Marketplace {
             call_margin: config.call_margin,
             heartbeat_interval: config.heartbeat_interval,
             routes: Arc::new(RouteBook::new()),
+            retries: Arc::default(),
+            started_at: Timestamp::now(),
         }
     }
 

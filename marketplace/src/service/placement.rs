@@ -9,8 +9,8 @@ use crate::error::ServiceError;
 use crate::metrics::{AuctionOutcome, Metrics};
 use crate::node_client::{NodeAddr, NodeCallError};
 use crate::repository::{
-    AuctionResult, BidRecord, NodeRecord, PlacementRecord, PlacementState, RepoError, SlaOrigin,
-    outcome,
+    AuctionResult, BidRecord, NodeRecord, PlacementEvent, PlacementRecord, PlacementState,
+    RepoError, SlaOrigin, event, outcome,
 };
 use crate::views::FunctionView;
 use model::auction::{AuctionRule, Award, run_auction};
@@ -109,6 +109,50 @@ impl Acceptance {
     /// The bids whose holds become placements.
     fn kept(&self) -> HashSet<BidId> {
         self.winners().iter().map(|(a, _)| a.bid.id).collect()
+    }
+}
+
+/// How an auction closes: its id, when, and what it replaces (a re-placement).
+struct Closing<'a> {
+    auction_id: AuctionId,
+    finished_at: Timestamp,
+    replacing: Option<&'a Replacing>,
+}
+
+/// A re-placement: what the auction replaces, for its records.
+pub(super) struct Replacing {
+    /// When the placement's lifetime ends (a move does not extend it).
+    pub(super) ends_at: Timestamp,
+    /// The lost hosts, and when each was last heard of (their billing ends there).
+    pub(super) lost: Vec<(NodeId, Timestamp)>,
+    /// Why they are lost.
+    pub(super) reason: String,
+}
+
+impl Replacing {
+    /// The history of a successful move: each lost host (when it was last heard of), then
+    /// each new one (when the auction closed).
+    fn events(
+        &self,
+        sla: SlaId,
+        placements: &[PlacementRecord],
+        at: Timestamp,
+    ) -> Vec<PlacementEvent> {
+        let lost = self.lost.iter().map(|(node, died)| PlacementEvent {
+            sla_id: sla,
+            at: (*died).min(at),
+            node_id: Some(*node),
+            event: event::HOST_LOST.to_string(),
+            reason: self.reason.clone(),
+        });
+        let moved = placements.iter().map(|p| PlacementEvent {
+            sla_id: sla,
+            at,
+            node_id: Some(p.node_id),
+            event: event::MOVED_TO.to_string(),
+            reason: format!("auctioned again among the live nodes at {}", p.price),
+        });
+        lost.chain(moved).collect()
     }
 }
 
@@ -270,8 +314,11 @@ impl Marketplace {
         let finished_at = now.plus(started.elapsed());
         self.record_auction(
             &sla,
-            auction_id,
-            finished_at,
+            Closing {
+                auction_id,
+                finished_at,
+                replacing: None,
+            },
             &bids.all,
             &acceptance,
             &refusals,
@@ -301,6 +348,73 @@ impl Marketplace {
         let mut view = self.view(sla.id).await?;
         view.errors = errors;
         Ok(view)
+    }
+
+    /// Runs an auction for `sla` again (its `nodes` = the copies to replace, its `duration` =
+    /// what is left of its lifetime) among the live nodes that do not host it already, and
+    /// records it with the move. Ok(true) when every wanted copy found a host; Ok(false)
+    /// (recorded as an auction that placed nothing) with the refusals' summary otherwise.
+    pub(super) async fn replacement_auction(
+        &self,
+        sla: &Sla,
+        target: &NodeRecord,
+        exclude: &HashSet<NodeId>,
+        replacing: &Replacing,
+        now: Timestamp,
+    ) -> Result<Result<(), String>, ServiceError> {
+        let auction_id = AuctionId::new();
+        let started = Instant::now();
+        self.repo
+            .insert_auction(sla.id, target.id, auction_id, self.rule, now)
+            .await?;
+        let mut recorder = AuctionRecorder::new(&self.metrics, self.rule);
+        let Answers {
+            bids: received,
+            mut refusals,
+            dropped,
+        } = self.ask_for_bids(target, sla, auction_id, now).await?;
+        let registry = self.registry().await?;
+        let bids = screen_bids(received, &registry, &mut refusals);
+        recorder.bids = bids.all.len();
+        let eligible: Vec<Bid> = bids
+            .eligible
+            .iter()
+            .filter(|b| !exclude.contains(&b.node_id))
+            .cloned()
+            .collect();
+        let acceptance = self.award_and_accept(sla, &eligible, &mut refusals).await;
+        refusals.extend(over_max_refusals(&acceptance.over_max, sla.max_price));
+        self.release_unplaced(&bids.all, &acceptance.kept(), &dropped, &registry);
+        if !acceptance.placed() {
+            for (award, _) in &acceptance.accepted {
+                self.cancel_in_background(award.bid.node_id, award.bid.node_url.clone(), sla.id);
+            }
+        }
+        let finished_at = now.plus(started.elapsed());
+        self.record_auction(
+            sla,
+            Closing {
+                auction_id,
+                finished_at,
+                replacing: Some(replacing),
+            },
+            &bids.all,
+            &acceptance,
+            &refusals,
+        )
+        .await?;
+        if acceptance.placed() {
+            recorder.outcome = AuctionOutcome::Placed;
+            return Ok(Ok(()));
+        }
+        recorder.outcome = AuctionOutcome::NoFeasibleNode;
+        let err = no_feasible_node(
+            acceptance.wanted,
+            acceptance.accepted.len(),
+            bids.all.len(),
+            refusals,
+        );
+        Ok(Err(err.to_string()))
     }
 
     /// The caller's limits: placement rate, auctions in flight (the slot returned counts this
@@ -573,17 +687,21 @@ impl Marketplace {
     async fn record_auction(
         &self,
         sla: &Sla,
-        auction_id: AuctionId,
-        finished_at: Timestamp,
+        closing: Closing<'_>,
         bids: &[Bid],
         acceptance: &Acceptance,
         refusals: &[Refusal],
     ) -> Result<(), ServiceError> {
+        let Closing {
+            auction_id,
+            finished_at,
+            replacing,
+        } = closing;
         self.metrics.refusals(refusals.iter().map(|r| &r.reason));
         for (award, _) in acceptance.winners() {
             self.metrics.winning_price(award.price.value());
         }
-        let placements = acceptance
+        let placements: Vec<PlacementRecord> = acceptance
             .winners()
             .iter()
             .map(|(award, _)| PlacementRecord {
@@ -594,7 +712,10 @@ impl Marketplace {
                 price: award.price,
                 state: PlacementState::Reserved,
                 created_at: finished_at,
-                ends_at: finished_at.plus(sla.duration.as_duration()),
+                ends_at: replacing.map_or_else(
+                    || finished_at.plus(sla.duration.as_duration()),
+                    |r| r.ends_at,
+                ),
                 updated_at: finished_at,
                 invoke_url: None,
                 error: None,
@@ -622,6 +743,14 @@ impl Marketplace {
                 outcome: outcome.to_string(),
                 refusals: refusals.to_vec(),
                 bids: bid_records,
+                events: match replacing {
+                    Some(r) if acceptance.placed() => r.events(sla.id, &placements, finished_at),
+                    _ => Vec::new(),
+                },
+                moved: match replacing {
+                    Some(r) if acceptance.placed() => r.lost.clone(),
+                    _ => Vec::new(),
+                },
                 placements,
             })
             .await?;

@@ -66,6 +66,7 @@ impl Marketplace {
             placements,
             target,
             hosts,
+            events: self.repo.events_for_sla(sla).await?,
         }))
     }
 

@@ -150,7 +150,7 @@ impl Marketplace {
     }
 
     /// Liveness step: nodes silent for [`MISSED_HEARTBEATS`] intervals become `alive = false`.
-    /// Their live placements stay recorded (re-placement is future work).
+    /// Their placements move with [`Marketplace::replace_lost_placements`].
     pub async fn mark_silent_nodes_dead(&self, now: Timestamp) -> Result<u64, ServiceError> {
         let silence = self
             .heartbeat_interval
