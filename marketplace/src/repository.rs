@@ -970,6 +970,26 @@ impl Repository {
         Ok(())
     }
 
+    /// The SLAs that moved away from `node` and still run elsewhere: the node, back from the
+    /// dead, must release its copies.
+    pub async fn moved_away_from(&self, node: NodeId) -> Result<Vec<SlaId>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT p.sla_id FROM placements p WHERE p.state = $1 AND p.node_id = $2 \
+             AND EXISTS (SELECT 1 FROM placements q WHERE q.sla_id = p.sla_id \
+             AND q.state IN ($3, $4, $5)) ORDER BY p.sla_id",
+        )
+        .bind(PlacementState::Moved.as_str())
+        .bind(node.to_string())
+        .bind(PlacementState::Reserved.as_str())
+        .bind(PlacementState::Provisioning.as_str())
+        .bind(PlacementState::Live.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| parse_col(row, "placements", "sla_id"))
+            .collect()
+    }
+
     /// Opens another auction for an SLA already stored (a re-placement).
     pub async fn insert_auction(
         &self,

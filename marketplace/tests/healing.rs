@@ -175,6 +175,14 @@ async fn moves_off_a_dead_host(db: TestDb) {
     if let Some(first_end) = first_end {
         assert!(new.ends_at.as_millis() <= first_end);
     }
+
+    // `a` comes back: its heartbeat tells it to release the copy that moved; `b` is told
+    // nothing.
+    let (status, hb) = heartbeat(&app, a.id, &a.key(), Resources::ZERO).await;
+    assert_eq!(status, 200, "{hb}");
+    assert_eq!(hb["released"], json!([id.to_string()]), "{hb}");
+    let (_, hb) = heartbeat(&app, b.id, &b.key(), Resources::ZERO).await;
+    assert!(hb.get("released").is_none(), "{hb}");
 }
 
 #[tokio::test]

@@ -343,6 +343,10 @@ pub struct Neighbour {
 #[serde(rename_all = "camelCase")]
 pub struct HeartbeatResponse {
     pub neighbours: Vec<Neighbour>,
+    /// Placements this node must no longer serve: they moved to other nodes while it was
+    /// taken for dead. The node releases them (idempotent: unknown ones are ignored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<SlaId>,
 }
 
 /// State of one placement (one SLA on one hosting node), the same at the node and at the

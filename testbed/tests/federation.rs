@@ -1054,4 +1054,33 @@ async fn a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_f
         .unwrap_or_default();
     assert_eq!(events, vec!["host_lost", "moved_to"], "{view:#}");
     assert_eq!(view["history"][0]["nodeName"], host.as_str(), "{view:#}");
+
+    // The old host comes back (same key, same address): it learns that the placement moved
+    // and releases its copy instead of serving a stale one.
+    t.fed
+        .restart_node(&host)
+        .await
+        .expect("restart the old host");
+    poll_until(
+        Duration::from_secs(15),
+        "the old host to release the placement that moved",
+        || async {
+            let state = t.node_state(&host).await;
+            state
+                .placements
+                .iter()
+                .all(|p| p.sla_id != id || p.state == "cancelled")
+                .then_some(())
+        },
+    )
+    .await;
+    let r = t
+        .client
+        .post(&access)
+        .body("later")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(served_by(&r), new_host);
 }

@@ -90,6 +90,7 @@ pub async fn heartbeat(node: &Node, identity: &Identity) -> Result<(), (bool, St
     match result {
         Ok(resp) => {
             node.set_neighbours(resp.neighbours);
+            release_moved(node, &resp.released).await;
             Ok(())
         }
         Err(e) => {
@@ -98,6 +99,17 @@ pub async fn heartbeat(node: &Node, identity: &Identity) -> Result<(), (bool, St
                 Some(StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
             );
             Err((reenroll, e.to_string()))
+        }
+    }
+}
+
+/// Releases the placements the marketplace moved to other nodes while this one was taken for
+/// dead: it must not serve a stale copy. Placements it does not hold are ignored.
+async fn release_moved(node: &Node, released: &[model::SlaId]) {
+    for &sla in released {
+        if let Ok(placement) = node.cancel(sla, Timestamp::now()) {
+            tracing::warn!(sla_id = %sla, "placement moved to another node while this one was taken for dead; releasing it");
+            crate::work::provision::remove_deployed(node, std::slice::from_ref(&placement)).await;
         }
     }
 }

@@ -135,7 +135,11 @@ impl Marketplace {
             None => Vec::new(),
             Some(me) => neighbours_of(me, &all),
         };
-        Ok(HeartbeatResponse { neighbours })
+        let released = self.repo.moved_away_from(id).await?;
+        Ok(HeartbeatResponse {
+            neighbours,
+            released,
+        })
     }
 
     /// Every node, by name.

@@ -293,6 +293,31 @@ impl Federation {
         node.proc.kill().await
     }
 
+    /// Starts a node again (after [`kill_node`](Self::kill_node), or kills it first) with the
+    /// same configuration, state directory (so the same key and id) and address, and waits
+    /// until it has printed its listening line.
+    pub async fn restart_node(&mut self, name: &str) -> Result<()> {
+        let deadline = self.options.readiness_deadline;
+        let node = self
+            .nodes
+            .get_mut(name)
+            .ok_or_else(|| LaunchError::UnknownNode(name.to_string()))?;
+        if node.proc.child.is_some() {
+            node.proc.kill().await?;
+        }
+        // Same address as before, so peers and the route table reach it where they did.
+        if let Some(addr) = reqwest::Url::parse(&node.url)
+            .ok()
+            .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)))
+        {
+            node.proc.envs.retain(|(k, _)| k != "FOG_NODE_LISTEN");
+            node.proc.envs.push(("FOG_NODE_LISTEN".to_string(), addr));
+        }
+        let addr = node.proc.start(deadline).await?;
+        node.url = url_of(self.scheme, addr);
+        Ok(())
+    }
+
     /// SIGKILLs the marketplace (kill -9: no graceful shutdown) and waits until it is gone.
     pub async fn kill_marketplace(&mut self) -> Result<()> {
         self.marketplace.kill().await
