@@ -34,8 +34,8 @@ pub mod tls;
 pub mod topology;
 
 pub use launcher::{
-    Federation, LaunchError, LaunchOptions, default_bin_dir, find_binary, http_client,
-    http_client_trusting,
+    Federation, LaunchError, LaunchOptions, Member, Supervision, SupervisionEvent, default_bin_dir,
+    find_binary, http_client, http_client_trusting,
 };
 pub use poll::poll_until;
 pub use topology::{MarketplaceSettings, NodeSpec, Topology, TopologyError};

@@ -234,11 +234,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 topo.nodes().len(),
                 topology.display()
             );
-            let federation = Federation::start(topo, options).await?;
+            let mut federation = Federation::start(topo, options).await?;
             print_federation(&federation);
-            tokio::signal::ctrl_c()
-                .await
-                .context("cannot wait for Ctrl-C")?;
+            // Until Ctrl-C: a process that exits is shown and started again with backoff.
+            let mut supervision = testbed::Supervision::new();
+            let stop = tokio::signal::ctrl_c();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    r = &mut stop => {
+                        r.context("cannot wait for Ctrl-C")?;
+                        break;
+                    }
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {
+                        let now = tokio::time::Instant::now();
+                        for event in supervision.step(&mut federation, now).await {
+                            eprintln!("{event}");
+                        }
+                    }
+                }
+            }
             eprintln!("stopping every process ...");
             federation.stop().await?;
             eprintln!("stopped");

@@ -318,6 +318,30 @@ impl Federation {
         Ok(())
     }
 
+    /// The processes that exited on their own since the last call, with their status (the
+    /// ones stopped through this federation are not reported).
+    pub fn exited(&mut self) -> Vec<(super::supervision::Member, String)> {
+        use super::supervision::Member;
+        let mut out = Vec::new();
+        if let Some(status) = self.marketplace.take_exit() {
+            out.push((Member::Marketplace, status));
+        }
+        for (name, node) in &mut self.nodes {
+            if let Some(status) = node.proc.take_exit() {
+                out.push((Member::Node(name.clone()), status));
+            }
+        }
+        out
+    }
+
+    /// The process id of a running node (to signal it from outside, as a crash would).
+    pub fn node_pid(&self, name: &str) -> Option<u32> {
+        self.nodes
+            .get(name)
+            .and_then(|n| n.proc.pid())
+            .and_then(|p| u32::try_from(p.as_raw()).ok())
+    }
+
     /// SIGKILLs the marketplace (kill -9: no graceful shutdown) and waits until it is gone.
     pub async fn kill_marketplace(&mut self) -> Result<()> {
         self.marketplace.kill().await

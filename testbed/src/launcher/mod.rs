@@ -24,6 +24,7 @@ mod federation;
 mod options;
 mod process;
 mod readiness;
+mod supervision;
 mod tls;
 
 pub use client::{MAX_ANSWER, http_client, http_client_trusting};
@@ -36,3 +37,4 @@ pub use process::{
 };
 pub(crate) use process::{read_until_listening, tie_to_parent};
 pub use readiness::{FogEntry, list_fog};
+pub use supervision::{Event as SupervisionEvent, Member, Supervision};

@@ -200,7 +200,16 @@ impl Proc {
         Ok(addr)
     }
 
-    fn pid(&self) -> Option<Pid> {
+    /// Whether the process exited on its own since the last look: its status, once (the
+    /// process is then no longer this `Proc`'s).
+    pub(super) fn take_exit(&mut self) -> Option<String> {
+        let status = self.exited()?;
+        self.child = None;
+        Some(status.to_string())
+    }
+
+    /// The process id, while it runs.
+    pub(super) fn pid(&self) -> Option<Pid> {
         self.child
             .as_ref()
             .and_then(Child::id)
