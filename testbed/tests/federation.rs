@@ -148,6 +148,8 @@ federation_tests!(
         => provisioned_functions_run_until_their_sla_ends_and_are_then_removed_on_postgres,
     a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_function_again
         => a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_function_again_on_postgres,
+    a_host_stopped_with_sigstop_is_replaced_and_releases_its_copy_when_continued
+        => a_host_stopped_with_sigstop_is_replaced_and_releases_its_copy_when_continued_on_postgres,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -984,6 +986,25 @@ async fn provisioned_functions_run_until_their_sla_ends_and_are_then_removed(bac
 async fn a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_function_again(
     backend: &Backend,
 ) {
+    host_fails_and_is_replaced(backend, Fault::Kill).await;
+}
+
+async fn a_host_stopped_with_sigstop_is_replaced_and_releases_its_copy_when_continued(
+    backend: &Backend,
+) {
+    host_fails_and_is_replaced(backend, Fault::Stop).await;
+}
+
+/// How the host of the function fails.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// `kill -9`; it is later started again on its address and state directory.
+    Kill,
+    /// `SIGSTOP` (a gray failure: its sockets accept, nothing answers); later `SIGCONT`.
+    Stop,
+}
+
+async fn host_fails_and_is_replaced(backend: &Backend, fault: Fault) {
     let mut t = start(backend, topology(&seven_nodes(), 1000)).await;
     let placed = place_and_provision(&t, sla("100 m", "64 MB", "10 min", "1000 ms"), "e11").await;
     assert_eq!(placed["state"], "live", "{placed:#}");
@@ -1023,7 +1044,13 @@ async fn a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_f
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(served_by(&r), host);
 
-    t.fed.kill_node(&host).await.expect("kill -9 the host");
+    let pid = t.fed.node_pid(&host).expect("the host runs");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+    match fault {
+        Fault::Kill => t.fed.kill_node(&host).await.expect("kill -9 the host"),
+        Fault::Stop => nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)
+            .expect("SIGSTOP the host"),
+    }
     let killed_at = Instant::now();
     // Served again, by another node, through the same access URL (the bound: dead after 3
     // missed heartbeats, then one auction and a provisioning).
@@ -1031,7 +1058,15 @@ async fn a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_f
         Duration::from_secs(20),
         "the access node to serve the function again from another host",
         || async {
-            let r = t.client.post(&access).body("after").send().await.ok()?;
+            // A stopped host accepts connections and never answers: bound each try.
+            let r = t
+                .client
+                .post(&access)
+                .body("after")
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()?;
             (r.status() == StatusCode::OK)
                 .then(|| served_by(&r))
                 .filter(|by| *by != host)
@@ -1039,7 +1074,7 @@ async fn a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_f
     )
     .await;
     eprintln!(
-        "served again by {new_host} {:?} after the kill",
+        "served again by {new_host} {:?} after the {fault:?}",
         killed_at.elapsed()
     );
 
@@ -1057,10 +1092,15 @@ async fn a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_f
 
     // The old host comes back (same key, same address): it learns that the placement moved
     // and releases its copy instead of serving a stale one.
-    t.fed
-        .restart_node(&host)
-        .await
-        .expect("restart the old host");
+    match fault {
+        Fault::Kill => t
+            .fed
+            .restart_node(&host)
+            .await
+            .expect("restart the old host"),
+        Fault::Stop => nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT)
+            .expect("SIGCONT the host"),
+    }
     poll_until(
         Duration::from_secs(15),
         "the old host to release the placement that moved",
@@ -1074,6 +1114,13 @@ async fn a_host_killed_with_sigkill_is_replaced_and_the_access_node_serves_the_f
         },
     )
     .await;
+    // It had the placement (back from its state directory, or still in memory when it was
+    // stopped), and released it when told.
+    let log = std::fs::read_to_string(t.fed.log_path(&host).expect("a log")).unwrap_or_default();
+    assert!(
+        log.contains("taken for dead; releasing it"),
+        "the old host never released its copy:\n{log}"
+    );
     let r = t
         .client
         .post(&access)
