@@ -68,6 +68,11 @@ bench name *flags:
     cargo build --release --workspace --bins
     cargo run --release -p testbed -- bench {{name}} {{flags}}
 
+# The fault campaign on release builds (kill -9 of a host, of the access node's parent, of the marketplace; SIGSTOP of a host; a dead host restarted), each on a fresh local federation under load; results in bench/results/faults.{md,json}. Extra flags go to `testbed faults`
+faults *flags:
+    cargo build --release --workspace --bins
+    cargo run --release -p testbed -- faults {{flags}}
+
 # Format every crate
 fmt:
     cargo fmt --all

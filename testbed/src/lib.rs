@@ -27,6 +27,7 @@ pub mod bench;
 pub mod bench_faas;
 pub mod bench_offload;
 pub mod bench_proxy;
+pub mod faults;
 pub mod launcher;
 pub mod load;
 pub mod poll;

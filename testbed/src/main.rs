@@ -60,6 +60,29 @@ enum Command {
         #[command(subcommand)]
         bench: Bench,
     },
+    /// The fault campaign: each scenario on a fresh federation under load; writes
+    /// faults.json and faults.md.
+    Faults {
+        #[arg(long, default_value = "testbed/topologies/local.toml")]
+        topology: PathBuf,
+        /// Requests per second sent to the function's access node.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Load before the fault, e.g. `10s`.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        before: Duration,
+        /// Load after the fault, e.g. `20s` (at least 30 s for the SIGSTOP scenario).
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        after: Duration,
+        /// Only these scenarios, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        /// Directory holding the binaries (default: next to this executable).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -351,6 +374,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Faults {
+            topology,
+            rate,
+            before,
+            after,
+            only,
+            out,
+            bin_dir: explicit_bin_dir,
+        } => {
+            faults(testbed::faults::FaultOptions {
+                topology,
+                rate,
+                before,
+                after,
+                only,
+                out,
+                bin_dir: bin_dir(explicit_bin_dir, false)?,
+            })
+            .await
+        }
         Command::Bench {
             bench:
                 Bench::Offload {
@@ -380,6 +423,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `testbed faults`.
+async fn faults(options: testbed::faults::FaultOptions) -> anyhow::Result<()> {
+    let known: Vec<&str> = testbed::faults::SCENARIOS.iter().map(|s| s.name).collect();
+    if let Some(unknown) = options.only.iter().find(|o| !known.contains(&o.as_str())) {
+        anyhow::bail!(
+            "--only: no scenario `{unknown}` (known: {})",
+            known.join(", ")
+        );
+    }
+    if !(options.rate.is_finite() && options.rate > 0.0) {
+        anyhow::bail!("--rate: must be a positive number of requests per second");
+    }
+    let report = testbed::faults::run_faults(&options).await?;
+    println!("{}", report.markdown());
+    println!(
+        "wrote {} and {}",
+        options.out.join("faults.json").display(),
+        options.out.join("faults.md").display()
+    );
+    Ok(())
 }
 
 /// Whether a URL's host is a loopback address (`http://127.0.0.1:8000`, `https://[::1]:8000`).
