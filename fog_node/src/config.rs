@@ -374,17 +374,21 @@ impl Config {
     }
 }
 
+/// The smallest valid node configuration, for the unit tests of every module.
+#[cfg(test)]
+pub(crate) const MINIMAL_TEST_CONFIG: &str = r#"
+    name = "edge-1"
+    owner = "alice"
+    marketplace_url = "http://127.0.0.1:8000"
+    enrollment_secret = "s3cret"
+    capacity = { cpu = "4 cpu", memory = "8 GiB" }
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
-        name = "edge-1"
-        owner = "alice"
-        marketplace_url = "http://127.0.0.1:8000"
-        enrollment_secret = "s3cret"
-        capacity = { cpu = "4 cpu", memory = "8 GiB" }
-    "#;
+    const MINIMAL: &str = MINIMAL_TEST_CONFIG;
 
     #[test]
     fn a_minimal_config_gets_documented_defaults() {

@@ -1,6 +1,7 @@
 //! The node's placements and its resource ledger, kept together in one [`Book`] so that they
 //! never disagree.
 
+use crate::error::ApiError;
 use model::Sla;
 use model::ids::{BidId, SlaId};
 use model::ledger::Ledger;
@@ -45,4 +46,14 @@ pub struct Placement {
 pub struct Book {
     pub ledger: Ledger,
     pub placements: BTreeMap<SlaId, Placement>,
+}
+
+impl Book {
+    /// The placement of `sla_id` while it is active (not closed); `NotFound` otherwise.
+    pub fn active_mut(&mut self, sla_id: SlaId) -> Result<&mut Placement, ApiError> {
+        self.placements
+            .get_mut(&sla_id)
+            .filter(|p| p.closed_at.is_none())
+            .ok_or_else(|| ApiError::NotFound(format!("no active placement for SLA {sla_id}")))
+    }
 }

@@ -417,13 +417,7 @@ impl Node {
     ) -> Result<R, ApiError> {
         let r = {
             let mut book = self.book();
-            let p = book
-                .placements
-                .get_mut(&sla_id)
-                .filter(|p| p.closed_at.is_none())
-                .ok_or_else(|| {
-                    ApiError::NotFound(format!("no active placement for SLA {sla_id}"))
-                })?;
+            let p = book.active_mut(sla_id)?;
             f(p)
         };
         self.save();
@@ -441,13 +435,7 @@ impl Node {
     ) -> Result<Placement, ApiError> {
         let placement = {
             let mut book = self.book();
-            let p = book
-                .placements
-                .get_mut(&sla_id)
-                .filter(|p| p.closed_at.is_none())
-                .ok_or_else(|| {
-                    ApiError::NotFound(format!("no active placement for SLA {sla_id}"))
-                })?;
+            let p = book.active_mut(sla_id)?;
             p.state = state;
             p.error = error.or(p.error.take());
             p.closed_at = Some(now);

@@ -187,16 +187,9 @@ async fn desired(node: &Node, reject: SocketAddr) -> Result<Desired, String> {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
-        name = "edge-1"
-        owner = "alice"
-        marketplace_url = "http://127.0.0.1:8000"
-        enrollment_secret = "s3cret"
-        capacity = { cpu = "4 cpu", memory = "8 GiB" }
-    "#;
-
     fn config(extra: &str) -> Config {
-        Config::from_toml(&format!("{MINIMAL}\n{extra}")).expect("a valid test configuration")
+        Config::from_toml(&format!("{}\n{extra}", crate::config::MINIMAL_TEST_CONFIG))
+            .expect("a valid test configuration")
     }
 
     #[test]

@@ -27,10 +27,10 @@ pub struct HealingReport {
     pub degraded: usize,
 }
 
-/// When each degraded placement may be tried again, and the pause after that.
+/// When each degraded placement may be tried again, and how many tries failed so far.
 #[derive(Default)]
 pub(super) struct Retries {
-    next: Mutex<HashMap<SlaId, (Timestamp, Duration)>>,
+    next: Mutex<HashMap<SlaId, (Timestamp, usize)>>,
 }
 
 impl Retries {
@@ -40,10 +40,11 @@ impl Retries {
 
     fn failed(&self, sla: SlaId, now: Timestamp) -> Duration {
         let mut next = self.next.lock();
-        let pause = next
-            .get(&sla)
-            .map_or(FIRST_RETRY, |(_, p)| (*p * 2).min(MAX_RETRY));
-        next.insert(sla, (now.plus(pause), pause));
+        let failures = next.get(&sla).map_or(0, |(_, n)| *n);
+        let pause = supervisor::delays(FIRST_RETRY, MAX_RETRY)
+            .nth(failures)
+            .unwrap_or(MAX_RETRY);
+        next.insert(sla, (now.plus(pause), failures + 1));
         pause
     }
 
@@ -60,11 +61,7 @@ impl Marketplace {
         now: Timestamp,
     ) -> Result<HealingReport, ServiceError> {
         // After a start every node counts as dead until it heartbeats: wait out the bound.
-        let silence = self
-            .heartbeat_interval
-            .checked_mul(super::registry::MISSED_HEARTBEATS)
-            .unwrap_or(Duration::MAX);
-        if now < self.started_at.plus(silence) {
+        if now < self.started_at.plus(self.silence()) {
             return Ok(HealingReport::default());
         }
         let nodes: HashMap<NodeId, NodeRecord> = self

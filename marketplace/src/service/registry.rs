@@ -153,13 +153,18 @@ impl Marketplace {
             .collect())
     }
 
+    /// How long a node may stay silent before it counts as dead: [`MISSED_HEARTBEATS`]
+    /// heartbeat intervals.
+    pub(super) fn silence(&self) -> Duration {
+        self.heartbeat_interval
+            .checked_mul(MISSED_HEARTBEATS)
+            .unwrap_or(Duration::MAX)
+    }
+
     /// Liveness step: nodes silent for [`MISSED_HEARTBEATS`] intervals become `alive = false`.
     /// Their placements move with [`Marketplace::replace_lost_placements`].
     pub async fn mark_silent_nodes_dead(&self, now: Timestamp) -> Result<u64, ServiceError> {
-        let silence = self
-            .heartbeat_interval
-            .checked_mul(MISSED_HEARTBEATS)
-            .unwrap_or(Duration::MAX);
+        let silence = self.silence();
         let silence_ms = u64::try_from(silence.as_millis()).unwrap_or(u64::MAX);
         let cutoff = Timestamp::from_millis(now.as_millis().saturating_sub(silence_ms));
         let n = self.repo.mark_nodes_dead_since(cutoff).await?;
