@@ -246,6 +246,21 @@ async fn run_scenario(
         Fault::KillMarketplace => "marketplace".to_string(),
         _ => host,
     };
+    // The load measures a working function: wait until the access node routes it.
+    crate::poll::poll(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        async || {
+            let answer = client.post(&placed.invoke_url).body("ping").send().await;
+            Ok(match answer {
+                Ok(r) if r.status().is_success() => crate::poll::Check::Done(()),
+                Ok(r) => crate::poll::Check::NotYet(format!("HTTP {}", r.status())),
+                Err(e) => crate::poll::Check::NotYet(e.to_string()),
+            })
+        },
+        |seen| anyhow::anyhow!("the access node never served the function (last: {seen})"),
+    )
+    .await?;
     let after = match scenario.fault {
         // The host stays stopped for 20 s; watch 10 s more once it continues.
         Fault::StopHost => options.after.max(Duration::from_secs(30)),

@@ -1034,15 +1034,17 @@ async fn host_fails_and_is_replaced(backend: &Backend, fault: Fault) {
             .unwrap_or_default()
             .to_string()
     };
-    let r = t
-        .client
-        .post(&access)
-        .body("before")
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(served_by(&r), host);
+    // The access node learns the route from its next route table: wait for it.
+    let first = poll_until(
+        Duration::from_secs(10),
+        "the access node to route the new function",
+        || async {
+            let r = t.client.post(&access).body("before").send().await.ok()?;
+            (r.status() == StatusCode::OK).then(|| served_by(&r))
+        },
+    )
+    .await;
+    assert_eq!(first, host);
 
     let pid = t.fed.node_pid(&host).expect("the host runs");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
