@@ -46,6 +46,8 @@ test *flags:
     fi
     status=0
     cargo nextest run --workspace --no-fail-fast "${filter[@]}" {{flags}} || status=$?
+    # The Kubernetes manifests, rendered and validated offline; run even when a test failed.
+    "{{just_executable()}}" k8s-validate || { echo "FAILED: just k8s-validate" >&2; status=1; }
     for r in "${reasons[@]}"; do echo "SKIPPED: $r" >&2; done
     exit "$status"
 
@@ -72,6 +74,67 @@ bench name *flags:
 faults *flags:
     cargo build --release --workspace --bins
     cargo run --release -p testbed -- faults {{flags}}
+
+# The Python environment of the deployment package testbed/enos (EnosLib, kubernetes-validate, pytest); made once, remade when its pyproject.toml changes
+enos-venv:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=testbed/enos/.venv
+    stamp="$venv/.pyproject.sha256"
+    want="$(sha256sum testbed/enos/pyproject.toml | cut -d' ' -f1)"
+    if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then exit 0; fi
+    echo "making the Python environment $venv (EnosLib, kubernetes-validate)" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+    "$venv/bin/pip" install --quiet -e 'testbed/enos[test]'
+    echo "$want" > "$stamp"
+
+# Render the Kubernetes manifests (kubectl kustomize testbed/k8s) and validate them offline and strictly against the Kubernetes 1.31.0 schemas (kubernetes-validate); needs kubectl
+k8s-validate: enos-venv
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v kubectl >/dev/null 2>&1; then
+        echo "k8s-validate: kubectl is not installed; it renders testbed/k8s (kubectl kustomize, kustomize v5: kubectl 1.27 or later)" >&2
+        exit 1
+    fi
+    rendered="$(mktemp --suffix=.yaml)"
+    trap 'rm -f "$rendered"' EXIT
+    kubectl kustomize testbed/k8s > "$rendered"
+    # --quiet prints only failures and warnings; a warning (a kind without a schema) fails too.
+    if ! report="$(testbed/enos/.venv/bin/kubernetes-validate --kubernetes-version 1.31.0 --strict --quiet "$rendered" 2>&1)" \
+        || [ -n "$report" ]; then
+        echo "$report" >&2
+        echo "k8s-validate: testbed/k8s does not validate (warnings count as errors)" >&2
+        exit 1
+    fi
+    echo "testbed/k8s: $(grep -c '^kind:' "$rendered") objects rendered, valid for Kubernetes 1.31.0 (strict)" >&2
+
+# The federation deployed by EnosLib on this machine: one network namespace per host (marketplace, IoT, each fog node), each with its own sshd, then the same install, start, scenario, collect and teardown steps as `just g5k`. Needs root and openssh-server (installed if missing). `profile=debug` uses the debug build
+enos-local topology="testbed/topologies/local.toml" scenario="iot_emulation/scenarios/enos-local.toml" profile="release" *flags: enos-venv
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "$(id -u)" -ne 0 ]; then echo "enos-local makes network namespaces: run it as root" >&2; exit 1; fi
+    if [ ! -x /usr/sbin/sshd ]; then
+        echo "installing openssh-server with apt-get (each local host runs its own sshd)" >&2
+        apt-get update -qq >&2 || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client >&2
+        # The package starts the machine's own sshd; the run starts one per namespace.
+        systemctl disable --now ssh >/dev/null 2>&1 || service ssh stop >/dev/null 2>&1 || true
+    fi
+    if [ "{{profile}}" = release ]; then cargo build --release --workspace --bins; else cargo build --workspace --bins; fi
+    export ANSIBLE_HOST_KEY_CHECKING=False
+    testbed/enos/.venv/bin/python -m fogmarket_enos local --topology "{{topology}}" --scenario "{{scenario}}" \
+        --bin-dir "target/{{profile}}" --require-sent 100 --require-ok 0.99 {{flags}}
+
+# Grid'5000: reserve one machine per host of the topology (or VMs with --vms), install and start the federation, shape the links with NetemHTB, run the scenario and bring the results back to .run/g5k-<time>. Run it from a Grid'5000 frontend (or with ~/.python-grid5000.yaml); flags: --cluster, --walltime, --reservation, --job-name, --vms, --backend openfaas, --database sqlite, --jaeger
+g5k topology="testbed/topologies/local.toml" scenario="iot_emulation/scenarios/enos-local.toml" *flags: enos-venv
+    cargo build --release --workspace --bins
+    testbed/enos/.venv/bin/python -m fogmarket_enos g5k --topology "{{topology}}" --scenario "{{scenario}}" --bin-dir target/release {{flags}}
+
+# Release the Grid'5000 job of `just g5k` (flags: --job-name, --cluster)
+g5k-destroy *flags: enos-venv
+    testbed/enos/.venv/bin/python -m fogmarket_enos g5k-destroy {{flags}}
 
 # Format every crate
 fmt:

@@ -2,7 +2,10 @@
 //!
 //! - [`topology`]: topology files (the marketplace's settings and a tree of fog nodes with
 //!   owners, capacities, prices and link latencies), validated on parse, and a generator of
-//!   random GIRAFF-style 4-tier trees.
+//!   random GIRAFF-style 4-tier trees; links may carry a rate and a loss, and a tree path
+//!   between two nodes is one link ([`topology::PathLink`]).
+//! - [`topology_gen`]: seeded GIRAFF-like topology files after GIRAFF's Grid'5000 tiers
+//!   (`testbed topology generate --giraff`).
 //! - [`launcher`]: starts the real `marketplace` and `fog-node` binaries as child processes on
 //!   loopback (port 0, own process groups, logs per process), waits for readiness with
 //!   deadlines, and kills everything on drop. Used by `just run`, the multi-process integration
@@ -20,19 +23,24 @@
 //!   (`testbed run --tls`, `LaunchOptions::tls`).
 //! - [`load`]: an open-loop load generator for the fog nodes' data plane (scheduled sends that
 //!   never wait for answers, per-request records, success per second and per serving node).
+//! - [`k8s`]: the Kubernetes manifests of a topology's fog nodes (`testbed k8s`: a Deployment, a
+//!   Service and a ConfigMap per node), for the kustomize tree `testbed/k8s/`.
 //!
-//! Running on Grid'5000 (EnosLib) and Kubernetes is not part of this crate yet.
+//! Running on Grid'5000 (EnosLib) is not part of this crate yet.
 
 pub mod bench;
 pub mod bench_faas;
 pub mod bench_offload;
 pub mod bench_proxy;
 pub mod faults;
+pub mod hosts;
+pub mod k8s;
 pub mod launcher;
 pub mod load;
 pub mod poll;
 pub mod tls;
 pub mod topology;
+pub mod topology_gen;
 
 pub use launcher::{
     Federation, LaunchError, LaunchOptions, Member, Supervision, SupervisionEvent, default_bin_dir,

@@ -55,6 +55,58 @@ enum Command {
         #[arg(long)]
         tls: bool,
     },
+    /// Write each fog node's configuration file for a federation whose members run on hosts
+    /// of their own (used by the deployment package testbed/enos). The enrollment secret comes
+    /// from FOGMARKET_ENROLLMENT_SECRET.
+    HostsConfig {
+        #[arg(long)]
+        topology: PathBuf,
+        /// JSON: `{"marketplace_url": "...", "nodes": {"<node>": "<address>", ...}}`.
+        #[arg(long)]
+        hosts: PathBuf,
+        /// Where `<node>.toml` files go.
+        #[arg(long)]
+        out: PathBuf,
+        /// The port every fog node listens on, on its host's address.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The node's state directory on its host.
+        #[arg(long, default_value = "/opt/fogmarket/state")]
+        state_dir: PathBuf,
+        /// The links between hosts are shaped for real (NetemHTB): do not emulate latency in
+        /// process.
+        #[arg(long)]
+        no_link_emulation: bool,
+        /// A real OpenFaaS gateway on each host at this URL instead of the embedded gateway.
+        #[arg(long)]
+        openfaas_gateway_url: Option<String>,
+    },
+    /// Kubernetes manifests of a topology's fog nodes (a Deployment, a Service and a ConfigMap
+    /// per node, with their kustomization.yaml) for the kustomize tree testbed/k8s/.
+    K8s {
+        #[arg(long, default_value = "testbed/topologies/local.toml")]
+        topology: PathBuf,
+        /// Where the files go (files of an earlier generation that are no longer needed are
+        /// removed; other files are left alone).
+        #[arg(long, default_value = "testbed/k8s/fog-nodes")]
+        out: PathBuf,
+        /// The namespace the manifests are applied in (part of each node's advertised URL).
+        #[arg(long, default_value = testbed::k8s::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// Deploy won placements on the OpenFaaS gateway at this URL instead of the embedded
+        /// gateway (basic-auth user `admin`, password from the Secret `openfaas-basic-auth`).
+        #[arg(long)]
+        openfaas_gateway_url: Option<String>,
+        /// Do not emulate the topology's link latencies in the nodes (the cluster's network
+        /// then carries the traffic as it is).
+        #[arg(long)]
+        no_link_emulation: bool,
+    },
+    /// Topology files: generate a GIRAFF-like tree, list the path between every pair of nodes.
+    Topology {
+        #[command(subcommand)]
+        command: TopologyCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -185,6 +237,42 @@ enum Bench {
     },
 }
 
+#[derive(Subcommand)]
+enum TopologyCommand {
+    /// A seeded random 4-tier tree after GIRAFF's Grid'5000 testbed (tiers, links and prices:
+    /// testbed/src/topology_gen.rs). The same size multiplier and seed give the same file.
+    Generate {
+        /// GIRAFF's tiers (the only generator so far).
+        #[arg(long, required = true)]
+        giraff: bool,
+        /// M: tiers 3 and 4 have 4M to 8M nodes each (about 7.5 + 12 M nodes in all).
+        #[arg(long, value_parser = size_multiplier)]
+        size_multiplier: u32,
+        #[arg(long)]
+        seed: u64,
+        /// Write the file here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Every unordered pair of nodes (a < b by name) with its path's one-way latency (us),
+    /// smallest rate (bit/s, none: unlimited) and compounded loss (%).
+    Links {
+        #[arg(long)]
+        topology: PathBuf,
+        /// JSON: `[{"a", "b", "delay_us", "rate_bps" (or null), "loss_percent"}, ...]`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn size_multiplier(s: &str) -> Result<u32, String> {
+    let max = testbed::topology_gen::MAX_SIZE_MULTIPLIER;
+    match s.parse::<u32>() {
+        Ok(m) if (1..=max).contains(&m) => Ok(m),
+        _ => Err(format!("must be a whole number from 1 to {max}")),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     model::units::parse_duration(s).map_err(|e| e.to_string())
 }
@@ -202,6 +290,114 @@ fn bin_dir(explicit: Option<PathBuf>, release: bool) -> anyhow::Result<PathBuf> 
         return Ok(target.join("release"));
     }
     Ok(dir)
+}
+
+fn hosts_config(
+    topology: &std::path::Path,
+    hosts: &std::path::Path,
+    out: &std::path::Path,
+    settings: testbed::hosts::HostSettings,
+) -> anyhow::Result<()> {
+    let topology = Topology::from_file(topology)?;
+    let text = std::fs::read_to_string(hosts)
+        .with_context(|| format!("cannot read the hosts file {}", hosts.display()))?;
+    let inventory: testbed::hosts::Inventory =
+        serde_json::from_str(&text).with_context(|| format!("hosts file {}", hosts.display()))?;
+    let files = testbed::hosts::node_configs(&topology, &inventory, &settings)?;
+    testbed::hosts::write_node_configs(out, &files)
+        .with_context(|| format!("cannot write the node configurations to {}", out.display()))?;
+    println!("{} node configurations in {}", files.len(), out.display());
+    Ok(())
+}
+
+/// `testbed topology ...`.
+fn topology_command(command: TopologyCommand) -> anyhow::Result<()> {
+    use std::io::Write;
+    match command {
+        TopologyCommand::Generate {
+            giraff: _,
+            size_multiplier,
+            seed,
+            out,
+        } => {
+            let generated = testbed::topology_gen::giraff(testbed::topology_gen::GiraffOptions {
+                size_multiplier,
+                seed,
+            })?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &generated.text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!(
+                        "wrote {} nodes to {}",
+                        generated.topology.nodes().len(),
+                        path.display()
+                    );
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    ended_reader(
+                        out.write_all(generated.text.as_bytes())
+                            .and_then(|()| out.flush()),
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        TopologyCommand::Links { topology, json } => {
+            let topo = Topology::from_file(&topology)?;
+            let rows: Vec<testbed::topology::LinkRow> =
+                topo.pair_links().iter().map(Into::into).collect();
+            ended_reader(print_links(&rows, json))?;
+            Ok(())
+        }
+    }
+}
+
+/// A reader that stops early (`| head`) is not an error of ours.
+fn ended_reader(written: std::io::Result<()>) -> anyhow::Result<()> {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// `testbed topology links`: JSON with `--json`, else a table.
+fn print_links(rows: &[testbed::topology::LinkRow], json: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if json {
+        // One pair per line: a 663-node tree has 219,453 of them.
+        writeln!(out, "[")?;
+        for (i, row) in rows.iter().enumerate() {
+            let comma = if i + 1 < rows.len() { "," } else { "" };
+            writeln!(out, "{}{comma}", serde_json::to_string(row)?)?;
+        }
+        writeln!(out, "]")?;
+    } else {
+        let width = rows
+            .iter()
+            .map(|r| r.a.len().max(r.b.len()))
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        writeln!(
+            out,
+            "{:<width$} {:<width$} {:>10} {:>14} {:>12}",
+            "a", "b", "delay_us", "rate_bps", "loss_percent"
+        )?;
+        for r in rows {
+            let rate = r
+                .rate_bps
+                .map_or_else(|| "unlimited".to_string(), |b| b.to_string());
+            writeln!(
+                out,
+                "{:<width$} {:<width$} {:>10} {:>14} {:>12}",
+                r.a, r.b, r.delay_us, rate, r.loss_percent
+            )?;
+        }
+    }
+    out.flush()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -374,6 +570,58 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::HostsConfig {
+            topology,
+            hosts,
+            out,
+            port,
+            state_dir,
+            no_link_emulation,
+            openfaas_gateway_url,
+        } => {
+            let enrollment_secret = std::env::var("FOGMARKET_ENROLLMENT_SECRET")
+                .context("FOGMARKET_ENROLLMENT_SECRET must hold the enrollment secret")?;
+            let settings = testbed::hosts::HostSettings {
+                port,
+                state_dir,
+                emulate_links: !no_link_emulation,
+                enrollment_secret,
+                openfaas_gateway_url,
+            };
+            hosts_config(&topology, &hosts, &out, settings)
+        }
+        Command::K8s {
+            topology,
+            out,
+            namespace,
+            openfaas_gateway_url,
+            no_link_emulation,
+        } => {
+            let topo = Topology::from_file(&topology)?;
+            let source = topology.file_name().map_or_else(
+                || topology.display().to_string(),
+                |n| n.to_string_lossy().to_string(),
+            );
+            let options = testbed::k8s::K8sOptions {
+                namespace,
+                openfaas_gateway_url,
+                emulate_links: !no_link_emulation,
+                source,
+            };
+            let files = testbed::k8s::generate(&topo, &options)?;
+            let done = testbed::k8s::write(&out, &files)?;
+            for path in &done.removed {
+                eprintln!("removed {} (no longer generated)", path.display());
+            }
+            println!(
+                "wrote {} files for {} fog nodes in {}",
+                done.written.len(),
+                topo.nodes().len(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Topology { command } => topology_command(command),
         Command::Faults {
             topology,
             rate,

@@ -18,6 +18,8 @@
 //! name = "regional-1"
 //! parent = "cloud"
 //! latency = "15 ms"      # one-way latency of the link to the parent
+//! rate = "500 Mbit"      # optional: the link's rate (absent: unlimited)
+//! loss = 0.5             # optional: the link's packet loss in percent (absent: none)
 //! owner = "metro-net"
 //! cpu = "8 cpu"
 //! memory = "16 GiB"
@@ -36,8 +38,10 @@ use model::units::{Bytes, Cpu, Latency, parse_duration};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// Auction rules the marketplace accepts (`--auction-rule`).
@@ -98,6 +102,191 @@ pub enum TopologyError {
     },
 }
 
+/// Why a link value (`rate`, `loss`) was refused; the topology error adds the node and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkValueError(String);
+
+const RATE_EXPECTED: &str = "a rate such as \"10 Mbit\", \"500 Mbit\" or \"1 Gbit\" \
+     (bit, Kbit, Mbit, Gbit, Tbit; per second)";
+
+/// The rate (bandwidth) of a link in bits per second, more than 0. Written "1 Gbit",
+/// "500 Mbit", "10 Mbit": decimal units, as `tc` and EnosLib's `rate = "1gbit"`; case and the
+/// space do not matter, and "Mbit", "Mbit/s" and "Mbps" are the same unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rate(u64);
+
+impl Rate {
+    /// `None` for 0: a link that carries nothing is not a link.
+    pub fn from_bits_per_second(bps: u64) -> Option<Rate> {
+        (bps > 0).then_some(Rate(bps))
+    }
+
+    /// `None` for 0, or beyond `u64` bits per second.
+    pub fn from_mbit(mbit: u64) -> Option<Rate> {
+        mbit.checked_mul(1_000_000)
+            .and_then(Rate::from_bits_per_second)
+    }
+
+    pub fn bits_per_second(self) -> u64 {
+        self.0
+    }
+}
+
+impl FromStr for Rate {
+    type Err = LinkValueError;
+
+    fn from_str(input: &str) -> Result<Rate, LinkValueError> {
+        let bad = |why: &str| LinkValueError(format!("`{input}`: {why}; expected {RATE_EXPECTED}"));
+        let text = input.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        if number.is_empty() {
+            return Err(bad("no number"));
+        }
+        let n: f64 = number.parse().map_err(|_| bad("not a number"))?;
+        let unit = unit.trim().to_ascii_lowercase();
+        let per_unit: f64 = match unit.strip_suffix("/s").unwrap_or(&unit) {
+            "bit" | "bps" => 1.0,
+            "kbit" | "kbps" => 1e3,
+            "mbit" | "mbps" => 1e6,
+            "gbit" | "gbps" => 1e9,
+            "tbit" | "tbps" => 1e12,
+            "" => return Err(bad("no unit")),
+            _ => return Err(bad("unknown unit")),
+        };
+        let bps = n * per_unit;
+        if bps >= 1.8e19 {
+            return Err(bad("too large"));
+        }
+        if (bps - bps.round()).abs() > 1e-6 {
+            return Err(bad("not a whole number of bits per second"));
+        }
+        Rate::from_bits_per_second(bps.round() as u64).ok_or_else(|| bad("must be more than 0"))
+    }
+}
+
+impl fmt::Display for Rate {
+    /// The largest unit that divides the rate exactly: parsing the text gives the rate back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (unit, size) in [
+            ("Tbit", 1_000_000_000_000),
+            ("Gbit", 1_000_000_000),
+            ("Mbit", 1_000_000),
+            ("Kbit", 1_000),
+        ] {
+            if self.0.is_multiple_of(size) {
+                return write!(f, "{} {unit}", self.0 / size);
+            }
+        }
+        write!(f, "{} bit", self.0)
+    }
+}
+
+/// The packet loss of a link in percent: 0 or more and below 100 (a link that loses
+/// everything is not a link).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct LossPercent(f64);
+
+impl LossPercent {
+    pub fn new(percent: f64) -> Result<LossPercent, LinkValueError> {
+        if percent.is_finite() && (0.0..100.0).contains(&percent) {
+            Ok(LossPercent(percent))
+        } else {
+            Err(LinkValueError(format!(
+                "{percent} must be a percentage, 0 or more and below 100"
+            )))
+        }
+    }
+
+    pub fn percent(self) -> f64 {
+        self.0
+    }
+}
+
+impl fmt::Display for LossPercent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} %", self.0)
+    }
+}
+
+/// A path of the tree seen as one link: what link emulation between two nodes has to apply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PathLink {
+    /// The one-way latencies of the path's links, summed.
+    pub latency: Latency,
+    /// The smallest rate along the path; `None` when no link of it is limited.
+    pub rate: Option<Rate>,
+    /// The losses along the path compounded: `100 * (1 - prod(1 - l_i / 100))`.
+    pub loss_percent: f64,
+}
+
+impl PathLink {
+    /// A node's path to itself: no delay, no limit, no loss.
+    pub const LOCAL: PathLink = PathLink {
+        latency: Latency::new(Duration::ZERO),
+        rate: None,
+        loss_percent: 0.0,
+    };
+
+    /// The link from `node` to its parent (no delay, limit nor loss for a root).
+    pub fn to_parent(node: &NodeSpec) -> PathLink {
+        PathLink {
+            latency: node.latency.unwrap_or_default(),
+            rate: node.rate,
+            loss_percent: node.loss.map_or(0.0, LossPercent::percent),
+        }
+    }
+
+    /// This path followed by `next`.
+    pub fn then(self, next: PathLink) -> PathLink {
+        let delivered = (1.0 - self.loss_percent / 100.0) * (1.0 - next.loss_percent / 100.0);
+        PathLink {
+            latency: Latency::new(self.latency.as_duration() + next.latency.as_duration()),
+            rate: [self.rate, next.rate].into_iter().flatten().min(),
+            loss_percent: 100.0 * (1.0 - delivered),
+        }
+    }
+}
+
+/// Two nodes (`a < b` by name) and the path between them ([`Topology::pair_links`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairLink<'a> {
+    pub a: &'a str,
+    pub b: &'a str,
+    pub link: PathLink,
+}
+
+/// One pair of `testbed topology links`: the path between `a` and `b` (`a < b`) in plain
+/// numbers, for scripts that set up link emulation (one-way delay, rate, loss).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct LinkRow {
+    pub a: String,
+    pub b: String,
+    /// One-way latency in microseconds.
+    pub delay_us: u64,
+    /// Bits per second; `None` (JSON `null`): unlimited.
+    pub rate_bps: Option<u64>,
+    pub loss_percent: f64,
+}
+
+impl From<&PairLink<'_>> for LinkRow {
+    fn from(pair: &PairLink<'_>) -> LinkRow {
+        let micros = pair.link.latency.as_duration().as_micros();
+        LinkRow {
+            a: pair.a.to_string(),
+            b: pair.b.to_string(),
+            delay_us: u64::try_from(micros).unwrap_or(u64::MAX),
+            rate_bps: pair.link.rate.map(Rate::bits_per_second),
+            // Compounding leaves float dust (3.0000000000000027): a millionth of a percent is
+            // far below anything netem applies.
+            loss_percent: (pair.link.loss_percent * 1e6).round() / 1e6,
+        }
+    }
+}
+
 /// Settings of the marketplace process.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MarketplaceSettings {
@@ -129,6 +318,10 @@ pub struct NodeSpec {
     pub parent: Option<String>,
     /// One-way latency of the link to the parent (`None` for a root).
     pub latency: Option<Latency>,
+    /// Rate of the link to the parent; `None`: unlimited (and always for a root).
+    pub rate: Option<Rate>,
+    /// Packet loss of the link to the parent; `None`: no loss (and always for a root).
+    pub loss: Option<LossPercent>,
     pub cpu: Cpu,
     pub memory: Bytes,
     pub strategy: String,
@@ -185,6 +378,11 @@ struct RawNode {
     tags: Vec<String>,
     parent: Option<String>,
     latency: Option<String>,
+    /// A string such as "100 Mbit"; taken as a value so that a number gets an error naming
+    /// the node.
+    rate: Option<toml::Value>,
+    /// Percent, a number.
+    loss: Option<toml::Value>,
     cpu: Option<String>,
     memory: Option<String>,
     strategy: Option<String>,
@@ -219,6 +417,14 @@ fn field_err(node: &str, field: &str, reason: impl std::fmt::Display) -> Topolog
         field: field.to_string(),
         reason: reason.to_string(),
     }
+}
+
+fn no_parent_link(node: &str, field: &str) -> TopologyError {
+    field_err(
+        node,
+        field,
+        format!("a root node has no link to a parent; remove `{field}` or set `parent`"),
+    )
 }
 
 fn one_of(value: &str, allowed: &[&str]) -> Result<(), String> {
@@ -294,6 +500,40 @@ impl RawNode {
                     .map_err(|e| field_err(&name, "latency", e))?,
             ),
         };
+        let rate = match self.rate {
+            None => None,
+            Some(_) if parent.is_none() => return Err(no_parent_link(&name, "rate")),
+            Some(value) => {
+                let text = value.as_str().ok_or_else(|| {
+                    field_err(
+                        &name,
+                        "rate",
+                        "must be a string such as \"100 Mbit\" (the link's rate)",
+                    )
+                })?;
+                Some(
+                    text.parse::<Rate>()
+                        .map_err(|e| field_err(&name, "rate", e))?,
+                )
+            }
+        };
+        let loss = match self.loss {
+            None => None,
+            Some(_) if parent.is_none() => return Err(no_parent_link(&name, "loss")),
+            Some(value) => {
+                let percent = value
+                    .as_float()
+                    .or_else(|| value.as_integer().map(|i| i as f64))
+                    .ok_or_else(|| {
+                        field_err(
+                            &name,
+                            "loss",
+                            "must be a number of percent, e.g. 2.5 (the link's packet loss)",
+                        )
+                    })?;
+                Some(LossPercent::new(percent).map_err(|e| field_err(&name, "loss", e))?)
+            }
+        };
         if parent.as_deref() == Some(name.as_str()) {
             return Err(field_err(
                 &name,
@@ -368,6 +608,8 @@ impl RawNode {
             tags: self.tags,
             parent,
             latency,
+            rate,
+            loss,
             cpu,
             memory,
             strategy,
@@ -589,28 +831,84 @@ impl Topology {
     /// up from each to their closest common ancestor (a link without a latency counts 0).
     /// `None` for an unknown name, or for nodes of different trees.
     pub fn path_latency(&self, a: &str, b: &str) -> Option<Latency> {
-        // Every ancestor of `a` (itself included) with the latency from `a` up to it.
-        let mut up_from_a: Vec<(&str, Duration)> = Vec::new();
+        self.path_link(a, b).map(|p| p.latency)
+    }
+
+    /// The overlay path between two nodes seen as one link (what GIRAFF gives each pair of
+    /// its testbed): the one-way latencies of its links summed, the smallest rate, and the
+    /// losses compounded. `None` for an unknown name, or for nodes of different trees.
+    pub fn path_link(&self, a: &str, b: &str) -> Option<PathLink> {
+        // Every ancestor of `a` (itself included) with the path from `a` up to it.
+        let mut up_from_a: Vec<(&str, PathLink)> = Vec::new();
         let mut node = self.node(a)?;
-        let mut sum = Duration::ZERO;
+        let mut path = PathLink::LOCAL;
         loop {
-            up_from_a.push((&node.name, sum));
+            up_from_a.push((&node.name, path));
             let Some(parent) = node.parent.as_deref() else {
                 break;
             };
-            sum += node.latency.map_or(Duration::ZERO, Latency::as_duration);
+            path = path.then(PathLink::to_parent(node));
             node = self.node(parent)?;
         }
         let mut node = self.node(b)?;
-        let mut sum = Duration::ZERO;
+        let mut path = PathLink::LOCAL;
         loop {
             if let Some((_, from_a)) = up_from_a.iter().find(|(n, _)| *n == node.name) {
-                return Some(Latency::new(sum + *from_a));
+                return Some(from_a.then(path));
             }
             let parent = node.parent.as_deref()?;
-            sum += node.latency.map_or(Duration::ZERO, Latency::as_duration);
+            path = path.then(PathLink::to_parent(node));
             node = self.node(parent)?;
         }
+    }
+
+    /// Every unordered pair of nodes of the same tree with its [`path_link`](Self::path_link),
+    /// `a < b` by name, sorted by `(a, b)`. One walk up per node rather than per pair: 663
+    /// nodes make 219,453 pairs.
+    pub fn pair_links(&self) -> Vec<PairLink<'_>> {
+        let index: HashMap<&str, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        // For each node, its ancestors (itself first) with the path up to each.
+        let up: Vec<Vec<(usize, PathLink)>> = (0..self.nodes.len())
+            .map(|start| {
+                let mut ancestors = Vec::new();
+                let mut current = start;
+                let mut path = PathLink::LOCAL;
+                loop {
+                    ancestors.push((current, path));
+                    let node = &self.nodes[current];
+                    let Some(&parent) = node.parent.as_deref().and_then(|p| index.get(p)) else {
+                        break;
+                    };
+                    path = path.then(PathLink::to_parent(node));
+                    current = parent;
+                }
+                ancestors
+            })
+            .collect();
+        let mut by_name: Vec<usize> = (0..self.nodes.len()).collect();
+        by_name.sort_by(|&x, &y| self.nodes[x].name.cmp(&self.nodes[y].name));
+        let mut pairs = Vec::new();
+        for (k, &i) in by_name.iter().enumerate() {
+            let from_a: HashMap<usize, PathLink> = up[i].iter().copied().collect();
+            for &j in &by_name[k + 1..] {
+                let link = up[j]
+                    .iter()
+                    .find_map(|(ancestor, from_b)| from_a.get(ancestor).map(|a| a.then(*from_b)));
+                if let Some(link) = link {
+                    pairs.push(PairLink {
+                        a: &self.nodes[i].name,
+                        b: &self.nodes[j].name,
+                        link,
+                    });
+                }
+            }
+        }
+        pairs
     }
 
     /// A human tier label: `tier 1` is a root; leaves below the root are tagged `edge`.
@@ -762,6 +1060,8 @@ impl Topology {
                     }],
                     parent,
                     latency,
+                    rate: None,
+                    loss: None,
                     cpu,
                     memory,
                     strategy: "auction".to_string(),
@@ -908,6 +1208,12 @@ impl NodeSpec {
         if let Some(l) = self.latency {
             t.insert("latency".into(), l.to_string().into());
         }
+        if let Some(r) = self.rate {
+            t.insert("rate".into(), r.to_string().into());
+        }
+        if let Some(l) = self.loss {
+            t.insert("loss".into(), toml::Value::Float(l.percent()));
+        }
         t.insert("cpu".into(), self.cpu.to_string().into());
         t.insert("memory".into(), self.memory.to_string().into());
         t.insert("strategy".into(), self.strategy.clone().into());
@@ -1017,6 +1323,198 @@ chaos = { bid_delay = "10 s" }
         assert_eq!(ms("edge-harbour", "cloud"), Some(21.0));
         assert_eq!(ms("cloud", "cloud"), Some(0.0));
         assert_eq!(ms("cloud", "nowhere"), None);
+    }
+
+    #[test]
+    fn rates_parse_in_decimal_units_and_print_back_the_same() {
+        for (text, bps, shown) in [
+            ("1 Gbit", 1_000_000_000, "1 Gbit"),
+            ("500 Mbit", 500_000_000, "500 Mbit"),
+            ("10 Mbit", 10_000_000, "10 Mbit"),
+            ("1gbit", 1_000_000_000, "1 Gbit"),
+            ("1.5 Gbit", 1_500_000_000, "1500 Mbit"),
+            ("100 Mbit/s", 100_000_000, "100 Mbit"),
+            ("100 Mbps", 100_000_000, "100 Mbit"),
+            ("64 kbit", 64_000, "64 Kbit"),
+            ("9600 bit", 9_600, "9600 bit"),
+        ] {
+            let rate: Rate = text.parse().unwrap();
+            assert_eq!(rate.bits_per_second(), bps, "{text}");
+            assert_eq!(rate.to_string(), shown, "{text}");
+            assert_eq!(shown.parse::<Rate>().unwrap(), rate, "{text}");
+        }
+        for bad in [
+            "",
+            "fast",
+            "10",
+            "10 MB",
+            "0 Mbit",
+            "-5 Mbit",
+            "0.5 bit",
+            "1.2.3 Mbit",
+        ] {
+            assert!(bad.parse::<Rate>().is_err(), "`{bad}` should be refused");
+        }
+    }
+
+    #[test]
+    fn a_loss_is_a_percentage_from_zero_up_to_but_not_including_one_hundred() {
+        for ok in [0.0, 0.5, 10.0, 99.9] {
+            assert_eq!(LossPercent::new(ok).unwrap().percent(), ok);
+        }
+        for bad in [-0.1, 100.0, 250.0, f64::NAN, f64::INFINITY] {
+            assert!(LossPercent::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_link_may_carry_a_rate_and_a_loss_that_round_trip_through_the_file_form() {
+        let t = replace(
+            "latency = \"5 ms\"\n",
+            "latency = \"5 ms\"\nrate = \"10 Mbit\"\nloss = 2.5\n",
+        )
+        .unwrap();
+        let edge = t.node("edge-1").unwrap();
+        assert_eq!(edge.rate, Rate::from_mbit(10));
+        assert_eq!(edge.loss.map(LossPercent::percent), Some(2.5));
+        let regional = t.node("regional-1").unwrap();
+        assert_eq!((regional.rate, regional.loss), (None, None));
+        assert_eq!(Topology::parse(&t.to_toml_string().unwrap()).unwrap(), t);
+        // A whole number of percent is a number too.
+        let t = replace("latency = \"5 ms\"\n", "latency = \"5 ms\"\nloss = 3\n").unwrap();
+        assert_eq!(
+            t.node("edge-1").unwrap().loss.map(LossPercent::percent),
+            Some(3.0)
+        );
+    }
+
+    #[test]
+    fn bad_rates_and_losses_are_refused_naming_the_node_and_the_field() {
+        let with = |extra: &str| {
+            replace(
+                "latency = \"5 ms\"\n",
+                &format!("latency = \"5 ms\"\n{extra}\n"),
+            )
+        };
+        for (extra, field) in [
+            ("rate = \"fast\"", "rate"),
+            ("rate = \"0 Mbit\"", "rate"),
+            ("rate = 100", "rate"),
+            ("rate = \"10 MB\"", "rate"),
+            ("loss = 100", "loss"),
+            ("loss = -1", "loss"),
+            ("loss = \"2 %\"", "loss"),
+        ] {
+            let m = message(with(extra));
+            assert!(m.contains(&format!("`edge-1`: {field}:")), "{extra}: {m}");
+        }
+        for field in ["rate = \"1 Gbit\"", "loss = 1"] {
+            let m = message(replace(
+                "name = \"cloud\"\n",
+                &format!("name = \"cloud\"\n{field}\n"),
+            ));
+            assert!(
+                m.contains("`cloud`:") && m.contains("root node has no link"),
+                "{field}: {m}"
+            );
+        }
+    }
+
+    /// cloud -(20 ms, 1 Gbit, 1 %)- regional -(5 ms, 10 Mbit, 10 %)- edge, and a sibling edge
+    /// under regional without rate or loss.
+    const LINKED: &str = r#"
+[[node]]
+name = "cloud"
+owner = "o"
+cpu = "8 cpu"
+memory = "8 GiB"
+
+[[node]]
+name = "regional"
+parent = "cloud"
+latency = "20 ms"
+rate = "1 Gbit"
+loss = 1.0
+owner = "o"
+cpu = "8 cpu"
+memory = "8 GiB"
+
+[[node]]
+name = "edge"
+parent = "regional"
+latency = "5 ms"
+rate = "10 Mbit"
+loss = 10.0
+owner = "o"
+cpu = "8 cpu"
+memory = "8 GiB"
+
+[[node]]
+name = "plain-edge"
+parent = "regional"
+latency = "2 ms"
+owner = "o"
+cpu = "8 cpu"
+memory = "8 GiB"
+"#;
+
+    #[test]
+    fn a_path_link_sums_latency_takes_the_smallest_rate_and_compounds_losses() {
+        let t = Topology::parse(LINKED).unwrap();
+        let path = t.path_link("edge", "cloud").unwrap();
+        assert_eq!(path.latency, Latency::from_millis(25));
+        assert_eq!(path.rate, Rate::from_mbit(10));
+        // 1 - 0.99 * 0.90 = 10.9 %, not 11 %.
+        assert!((path.loss_percent - 10.9).abs() < 1e-9, "{path:?}");
+        let back = t.path_link("cloud", "edge").unwrap();
+        assert_eq!((back.latency, back.rate), (path.latency, path.rate));
+        assert!((back.loss_percent - path.loss_percent).abs() < 1e-9);
+        // Through the common parent only: the cloud link is not on the path.
+        let siblings = t.path_link("edge", "plain-edge").unwrap();
+        assert_eq!(siblings.latency, Latency::from_millis(7));
+        assert_eq!(siblings.rate, Rate::from_mbit(10));
+        assert!((siblings.loss_percent - 10.0).abs() < 1e-9, "{siblings:?}");
+        assert_eq!(t.path_link("edge", "edge"), Some(PathLink::LOCAL));
+        assert_eq!(t.path_link("edge", "nowhere"), None);
+    }
+
+    #[test]
+    fn links_without_rate_or_loss_make_an_unlimited_lossless_path() {
+        let t = Topology::parse(include_str!("../topologies/local.toml")).unwrap();
+        let path = t.path_link("edge-factory", "edge-farm").unwrap();
+        assert_eq!(path.latency, Latency::from_millis(42));
+        assert_eq!(path.rate, None);
+        assert_eq!(path.loss_percent, 0.0);
+    }
+
+    #[test]
+    fn pair_links_list_every_pair_once_by_name_with_its_path_link() {
+        let t = Topology::parse(LINKED).unwrap();
+        let pairs = t.pair_links();
+        let names: Vec<(&str, &str)> = pairs.iter().map(|p| (p.a, p.b)).collect();
+        assert_eq!(
+            names,
+            [
+                ("cloud", "edge"),
+                ("cloud", "plain-edge"),
+                ("cloud", "regional"),
+                ("edge", "plain-edge"),
+                ("edge", "regional"),
+                ("plain-edge", "regional"),
+            ]
+        );
+        for p in &pairs {
+            assert_eq!(Some(p.link), t.path_link(p.a, p.b), "{} {}", p.a, p.b);
+        }
+        let row = LinkRow::from(&pairs[0]);
+        assert_eq!(
+            (row.delay_us, row.rate_bps, row.loss_percent),
+            (25_000, Some(10_000_000), 10.9)
+        );
+        // A forest: no pair across two trees.
+        let two_roots = replace("parent = \"cloud\"\nlatency = \"15 ms\"\n", "").unwrap();
+        let pairs: Vec<(&str, &str)> = two_roots.pair_links().iter().map(|p| (p.a, p.b)).collect();
+        assert_eq!(pairs, [("edge-1", "regional-1")]);
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct NodeConfig {
     /// and the run's CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
+    /// `[faas]`: the FaaS backend, when it is not the embedded gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faas: Option<toml::Table>,
 }
 
 /// `[capacity]`: what the node offers.
@@ -122,6 +125,7 @@ impl NodeConfig {
             offload: node.offload.clone(),
             link_emulation: None,
             tls: None,
+            faas: None,
         }
     }
 
