@@ -46,8 +46,25 @@ test *flags:
     fi
     status=0
     cargo nextest run --workspace --no-fail-fast "${filter[@]}" {{flags}} || status=$?
-    # The Kubernetes manifests, rendered and validated offline; run even when a test failed.
-    "{{just_executable()}}" k8s-validate || { echo "FAILED: just k8s-validate" >&2; status=1; }
+    # The suites beyond cargo's run only in a full run (no flags); they run even when a test failed.
+    if [ -z "{{flags}}" ]; then
+        # The Kubernetes manifests, rendered and validated offline; run even when a test failed.
+        "{{just_executable()}}" k8s-validate || { echo "FAILED: just k8s-validate" >&2; status=1; }
+        # The EnosLib deployment package: its unit tests, then the whole deployment on network
+        # namespaces of this machine (root only).
+        FOGMARKET_BIN_DIR=target/debug testbed/enos/.venv/bin/python -m pytest -q -p no:cacheprovider testbed/enos/tests \
+            || { echo "FAILED: the deployment package's tests (testbed/enos/tests)" >&2; status=1; }
+        if [ "$(id -u)" -eq 0 ]; then
+            "{{just_executable()}}" enos-local testbed/topologies/local.toml iot_emulation/scenarios/enos-local.toml debug \
+                || { echo "FAILED: just enos-local" >&2; status=1; }
+        elif [ -n "${CI:-}" ]; then
+            echo "FAILED: just enos-local needs root (network namespaces)" >&2; status=1
+        else
+            reasons+=("not running as root: just enos-local (the deployment on network namespaces)")
+        fi
+    else
+        reasons+=("a filtered run (just test {{flags}}): the manifests, the deployment package and just enos-local")
+    fi
     for r in "${reasons[@]}"; do echo "SKIPPED: $r" >&2; done
     exit "$status"
 

@@ -52,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
     g5k = sub.add_parser("g5k", help="hosts are Grid'5000 machines or VMs")
     _common(g5k)
     g5k.add_argument("--cluster", default="paravance")
+    g5k.add_argument("--site", help="the cluster's site (default: asked from the Grid'5000 API)")
     g5k.add_argument("--walltime", default="02:00:00")
     g5k.add_argument("--reservation", help="start time of an advance reservation, 'YYYY-MM-DD HH:MM:SS'")
     g5k.add_argument("--job-name", default="fogmarket")
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps([c.__dict__ for c in constraints], indent=1))
             else:
                 for c in constraints:
-                    rate = c.netem_rate(default_bps=0) if c.rate_bps else "unlimited"
+                    rate = c.netem_rate(default_bps=1) if c.rate_bps else "unlimited"
                     print(f"{c.a} <-> {c.b}: delay {c.netem_delay()}, rate {rate}, loss {c.netem_loss() or '0%'}")
             return 0
         if args.command == "local-clean":
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         label = "g5k"
         plan = Plan(topology=topology, scenario=args.scenario, database=args.database,
                     backend=args.backend, jaeger=args.jaeger)
-        settings = G5kSettings(job_name=args.job_name, cluster=args.cluster, walltime=args.walltime,
+        settings = G5kSettings(job_name=args.job_name, cluster=args.cluster, site=args.site, walltime=args.walltime,
                                reservation=args.reservation, vms=args.vms)
         options = _options(args, "g5k")
         with G5kProvider(plan, settings) as provided:

@@ -33,6 +33,8 @@ class Provided:
 class G5kSettings:
     job_name: str = "fogmarket"
     cluster: str = "paravance"
+    #: The cluster's site; None asks the Grid'5000 API.
+    site: str | None = None
     walltime: str = "02:00:00"
     reservation: str | None = None
     #: Pack fog nodes as VMs on fewer machines (GIRAFF's way for hundreds of nodes).
@@ -44,40 +46,52 @@ class G5kSettings:
     environment: str = "debian12-min"
 
 
-def g5k_conf(plan: Plan, settings: G5kSettings):
-    """The EnosLib configuration: one machine (or VM) per host of the plan, with its roles."""
+def g5k_description(plan: Plan, settings: G5kSettings, site: str) -> dict:
+    """The EnosLib configuration as a dictionary (``en.G5kConf.from_dictionary`` or
+    ``en.VMonG5kConf.from_dictionary``): one machine (or VM) per host of the plan, with its
+    roles. Building the configuration object asks the Grid'5000 API about the cluster; this
+    dictionary is what it is built from."""
+    common: dict = {"job_name": settings.job_name, "walltime": settings.walltime}
+    if settings.reservation:
+        common["reservation"] = settings.reservation
     if settings.vms:
-        conf = en.VMonG5kConf.from_settings(
-            job_name=settings.job_name,
-            walltime=settings.walltime,
-            reservation=settings.reservation,
-        )
-        for host in plan.hosts():
-            conf.add_machine(
-                roles=list(host.roles),
-                cluster=settings.cluster,
-                number=1,
-                flavour_desc={"core": settings.vm_cores, "mem": settings.vm_memory_mb},
-            )
-    else:
-        conf = en.G5kConf.from_settings(
-            job_name=settings.job_name,
-            walltime=settings.walltime,
-            reservation=settings.reservation,
-            job_type=["deploy"],
-            env_name=settings.environment,
-        )
-        for host in plan.hosts():
-            conf.add_machine(roles=list(host.roles), cluster=settings.cluster, nodes=1)
-    return conf.finalize()
+        machines = [
+            {
+                "roles": list(host.roles),
+                "cluster": settings.cluster,
+                "number": 1,
+                "flavour_desc": {"core": settings.vm_cores, "mem": settings.vm_memory_mb},
+            }
+            for host in plan.hosts()
+        ]
+        return {**common, "resources": {"machines": machines, "networks": ["fogmarket"]}}
+    machines = [
+        {"roles": list(host.roles), "cluster": settings.cluster, "nodes": 1, "primary_network": "fogmarket"}
+        for host in plan.hosts()
+    ]
+    network = {"id": "fogmarket", "type": "prod", "roles": ["fogmarket"], "site": site}
+    return {
+        **common,
+        "job_type": ["deploy"],
+        "env_name": settings.environment,
+        "resources": {"machines": machines, "networks": [network]},
+    }
 
 
 class G5kProvider:
     def __init__(self, plan: Plan, settings: G5kSettings):
         self.plan = plan
         self.settings = settings
-        conf = g5k_conf(plan, settings)
-        self.provider = en.VMonG5k(conf) if settings.vms else en.G5k(conf)
+        site = settings.site
+        if site is None:
+            from enoslib.infra.enos_g5k.g5k_api_utils import get_cluster_site
+
+            site = get_cluster_site(settings.cluster)
+        description = g5k_description(plan, settings, site)
+        if settings.vms:
+            self.provider = en.VMonG5k(en.VMonG5kConf.from_dictionary(description))
+        else:
+            self.provider = en.G5k(en.G5kConf.from_dictionary(description))
 
     def __enter__(self) -> Provided:
         roles, networks = self.provider.init()

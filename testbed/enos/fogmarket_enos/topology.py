@@ -66,12 +66,17 @@ class PathConstraint:
     loss_percent: float
 
     def netem_delay(self) -> str:
-        """The delay as tc reads it, in microseconds (``"19500us"``)."""
-        return f"{round(self.delay_us)}us"
+        """The delay as EnosLib's NetemHTB takes it: milliseconds (``"19.5ms"``)."""
+        return f"{self.delay_us / 1000:.3f}".rstrip("0").rstrip(".") + "ms"
 
     def netem_rate(self, default_bps: int) -> str:
-        """The rate as tc reads it (``"100000000bit"``); ``default_bps`` where unlimited."""
-        return f"{self.rate_bps if self.rate_bps is not None else default_bps}bit"
+        """The rate as NetemHTB takes it, in the largest of gbit, mbit, kbit that divides it
+        (``"100mbit"``); ``default_bps`` where the path is unlimited."""
+        bps = self.rate_bps if self.rate_bps is not None else default_bps
+        for unit, factor in (("gbit", 10**9), ("mbit", 10**6)):
+            if bps % factor == 0:
+                return f"{bps // factor}{unit}"
+        return f"{max(1, bps // 1000)}kbit"
 
     def netem_loss(self) -> str | None:
         """The loss with an explicit ``%`` (tc would read a bare ``0.05`` as 0.05 %), or None."""
