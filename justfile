@@ -50,6 +50,7 @@ test *flags:
     if [ -z "{{flags}}" ]; then
         # The Kubernetes manifests, rendered and validated offline; run even when a test failed.
         "{{just_executable()}}" k8s-validate || { echo "FAILED: just k8s-validate" >&2; status=1; }
+        "{{just_executable()}}" images-lint || { echo "FAILED: just images-lint" >&2; status=1; }
         # The EnosLib deployment package: its unit tests, then the whole deployment on network
         # namespaces of this machine (root only).
         FOGMARKET_BIN_DIR=target/debug testbed/enos/.venv/bin/python -m pytest -q -p no:cacheprovider testbed/enos/tests \
@@ -152,6 +153,11 @@ g5k topology="testbed/topologies/local.toml" scenario="iot_emulation/scenarios/e
 # Release the Grid'5000 job of `just g5k` (flags: --job-name, --cluster)
 g5k-destroy *flags: enos-venv
     testbed/enos/.venv/bin/python -m fogmarket_enos g5k-destroy {{flags}}
+
+# Lint the container images' Dockerfiles (docker/*.Dockerfile) with hadolint, offline
+images-lint: enos-venv
+    testbed/enos/.venv/bin/hadolint docker/*.Dockerfile
+    @echo "docker/: $(ls docker/*.Dockerfile | wc -l) Dockerfiles pass hadolint" >&2
 
 # Format every crate
 fmt:

@@ -268,7 +268,8 @@ impl Config {
     pub fn from_toml_with_env(text: &str) -> Result<Config, ConfigError> {
         let figment = Figment::new()
             .merge(Toml::string(text))
-            .merge(Env::prefixed("FOG_NODE_").split("__"));
+            // FOG_NODE_CONFIG names the file (fog-node --config); it is not a field.
+            .merge(Env::prefixed("FOG_NODE_").ignore(&["CONFIG"]).split("__"));
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Parse(e.to_string()))?;
@@ -389,6 +390,17 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = MINIMAL_TEST_CONFIG;
+
+    #[test]
+    fn the_variable_naming_the_config_file_is_not_read_as_a_field() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FOG_NODE_CONFIG", "/etc/fogmarket/fog-node.toml");
+            jail.set_env("FOG_NODE_OWNER", "owner-from-env");
+            let c = Config::from_toml_with_env(MINIMAL).map_err(|e| e.to_string())?;
+            assert_eq!(c.owner, "owner-from-env");
+            Ok(())
+        });
+    }
 
     #[test]
     fn a_minimal_config_gets_documented_defaults() {

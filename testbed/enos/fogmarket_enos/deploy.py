@@ -42,6 +42,14 @@ from .services import Service
 
 log = logging.getLogger(__name__)
 
+#: Jaeger all-in-one, pinned (https://github.com/jaegertracing/jaeger/releases); its UI
+#: listens on port 16686 of the jaeger host. Fetched over HTTPS by version, not by checksum.
+JAEGER_VERSION = "1.62.0"
+JAEGER_URL = (
+    f"https://github.com/jaegertracing/jaeger/releases/download/v{JAEGER_VERSION}/"
+    f"jaeger-{JAEGER_VERSION}-linux-amd64.tar.gz"
+)
+
 #: How long each kind of wait may take before the step fails.
 SERVICE_START_S = 120
 IOT_GRACE_S = 180
@@ -286,7 +294,21 @@ class Deployment:
             self._install_postgres()
         if self.plan.backend == "openfaas":
             self._install_openfaas()
+        if self.plan.jaeger:
+            self._install_jaeger()
 
+    def _install_jaeger(self) -> None:
+        """Jaeger all-in-one on the jaeger host, receiving OTLP over HTTP from every service."""
+        L = self.layout
+        with _actions(self.roles["jaeger"], "installing Jaeger") as a:
+            a.get_url(url=JAEGER_URL, dest=f"{L.root}/jaeger.tar.gz", task_name="fetching Jaeger")
+            a.shell(f"tar -xzf {L.root}/jaeger.tar.gz -C {L.bin} --strip-components=1 --wildcards '*/jaeger-all-in-one'",
+                    task_name="unpacking Jaeger")
+        self._start_service(
+            "jaeger",
+            Service("jaeger", (f"{L.bin}/jaeger-all-in-one",),
+                    env={"COLLECTOR_OTLP_ENABLED": "true", "SPAN_STORAGE_TYPE": "memory"}),
+        )
     def _install_postgres(self) -> None:
         """A PostgreSQL cluster of the deployment's own, on the marketplace host's loopback, with
         its socket in the deployment's run directory (never the distribution's default cluster)."""
