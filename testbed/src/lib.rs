@@ -25,8 +25,9 @@
 //!   never wait for answers, per-request records, success per second and per serving node).
 //! - [`k8s`]: the Kubernetes manifests of a topology's fog nodes (`testbed k8s`: a Deployment, a
 //!   Service and a ConfigMap per node), for the kustomize tree `testbed/k8s/`.
-//!
-//! Running on Grid'5000 (EnosLib) is not part of this crate yet.
+//! - [`hosts`]: the fog nodes' configuration files for a federation whose members run on hosts
+//!   of their own (`testbed hosts-config`), used by the EnosLib deployment package
+//!   `testbed/enos` (Grid'5000, network namespaces of this machine).
 
 pub mod bench;
 pub mod bench_faas;
