@@ -392,6 +392,7 @@ mod tests {
     const MINIMAL: &str = MINIMAL_TEST_CONFIG;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail returns figment's own error
     fn the_variable_naming_the_config_file_is_not_read_as_a_field() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("FOG_NODE_CONFIG", "/etc/fogmarket/fog-node.toml");
