@@ -39,6 +39,7 @@ def test_hosts_answer_ssh_with_their_own_name_and_files_and_leave_nothing_when_a
 def test_a_terminated_run_still_removes_its_hosts(tmp_path):
     script = f"""
 import sys, time
+from pathlib import Path
 from fogmarket_enos import netns
 with netns.LocalHosts(["one", "two"], Path({str(tmp_path)!r})) as hosts:
     print(hosts.tag, flush=True)
