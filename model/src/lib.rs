@@ -2,13 +2,15 @@
 //!
 //! Units ([`units`]), ids ([`ids`]), the SLA ([`sla`]), the sealed-execution rules for
 //! `envProcess` and `envVars` ([`exec`]), wire messages ([`protocol`]), request
-//! signing ([`auth`]), auction rules ([`auction`]), pricing models ([`pricing`]), the latency
+//! signing ([`auth`]), auction rules ([`auction`]), a node's assessment of an SLA (its price and
+//! refusals, [`bid`]), pricing models ([`pricing`]), the latency
 //! model ([`latency`]), placement strategies ([`strategy`]), the per-node resource ledger
 //! ([`ledger`]) and run-time offloading weights ([`offload`]). Nothing here does I/O or reads the clock: time is a parameter
 //! ([`time::Timestamp`]), so the services and a simulator run the same code.
 
 pub mod auction;
 pub mod auth;
+pub mod bid;
 pub mod exec;
 pub mod ids;
 pub mod latency;

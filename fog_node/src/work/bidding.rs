@@ -10,12 +10,10 @@ use crate::client::Call;
 use crate::state::node::{NeighbourState, Node};
 use futures::future::join_all;
 use model::Sla;
+use model::bid::Assessment;
 use model::ids::{BidId, NodeId};
 use model::latency::{PathLatency, check_budget};
-use model::pricing::PricingInput;
-use model::protocol::{
-    Bid, BidRequest, BidResponse, DroppedBid, Refusal, RefusalReason, Resources,
-};
+use model::protocol::{Bid, BidRequest, BidResponse, DroppedBid, Refusal, RefusalReason};
 use model::strategy::{self, AskMode, BidFilter, NeighbourInfo, SelfBid, StrategyInput};
 use model::time::Timestamp;
 use std::sync::Arc;
@@ -26,59 +24,17 @@ const MIN_RELAY_BUDGET: Duration = Duration::from_millis(10);
 /// Timeout of an on-demand probe of a neighbour whose link was never measured.
 const ON_DEMAND_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// What the node found about itself.
-struct SelfCheck {
-    needs: Resources,
-    price: model::Price,
-    /// `None` when the node can bid.
-    refusal: Option<RefusalReason>,
-}
-
-fn check_self(node: &Node, me: NodeId, sla: &Sla, acc: &PathLatency, now: Timestamp) -> SelfCheck {
-    let needs = Resources::for_sla(sla);
-    let (free, capacity, committed) = {
-        let book = node.book();
-        (
-            book.ledger.free(now),
-            book.ledger.capacity(),
-            book.ledger.commitments(now),
-        )
-    };
-    let price = node.config.pricing.price(&PricingInput {
-        request: needs,
-        capacity,
-        committed: &committed,
-        duration: sla.duration.as_duration(),
-        is_data_source: sla.has_data_source(me),
-    });
-    let margin = node.config.latency.sigma_margin;
-    let refusal = if let Err(reason) = check_budget(
+fn check_self(node: &Node, me: NodeId, sla: &Sla, acc: &PathLatency, now: Timestamp) -> Assessment {
+    let book = node.book();
+    model::bid::assess(
+        &book.ledger,
+        &node.config.pricing,
+        sla,
+        me,
         acc,
-        sla.input_max_size,
-        sla.latency_max,
-        sla.latency_kind,
-        margin,
-    ) {
-        Some(reason.into())
-    } else if !needs.fits_in(&free) {
-        Some(RefusalReason::OutOfCapacity {
-            needed: needs,
-            free,
-        })
-    } else {
-        match sla.max_price {
-            Some(max_price) if price > max_price => Some(RefusalReason::OverMaxPrice {
-                bid: price,
-                max_price,
-            }),
-            _ => None,
-        }
-    };
-    SelfCheck {
-        needs,
-        price,
-        refusal,
-    }
+        node.config.latency.sigma_margin,
+        now,
+    )
 }
 
 /// Time left before `deadline`, or zero.
