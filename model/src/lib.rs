@@ -5,7 +5,9 @@
 //! signing ([`auth`]), auction rules ([`auction`]), a node's assessment of an SLA (its price and
 //! refusals, [`bid`]), pricing models ([`pricing`]), the latency
 //! model ([`latency`]), placement strategies ([`strategy`]), the per-node resource ledger
-//! ([`ledger`]) and run-time offloading weights ([`offload`]). Nothing here does I/O or reads the clock: time is a parameter
+//! ([`ledger`]), run-time offloading weights ([`offload`]), and topology files and the
+//! GIRAFF-like generator ([`topology`]: parsed from and written to text; reading files is the
+//! caller's). Nothing here does I/O or reads the clock: time is a parameter
 //! ([`time::Timestamp`]), so the services and a simulator run the same code.
 
 pub mod auction;
@@ -21,6 +23,7 @@ pub mod protocol;
 pub mod sla;
 pub mod strategy;
 pub mod time;
+pub mod topology;
 pub mod units;
 
 pub use auction::{AuctionRule, run_auction};

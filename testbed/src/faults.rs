@@ -8,7 +8,7 @@ use crate::bench::{Machine, commit_hash, write_results};
 use crate::bench_offload::{echo_sla, place_function};
 use crate::launcher::{Federation, LaunchOptions};
 use crate::load::{self, LoadOptions, RequestRecord, Schedule, Stream};
-use crate::topology::Topology;
+use crate::topology::{Topology, TopologyFileExt};
 use anyhow::Context;
 use measure::markdown::{MarkdownTable, left, right};
 use serde::Serialize;

@@ -1,11 +1,12 @@
 //! `testbed`: runs a whole Fogmarket federation on one machine.
 //!
 //! - [`topology`]: topology files (the marketplace's settings and a tree of fog nodes with
-//!   owners, capacities, prices and link latencies), validated on parse, and a generator of
-//!   random GIRAFF-style 4-tier trees; links may carry a rate and a loss, and a tree path
-//!   between two nodes is one link ([`topology::PathLink`]).
-//! - [`topology_gen`]: seeded GIRAFF-like topology files after GIRAFF's Grid'5000 tiers
-//!   (`testbed topology generate --giraff`).
+//!   owners, capacities, prices and link latencies): re-exports [`model::topology`] (parsing
+//!   and validation, links with a rate and a loss, a tree path between two nodes as one link
+//!   ([`topology::PathLink`]), random GIRAFF-style 4-tier trees) and adds reading a file
+//!   ([`topology::TopologyFileExt::from_file`]).
+//! - [`topology_gen`]: re-exports [`model::topology::giraff`], seeded GIRAFF-like topology
+//!   files after GIRAFF's Grid'5000 tiers (`testbed topology generate --giraff`).
 //! - [`launcher`]: starts the real `marketplace` and `fog-node` binaries as child processes on
 //!   loopback (port 0, own process groups, logs per process), waits for readiness with
 //!   deadlines, and kills everything on drop. Used by `just run`, the multi-process integration
@@ -48,4 +49,4 @@ pub use launcher::{
     find_binary, http_client, http_client_trusting,
 };
 pub use poll::poll_until;
-pub use topology::{MarketplaceSettings, NodeSpec, Topology, TopologyError};
+pub use topology::{MarketplaceSettings, NodeSpec, Topology, TopologyError, TopologyFileExt};

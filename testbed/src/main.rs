@@ -9,7 +9,7 @@ use testbed::bench::{AuctionBenchOptions, run_auction_bench};
 use testbed::bench_faas::{FaasBenchOptions, run_faas_bench};
 use testbed::bench_offload::{OffloadBenchOptions, SCENARIOS, run_offload_bench};
 use testbed::bench_proxy::{ProxyBenchOptions, run_proxy_bench};
-use testbed::{Federation, LaunchOptions, Topology, default_bin_dir};
+use testbed::{Federation, LaunchOptions, Topology, TopologyFileExt, default_bin_dir};
 
 #[derive(Parser)]
 #[command(
@@ -240,7 +240,7 @@ enum Bench {
 #[derive(Subcommand)]
 enum TopologyCommand {
     /// A seeded random 4-tier tree after GIRAFF's Grid'5000 testbed (tiers, links and prices:
-    /// testbed/src/topology_gen.rs). The same size multiplier and seed give the same file.
+    /// model/src/topology/giraff.rs). The same size multiplier and seed give the same file.
     Generate {
         /// GIRAFF's tiers (the only generator so far).
         #[arg(long, required = true)]

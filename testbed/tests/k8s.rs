@@ -9,8 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use testbed::Topology;
 use testbed::k8s::{self, K8sOptions};
+use testbed::{Topology, TopologyFileExt};
 
 const REGENERATE: &str = "cargo run -p testbed -- k8s --topology testbed/topologies/local.toml \
                           --out testbed/k8s/fog-nodes";

@@ -1,8 +1,8 @@
 //! `testbed topology generate` and `testbed topology links`, run as the built binary.
 
 use std::process::{Command, Output};
-use testbed::Topology;
 use testbed::topology::LinkRow;
+use testbed::{Topology, TopologyFileExt};
 
 fn testbed(args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_testbed"))
