@@ -11,6 +11,8 @@
 //!   per-replica concurrency with FIFO queues, scale from zero and per-invocation records.
 //! - [`market`]: the marketplace's auctions and the fog nodes' bidding over the overlay tree,
 //!   with `model`'s strategies, assessment, ledger and auction rules.
+//! - [`run`]: one experiment: a federation, a workload placed through the market and invoked
+//!   by seeded Poisson devices, requests travelling the tree to their hosts; the report.
 //!
 //! Nothing here does I/O, sleeps, reads the wall clock or spawns tasks: a run is a pure function
 //! of its inputs and its seed. Later layers simulate a whole federation by calling the `model`
@@ -20,6 +22,7 @@
 pub mod engine;
 pub mod faas;
 pub mod market;
+pub mod run;
 
 pub use engine::{Engine, EngineError, Scheduler, SimTime};
 pub use faas::{

@@ -268,6 +268,30 @@ impl Market {
         self.by_name.get(name).map(|&i| self.nodes[i].id)
     }
 
+    /// The one-way latency of the tree path between two nodes (the links' latencies summed up
+    /// to their closest common ancestor), as the latency model composes it.
+    pub fn path_latency(&self, a: &str, b: &str) -> Option<PathLatency> {
+        let (&a, &b) = (self.by_name.get(a)?, self.by_name.get(b)?);
+        let ancestors = |mut i: usize| {
+            let mut chain = vec![i];
+            while let Some(p) = self.nodes[i].parent {
+                chain.push(p);
+                i = p;
+            }
+            chain
+        };
+        let (up_a, up_b) = (ancestors(a), ancestors(b));
+        let common = *up_a.iter().find(|x| up_b.contains(x))?;
+        let mut path = PathLatency::default();
+        for &i in up_a.iter().take_while(|&&x| x != common) {
+            path = path.then(&self.nodes[i].up_link);
+        }
+        for &i in up_b.iter().take_while(|&&x| x != common) {
+            path = path.then(&self.nodes[i].up_link);
+        }
+        Some(path)
+    }
+
     /// Free resources of a node at `now`.
     pub fn free(&self, name: &str, now: Timestamp) -> Option<Resources> {
         self.by_name

@@ -1,0 +1,532 @@
+//! One simulated experiment: a federation, a workload, a seed, and what came of it.
+//!
+//! Every function of the workload is placed once at the start through the [`Market`] (relay,
+//! bids, auction), deployed on each winning node's own FaaS system (one per fog node, as each
+//! fog node runs its own gateway), then invoked by a seeded Poisson process at its target
+//! (access) node. An invocation travels the tree path from the access node to its host, runs
+//! there (cold starts, queueing, execution as the FaaS system simulates them) and travels back;
+//! its SLA is met when the request succeeded within `latencyMax` (round trip or one way, as the
+//! SLA says). When an SLA's lifetime ends, its function is removed and its reservation released.
+//!
+//! Records are folded into counters and a latency histogram as the run goes (every simulated
+//! second), so memory stays flat however many invocations a run makes.
+
+use crate::engine::{Engine, Scheduler, SimTime};
+use crate::faas::{
+    ExecTime, FaasConfig, FaasError, FaasEvent, FaasSystem, FunctionDeployment, FunctionId, Outcome,
+};
+use crate::market::{Market, MarketError, MarketSettings, NodeDesc};
+use measure::stats::Latencies;
+use model::time::Timestamp;
+use model::{LatencyKind, Sla};
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Exp};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// One function of the workload.
+#[derive(Debug, Clone)]
+pub struct FunctionLoad {
+    pub name: String,
+    pub sla: Sla,
+    /// The access node its requests arrive at (and the placement's target).
+    pub target: String,
+    /// Mean requests per second (Poisson arrivals).
+    pub rate: f64,
+    pub exec: ExecTime,
+    /// Cold start of a replica.
+    pub startup: Duration,
+    /// Requests one replica runs at once.
+    pub concurrency: u32,
+}
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub functions: Vec<FunctionLoad>,
+    /// How long requests are sent.
+    pub duration: Duration,
+}
+
+/// Why a run cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Market(#[from] MarketError),
+    #[error("function `{function}`: {source}")]
+    Faas {
+        function: String,
+        #[source]
+        source: FaasError,
+    },
+    #[error("function `{function}`, field `rate`: {reason}")]
+    Rate { function: String, reason: String },
+}
+
+/// What came of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub nodes: usize,
+    pub placements_tried: usize,
+    pub placements_ok: usize,
+    /// Requests sent by the devices.
+    pub invocations: u64,
+    /// Requests answered successfully.
+    pub ok: u64,
+    /// Successful requests within their SLA's latency.
+    pub sla_met: u64,
+    /// What clients pay for every placement (sum of the winners' prices).
+    pub spending: f64,
+    /// Jain's fairness index of the nodes' earnings (every node of the federation counts);
+    /// `None` when nobody earned anything.
+    pub jain_earnings: Option<f64>,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    pub latency_p99_ms: f64,
+    /// Simulated time to place, mean over placements, ms.
+    pub mean_time_to_place_ms: f64,
+    /// Events the engine processed.
+    pub events: u64,
+    /// Per placement: function, winners with the price paid.
+    pub placements: Vec<PlacementRecord>,
+}
+
+/// One placement in the report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlacementRecord {
+    pub function: String,
+    pub winners: Vec<(String, f64)>,
+}
+
+impl RunReport {
+    pub fn sla_respected_ratio(&self) -> f64 {
+        if self.invocations == 0 {
+            0.0
+        } else {
+            self.sla_met as f64 / self.invocations as f64
+        }
+    }
+    pub fn placement_success_ratio(&self) -> f64 {
+        if self.placements_tried == 0 {
+            0.0
+        } else {
+            self.placements_ok as f64 / self.placements_tried as f64
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    /// An event of one fog node's FaaS system.
+    Faas { node: u32, event: FaasEvent },
+    /// A device sends a request of workload function `f`.
+    Arrival { f: u32 },
+    /// A request of `f` reaches its host `host` (index in the function's hosts).
+    Deliver { f: u32, host: u32 },
+    /// The SLA of `f` ends.
+    Expire { f: u32 },
+    /// Fold the records so far.
+    Fold,
+}
+
+/// The engine seen by fog node `node`'s FaaS system: its events come back tagged with it.
+struct At<'a> {
+    engine: &'a mut Engine<Event>,
+    node: u32,
+}
+
+impl Scheduler<FaasEvent> for At<'_> {
+    fn now(&self) -> SimTime {
+        self.engine.now()
+    }
+    fn schedule_in(&mut self, delay: Duration, event: FaasEvent) {
+        self.engine.schedule_in(
+            delay,
+            Event::Faas {
+                node: self.node,
+                event,
+            },
+        );
+    }
+    fn rng(&mut self) -> &mut StdRng {
+        self.engine.rng()
+    }
+}
+
+/// A placed function: where it runs and how far.
+struct Placed {
+    /// Host node index, the FaaS function id there, one-way path latency from the access node.
+    hosts: Vec<(u32, FunctionId, f64)>,
+    next_host: usize,
+    live: bool,
+}
+
+struct Totals {
+    ok: u64,
+    sla_met: u64,
+    latencies: Latencies,
+}
+
+/// Runs `workload` on the federation of `nodes`.
+pub fn run(
+    nodes: Vec<NodeDesc>,
+    settings: MarketSettings,
+    workload: &Workload,
+    seed: u64,
+) -> Result<RunReport, RunError> {
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let capacities: Vec<_> = nodes.iter().map(|n| (n.cpu, n.memory)).collect();
+    let mut market = Market::new(nodes, settings, seed)?;
+    let mut engine: Engine<Event> = Engine::with_capacity(seed, 1 << 16);
+    let mut systems: Vec<FaasSystem> = Vec::with_capacity(names.len());
+    for (i, (name, (cpu, memory))) in names.iter().zip(capacities).enumerate() {
+        let mut faas = FaasSystem::new(FaasConfig::default()).map_err(|source| RunError::Faas {
+            function: String::new(),
+            source,
+        })?;
+        let mut at = At {
+            engine: &mut engine,
+            node: i as u32,
+        };
+        faas.add_node(&mut at, name.clone(), cpu, memory);
+        systems.push(faas);
+    }
+    let index: HashMap<&str, u32> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u32))
+        .collect();
+
+    let epoch = Timestamp::from_millis(0);
+    let mut placed: Vec<Placed> = Vec::with_capacity(workload.functions.len());
+    let mut gaps: Vec<Exp<f64>> = Vec::with_capacity(workload.functions.len());
+    let mut spending = 0.0;
+    let mut earnings = vec![0.0f64; names.len()];
+    let mut placements = Vec::new();
+    let mut placements_ok = 0;
+    let mut time_to_place = Duration::ZERO;
+    // (host node, FaaS function id) -> (workload function, one-way latency ms)
+    let mut served_by: HashMap<(u32, FunctionId), (u32, f64)> = HashMap::new();
+    for (f, load) in workload.functions.iter().enumerate() {
+        let gap = Exp::new(load.rate).map_err(|e| RunError::Rate {
+            function: load.name.clone(),
+            reason: e.to_string(),
+        })?;
+        if !(load.rate.is_finite() && load.rate > 0.0) {
+            return Err(RunError::Rate {
+                function: load.name.clone(),
+                reason: format!("{} is not a positive rate", load.rate),
+            });
+        }
+        gaps.push(gap);
+        let p = market.place(&load.sla, &load.target, epoch)?;
+        time_to_place += p.time_to_place;
+        let mut hosts = Vec::new();
+        for w in &p.winners {
+            let Some(&h) = index.get(w.node.as_str()) else {
+                continue;
+            };
+            spending += w.price.value();
+            earnings[h as usize] += w.price.value();
+            let fd = FunctionDeployment {
+                cpu: load.sla.cpu,
+                memory: load.sla.memory,
+                scale_min: load.sla.replicas.max(1),
+                scale_max: load.sla.replicas.max(1),
+                startup: load.startup,
+                exec: load.exec,
+                concurrency: load.concurrency.max(1),
+                ..FunctionDeployment::new(load.name.clone(), load.sla.function_image.clone())
+            };
+            let mut at = At {
+                engine: &mut engine,
+                node: h,
+            };
+            let id = systems[h as usize]
+                .deploy(&mut at, fd)
+                .map_err(|source| RunError::Faas {
+                    function: load.name.clone(),
+                    source,
+                })?;
+            let one_way = market
+                .path_latency(&load.target, &w.node)
+                .map(|l| l.median.max(0.0))
+                .unwrap_or(0.0);
+            served_by.insert((h, id), (f as u32, one_way));
+            hosts.push((h, id, one_way));
+        }
+        if !hosts.is_empty() {
+            placements_ok += 1;
+        }
+        placements.push(PlacementRecord {
+            function: load.name.clone(),
+            winners: p
+                .winners
+                .iter()
+                .map(|w| (w.node.clone(), w.price.value()))
+                .collect(),
+        });
+        let live = !hosts.is_empty();
+        placed.push(Placed {
+            hosts,
+            next_host: 0,
+            live,
+        });
+        let first = gaps[f].sample(engine.rng());
+        engine.schedule_in(
+            Duration::from_secs_f64(first),
+            Event::Arrival { f: f as u32 },
+        );
+        engine.schedule_in(
+            load.sla.duration.as_duration(),
+            Event::Expire { f: f as u32 },
+        );
+    }
+    engine.schedule_in(Duration::from_secs(1), Event::Fold);
+
+    let end = SimTime::from_duration(workload.duration);
+    let mut sent: u64 = 0;
+    let mut totals = Totals {
+        ok: 0,
+        sla_met: 0,
+        latencies: Latencies::new(),
+    };
+    let fold = |systems: &mut [FaasSystem], totals: &mut Totals| {
+        for (h, faas) in systems.iter_mut().enumerate() {
+            for r in faas.take_records() {
+                if r.outcome != Outcome::Ok {
+                    continue;
+                }
+                let Some(&(f, one_way_ms)) = served_by.get(&(h as u32, r.function)) else {
+                    continue;
+                };
+                let sla = &workload.functions[f as usize].sla;
+                let total_ms = r.response_time().as_secs_f64() * 1000.0 + 2.0 * one_way_ms;
+                totals.ok += 1;
+                totals.latencies.record_ms(total_ms);
+                let bound = sla.latency_max.as_duration().as_secs_f64() * 1000.0;
+                let met = match sla.latency_kind {
+                    LatencyKind::RoundTrip => total_ms <= bound,
+                    LatencyKind::OneWay => one_way_ms <= bound,
+                };
+                if met {
+                    totals.sla_met += 1;
+                }
+            }
+        }
+    };
+
+    while let Some((now, event)) = engine.pop() {
+        match event {
+            Event::Faas { node, event } => {
+                let mut at = At {
+                    engine: &mut engine,
+                    node,
+                };
+                systems[node as usize].handle(&mut at, event);
+            }
+            Event::Arrival { f } => {
+                if now >= end {
+                    continue;
+                }
+                sent += 1;
+                let fi = f as usize;
+                let gap = gaps[fi].sample(engine.rng());
+                engine.schedule_in(Duration::from_secs_f64(gap), Event::Arrival { f });
+                let p = &mut placed[fi];
+                if !p.live || p.hosts.is_empty() {
+                    continue;
+                }
+                let k = p.next_host % p.hosts.len();
+                p.next_host = p.next_host.wrapping_add(1);
+                let one_way = p.hosts[k].2;
+                engine.schedule_in(
+                    Duration::from_secs_f64(one_way / 1000.0),
+                    Event::Deliver { f, host: k as u32 },
+                );
+            }
+            Event::Deliver { f, host } => {
+                let p = &placed[f as usize];
+                if !p.live {
+                    continue;
+                }
+                let (h, id, _) = p.hosts[host as usize];
+                let mut at = At {
+                    engine: &mut engine,
+                    node: h,
+                };
+                // A removed function answers nothing: the request counts as failed.
+                let _ = systems[h as usize].invoke_id(&mut at, id);
+            }
+            Event::Expire { f } => {
+                let p = &mut placed[f as usize];
+                p.live = false;
+                for &(h, _, _) in &p.hosts {
+                    let mut at = At {
+                        engine: &mut engine,
+                        node: h,
+                    };
+                    let _ =
+                        systems[h as usize].remove(&mut at, &workload.functions[f as usize].name);
+                }
+                market.release(workload.functions[f as usize].sla.id);
+            }
+            Event::Fold => {
+                fold(&mut systems, &mut totals);
+                // Folds go on while anything else is pending.
+                if now < end || !engine.is_empty() {
+                    engine.schedule_in(Duration::from_secs(1), Event::Fold);
+                }
+            }
+        }
+    }
+    fold(&mut systems, &mut totals);
+
+    let n = names.len() as f64;
+    let sum: f64 = earnings.iter().sum();
+    let squares: f64 = earnings.iter().map(|e| e * e).sum();
+    let jain_earnings = (squares > 0.0).then(|| sum * sum / (n * squares));
+    let q = |p: f64| {
+        if totals.latencies.is_empty() {
+            0.0
+        } else {
+            totals.latencies.quantile_ms(p)
+        }
+    };
+    let tried = workload.functions.len();
+    Ok(RunReport {
+        nodes: names.len(),
+        placements_tried: tried,
+        placements_ok,
+        invocations: sent,
+        ok: totals.ok,
+        sla_met: totals.sla_met,
+        spending,
+        jain_earnings,
+        latency_p50_ms: q(0.5),
+        latency_p95_ms: q(0.95),
+        latency_p99_ms: q(0.99),
+        mean_time_to_place_ms: if tried == 0 {
+            0.0
+        } else {
+            time_to_place.as_secs_f64() * 1000.0 / tried as f64
+        },
+        events: engine.processed(),
+        placements,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::SlaId;
+    use model::topology::Topology;
+    use serde_json::json;
+
+    const LOCAL: &str = include_str!("../../testbed/topologies/local.toml");
+
+    fn sla(latency_max: &str, duration: &str) -> Sla {
+        let body = json!({
+            "memory": "64 MB", "cpu": "100 millicpu", "latencyMax": latency_max,
+            "latencyKind": "roundTrip", "duration": duration, "replicas": 1,
+            "functionImage": "echo", "functionLiveName": "echo", "dataFlow": [],
+            "envVars": {}, "inputMaxSize": "1 KB"
+        });
+        Sla::from_json(&body, SlaId::new(), "sla").unwrap()
+    }
+
+    fn workload(rate: f64, duration: Duration, sla_lifetime: &str) -> Workload {
+        let targets = ["edge-factory", "edge-campus", "edge-harbour", "edge-farm"];
+        Workload {
+            functions: targets
+                .iter()
+                .map(|t| FunctionLoad {
+                    name: format!("fn-{t}"),
+                    sla: sla("150 ms", sla_lifetime),
+                    target: t.to_string(),
+                    rate,
+                    exec: ExecTime::Fixed(Duration::from_millis(5)),
+                    startup: Duration::from_millis(500),
+                    concurrency: 4,
+                })
+                .collect(),
+            duration,
+        }
+    }
+
+    fn local() -> (Vec<NodeDesc>, MarketSettings) {
+        let t = Topology::parse(LOCAL).unwrap();
+        (
+            NodeDesc::from_topology(&t).unwrap(),
+            MarketSettings::from_topology(&t).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_light_workload_is_placed_served_and_within_its_sla() {
+        let (nodes, settings) = local();
+        let r = run(
+            nodes,
+            settings,
+            &workload(3.0, Duration::from_secs(30), "120 s"),
+            7,
+        )
+        .unwrap();
+        assert_eq!(r.placements_ok, 4, "{r:?}");
+        assert!(r.invocations > 250 && r.invocations < 480, "{r:?}");
+        assert_eq!(r.ok, r.invocations, "{r:?}");
+        // Only requests that came during the replicas' 500 ms cold start miss the SLA.
+        assert!(r.sla_met < r.ok && r.sla_met * 100 >= r.ok * 95, "{r:?}");
+        assert!(r.spending > 0.0);
+        // Round trips over the tree plus 5 ms of work; the cold starts make the tail.
+        assert!(r.latency_p50_ms >= 5.0 && r.latency_p50_ms < 150.0, "{r:?}");
+        assert!(r.latency_p99_ms > 150.0, "{r:?}");
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_report() {
+        let go = |seed| {
+            let (nodes, settings) = local();
+            let r = run(
+                nodes,
+                settings,
+                &workload(20.0, Duration::from_secs(10), "120 s"),
+                seed,
+            )
+            .unwrap();
+            (
+                r.invocations,
+                r.ok,
+                r.sla_met,
+                r.placements.clone(),
+                r.latency_p95_ms.to_bits(),
+            )
+        };
+        assert_eq!(go(3), go(3));
+        assert_ne!(go(3).0, go(4).0);
+    }
+
+    #[test]
+    fn requests_after_the_sla_ends_are_not_served() {
+        let (nodes, settings) = local();
+        let r = run(
+            nodes,
+            settings,
+            &workload(10.0, Duration::from_secs(20), "10 s"),
+            1,
+        )
+        .unwrap();
+        // About half the requests come after the SLAs ended.
+        assert!(r.ok < r.invocations * 3 / 4, "{r:?}");
+        assert!(r.ok > r.invocations / 4, "{r:?}");
+    }
+
+    #[test]
+    fn a_zero_rate_is_refused_naming_the_function() {
+        let (nodes, settings) = local();
+        let mut w = workload(1.0, Duration::from_secs(1), "10 s");
+        w.functions[1].rate = 0.0;
+        let err = run(nodes, settings, &w, 1).unwrap_err();
+        assert!(err.to_string().contains("fn-edge-campus"), "{err}");
+    }
+}
