@@ -69,12 +69,17 @@ test *flags:
     for r in "${reasons[@]}"; do echo "SKIPPED: $r" >&2; done
     exit "$status"
 
-# Run a benchmark on release builds (`auction`, `faas`, `proxy`, `offload`); results in bench/results/. Extra flags go to the benchmark
+# Run a benchmark on release builds (`auction`, `faas`, `proxy`, `offload`, `sim`); results in bench/results/. Extra flags go to the benchmark
 bench name *flags:
     case "{{name}}" in \
-        auction|faas|proxy|offload) ;; \
-        *) echo "unknown benchmark '{{name}}' (known: auction, faas, proxy, offload)" >&2; exit 2 ;; \
+        auction|faas|proxy|offload|sim) ;; \
+        *) echo "unknown benchmark '{{name}}' (known: auction, faas, proxy, offload, sim)" >&2; exit 2 ;; \
     esac
+    if [ "{{name}}" = sim ]; then \
+        cargo build --release -p simulator; \
+        target/release/simulator bench {{flags}}; \
+        exit 0; \
+    fi
     if [ "{{name}}" = proxy ]; then \
         missing=""; \
         for tool in wrk haproxy; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done; \

@@ -11,6 +11,7 @@
 //!   per-replica concurrency with FIFO queues, scale from zero and per-invocation records.
 //! - [`market`]: the marketplace's auctions and the fog nodes' bidding over the overlay tree,
 //!   with `model`'s strategies, assessment, ledger and auction rules.
+//! - [`bench`]: the speed benchmark behind `just bench sim`.
 //! - [`run`]: one experiment: a federation, a workload placed through the market and invoked
 //!   by seeded Poisson devices, requests travelling the tree to their hosts; the report.
 //!
@@ -19,6 +20,7 @@
 //! crate's own code (auction, pricing, ledger, offload) at simulated times
 //! ([`SimTime::to_timestamp`]).
 
+pub mod bench;
 pub mod engine;
 pub mod faas;
 pub mod market;

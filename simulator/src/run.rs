@@ -167,13 +167,41 @@ struct Totals {
     latencies: Latencies,
 }
 
-/// Runs `workload` on the federation of `nodes`.
+/// Runs `workload` on the federation of `nodes`: [`prepare`], then [`Prepared::simulate`].
 pub fn run(
     nodes: Vec<NodeDesc>,
     settings: MarketSettings,
     workload: &Workload,
     seed: u64,
 ) -> Result<RunReport, RunError> {
+    Ok(prepare(nodes, settings, workload, seed)?.simulate())
+}
+
+/// A run whose functions are placed and deployed, its first events scheduled.
+pub struct Prepared<'w> {
+    workload: &'w Workload,
+    names: Vec<String>,
+    market: Market,
+    engine: Engine<Event>,
+    systems: Vec<FaasSystem>,
+    placed: Vec<Placed>,
+    gaps: Vec<Exp<f64>>,
+    served_by: HashMap<(u32, FunctionId), (u32, f64)>,
+    spending: f64,
+    earnings: Vec<f64>,
+    placements: Vec<PlacementRecord>,
+    placements_ok: usize,
+    time_to_place: Duration,
+}
+
+/// Places and deploys every function of `workload` (at simulated time zero) and schedules the
+/// devices' first requests and the SLAs' ends.
+pub fn prepare<'w>(
+    nodes: Vec<NodeDesc>,
+    settings: MarketSettings,
+    workload: &'w Workload,
+    seed: u64,
+) -> Result<Prepared<'w>, RunError> {
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let capacities: Vec<_> = nodes.iter().map(|n| (n.cpu, n.memory)).collect();
     let mut market = Market::new(nodes, settings, seed)?;
@@ -283,137 +311,173 @@ pub fn run(
         );
     }
     engine.schedule_in(Duration::from_secs(1), Event::Fold);
+    Ok(Prepared {
+        workload,
+        names,
+        market,
+        engine,
+        systems,
+        placed,
+        gaps,
+        served_by,
+        spending,
+        earnings,
+        placements,
+        placements_ok,
+        time_to_place,
+    })
+}
 
-    let end = SimTime::from_duration(workload.duration);
-    let mut sent: u64 = 0;
-    let mut totals = Totals {
-        ok: 0,
-        sla_met: 0,
-        latencies: Latencies::new(),
-    };
-    let fold = |systems: &mut [FaasSystem], totals: &mut Totals| {
-        for (h, faas) in systems.iter_mut().enumerate() {
-            for r in faas.take_records() {
-                if r.outcome != Outcome::Ok {
-                    continue;
-                }
-                let Some(&(f, one_way_ms)) = served_by.get(&(h as u32, r.function)) else {
-                    continue;
-                };
-                let sla = &workload.functions[f as usize].sla;
-                let total_ms = r.response_time().as_secs_f64() * 1000.0 + 2.0 * one_way_ms;
-                totals.ok += 1;
-                totals.latencies.record_ms(total_ms);
-                let bound = sla.latency_max.as_duration().as_secs_f64() * 1000.0;
-                let met = match sla.latency_kind {
-                    LatencyKind::RoundTrip => total_ms <= bound,
-                    LatencyKind::OneWay => one_way_ms <= bound,
-                };
-                if met {
-                    totals.sla_met += 1;
-                }
-            }
-        }
-    };
+impl Prepared<'_> {
+    /// Runs the events to the end and reports.
+    pub fn simulate(self) -> RunReport {
+        let Prepared {
+            workload,
+            names,
+            mut market,
+            mut engine,
+            mut systems,
+            mut placed,
+            gaps,
+            served_by,
+            spending,
+            earnings,
+            placements,
+            placements_ok,
+            time_to_place,
+        } = self;
 
-    while let Some((now, event)) = engine.pop() {
-        match event {
-            Event::Faas { node, event } => {
-                let mut at = At {
-                    engine: &mut engine,
-                    node,
-                };
-                systems[node as usize].handle(&mut at, event);
-            }
-            Event::Arrival { f } => {
-                if now >= end {
-                    continue;
+        let end = SimTime::from_duration(workload.duration);
+        let mut sent: u64 = 0;
+        let mut totals = Totals {
+            ok: 0,
+            sla_met: 0,
+            latencies: Latencies::new(),
+        };
+        let fold = |systems: &mut [FaasSystem], totals: &mut Totals| {
+            for (h, faas) in systems.iter_mut().enumerate() {
+                for r in faas.take_records() {
+                    if r.outcome != Outcome::Ok {
+                        continue;
+                    }
+                    let Some(&(f, one_way_ms)) = served_by.get(&(h as u32, r.function)) else {
+                        continue;
+                    };
+                    let sla = &workload.functions[f as usize].sla;
+                    let total_ms = r.response_time().as_secs_f64() * 1000.0 + 2.0 * one_way_ms;
+                    totals.ok += 1;
+                    totals.latencies.record_ms(total_ms);
+                    let bound = sla.latency_max.as_duration().as_secs_f64() * 1000.0;
+                    let met = match sla.latency_kind {
+                        LatencyKind::RoundTrip => total_ms <= bound,
+                        LatencyKind::OneWay => one_way_ms <= bound,
+                    };
+                    if met {
+                        totals.sla_met += 1;
+                    }
                 }
-                sent += 1;
-                let fi = f as usize;
-                let gap = gaps[fi].sample(engine.rng());
-                engine.schedule_in(Duration::from_secs_f64(gap), Event::Arrival { f });
-                let p = &mut placed[fi];
-                if !p.live || p.hosts.is_empty() {
-                    continue;
-                }
-                let k = p.next_host % p.hosts.len();
-                p.next_host = p.next_host.wrapping_add(1);
-                let one_way = p.hosts[k].2;
-                engine.schedule_in(
-                    Duration::from_secs_f64(one_way / 1000.0),
-                    Event::Deliver { f, host: k as u32 },
-                );
             }
-            Event::Deliver { f, host } => {
-                let p = &placed[f as usize];
-                if !p.live {
-                    continue;
+        };
+
+        while let Some((now, event)) = engine.pop() {
+            match event {
+                Event::Faas { node, event } => {
+                    let mut at = At {
+                        engine: &mut engine,
+                        node,
+                    };
+                    systems[node as usize].handle(&mut at, event);
                 }
-                let (h, id, _) = p.hosts[host as usize];
-                let mut at = At {
-                    engine: &mut engine,
-                    node: h,
-                };
-                // A removed function answers nothing: the request counts as failed.
-                let _ = systems[h as usize].invoke_id(&mut at, id);
-            }
-            Event::Expire { f } => {
-                let p = &mut placed[f as usize];
-                p.live = false;
-                for &(h, _, _) in &p.hosts {
+                Event::Arrival { f } => {
+                    if now >= end {
+                        continue;
+                    }
+                    sent += 1;
+                    let fi = f as usize;
+                    let gap = gaps[fi].sample(engine.rng());
+                    engine.schedule_in(Duration::from_secs_f64(gap), Event::Arrival { f });
+                    let p = &mut placed[fi];
+                    if !p.live || p.hosts.is_empty() {
+                        continue;
+                    }
+                    let k = p.next_host % p.hosts.len();
+                    p.next_host = p.next_host.wrapping_add(1);
+                    let one_way = p.hosts[k].2;
+                    engine.schedule_in(
+                        Duration::from_secs_f64(one_way / 1000.0),
+                        Event::Deliver { f, host: k as u32 },
+                    );
+                }
+                Event::Deliver { f, host } => {
+                    let p = &placed[f as usize];
+                    if !p.live {
+                        continue;
+                    }
+                    let (h, id, _) = p.hosts[host as usize];
                     let mut at = At {
                         engine: &mut engine,
                         node: h,
                     };
-                    let _ =
-                        systems[h as usize].remove(&mut at, &workload.functions[f as usize].name);
+                    // A removed function answers nothing: the request counts as failed.
+                    let _ = systems[h as usize].invoke_id(&mut at, id);
                 }
-                market.release(workload.functions[f as usize].sla.id);
-            }
-            Event::Fold => {
-                fold(&mut systems, &mut totals);
-                // Folds go on while anything else is pending.
-                if now < end || !engine.is_empty() {
-                    engine.schedule_in(Duration::from_secs(1), Event::Fold);
+                Event::Expire { f } => {
+                    let p = &mut placed[f as usize];
+                    p.live = false;
+                    for &(h, _, _) in &p.hosts {
+                        let mut at = At {
+                            engine: &mut engine,
+                            node: h,
+                        };
+                        let _ = systems[h as usize]
+                            .remove(&mut at, &workload.functions[f as usize].name);
+                    }
+                    market.release(workload.functions[f as usize].sla.id);
+                }
+                Event::Fold => {
+                    fold(&mut systems, &mut totals);
+                    // Folds go on while anything else is pending.
+                    if now < end || !engine.is_empty() {
+                        engine.schedule_in(Duration::from_secs(1), Event::Fold);
+                    }
                 }
             }
+        }
+        fold(&mut systems, &mut totals);
+
+        let n = names.len() as f64;
+        let sum: f64 = earnings.iter().sum();
+        let squares: f64 = earnings.iter().map(|e| e * e).sum();
+        let jain_earnings = (squares > 0.0).then(|| sum * sum / (n * squares));
+        let q = |p: f64| {
+            if totals.latencies.is_empty() {
+                0.0
+            } else {
+                totals.latencies.quantile_ms(p)
+            }
+        };
+        let tried = workload.functions.len();
+        RunReport {
+            nodes: names.len(),
+            placements_tried: tried,
+            placements_ok,
+            invocations: sent,
+            ok: totals.ok,
+            sla_met: totals.sla_met,
+            spending,
+            jain_earnings,
+            latency_p50_ms: q(0.5),
+            latency_p95_ms: q(0.95),
+            latency_p99_ms: q(0.99),
+            mean_time_to_place_ms: if tried == 0 {
+                0.0
+            } else {
+                time_to_place.as_secs_f64() * 1000.0 / tried as f64
+            },
+            events: engine.processed(),
+            placements,
         }
     }
-    fold(&mut systems, &mut totals);
-
-    let n = names.len() as f64;
-    let sum: f64 = earnings.iter().sum();
-    let squares: f64 = earnings.iter().map(|e| e * e).sum();
-    let jain_earnings = (squares > 0.0).then(|| sum * sum / (n * squares));
-    let q = |p: f64| {
-        if totals.latencies.is_empty() {
-            0.0
-        } else {
-            totals.latencies.quantile_ms(p)
-        }
-    };
-    let tried = workload.functions.len();
-    Ok(RunReport {
-        nodes: names.len(),
-        placements_tried: tried,
-        placements_ok,
-        invocations: sent,
-        ok: totals.ok,
-        sla_met: totals.sla_met,
-        spending,
-        jain_earnings,
-        latency_p50_ms: q(0.5),
-        latency_p95_ms: q(0.95),
-        latency_p99_ms: q(0.99),
-        mean_time_to_place_ms: if tried == 0 {
-            0.0
-        } else {
-            time_to_place.as_secs_f64() * 1000.0 / tried as f64
-        },
-        events: engine.processed(),
-        placements,
-    })
 }
 
 #[cfg(test)]

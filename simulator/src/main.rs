@@ -1,0 +1,206 @@
+//! `simulator`: the simulator's command line. `simulator bench` is `just bench sim`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use measure::markdown::{MarkdownTable, left, right};
+use simulator::bench::{SimBenchOptions, SimBenchRow, bench_size};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "simulator", about = "Simulate a Fogmarket federation", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// How fast the simulator runs federations of growing size; writes sim.json and sim.md.
+    Bench {
+        /// Federation sizes, comma-separated (GIRAFF-like trees of about this many nodes).
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+        nodes: Vec<usize>,
+        /// Invocations simulated at each size.
+        #[arg(long, default_value_t = 2_000_000)]
+        invocations: u64,
+        /// Placements timed at each size.
+        #[arg(long, default_value_t = 200)]
+        placements: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        /// faas-sim's figure for the same machine, as its runner printed it (one JSON line:
+        /// `bench/faas-sim/bench.py`); without it the report says why there is no ratio.
+        #[arg(long)]
+        faas_sim_json: Option<PathBuf>,
+    },
+}
+
+fn commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn markdown(rows: &[SimBenchRow], faas_sim: &serde_json::Value, commit: &str) -> String {
+    let mut t = MarkdownTable::new([
+        right("nodes"),
+        right("functions"),
+        right("invocations"),
+        right("ok"),
+        right("wall s"),
+        right("invocations/s"),
+        right("events/s"),
+        right("placements/s"),
+        right("peak RSS MB"),
+    ]);
+    for r in rows {
+        t.row([
+            r.nodes.to_string(),
+            r.functions.to_string(),
+            r.invocations.to_string(),
+            r.ok.to_string(),
+            format!("{:.2}", r.wall_s),
+            format!("{:.0}", r.invocations_per_s),
+            format!("{:.0}", r.events_per_s),
+            format!("{:.1}", r.placements_per_s),
+            format!("{:.0}", r.peak_rss_mb),
+        ]);
+    }
+    let mut s = format!(
+        "# Simulator speed (`just bench sim`, commit {commit})\n\n\
+         GIRAFF-like trees, one function per edge node invoked by Poisson devices for 10 s of \
+         simulated time; placements timed alone (a full relay and auction each). One core.\n\n{}\n",
+        t.render()
+    );
+    match faas_sim.get("invocations_per_s").and_then(|v| v.as_f64()) {
+        Some(f) => {
+            let ours = rows.last().map_or(0.0, |r| r.invocations_per_s);
+            let mut c =
+                MarkdownTable::new([left("simulator"), right("invocations/s"), right("ratio")]);
+            c.row([
+                "faas-sim".to_string(),
+                format!("{f:.0}"),
+                "1.00x".to_string(),
+            ]);
+            c.row([
+                format!("fogmarket ({} nodes)", rows.last().map_or(0, |r| r.nodes)),
+                format!("{ours:.0}"),
+                format!("{:.1}x", ours / f),
+            ]);
+            s.push_str(&format!("\nSame machine, same run:\n\n{}\n", c.render()));
+        }
+        None => {
+            s.push_str(&format!(
+                "\nfaas-sim: {}\n",
+                faas_sim
+                    .get("note")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("not measured in this run")
+            ));
+            if let (Some(reference), Some(r)) = (
+                faas_sim
+                    .get("reference_invocations_per_s")
+                    .and_then(|v| v.as_f64()),
+                rows.last(),
+            ) {
+                s.push_str(&format!(
+                    "Against that outside figure (not a same-run ratio): {:.0}x at {} nodes.\n",
+                    r.invocations_per_s / reference,
+                    r.nodes
+                ));
+            }
+        }
+    }
+    s
+}
+
+fn write(out: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let path = out.join(name);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Bench {
+            nodes,
+            invocations,
+            placements,
+            seed,
+            out,
+            faas_sim_json,
+        } => {
+            anyhow::ensure!(!nodes.is_empty(), "--nodes: give at least one size");
+            anyhow::ensure!(placements > 0, "--placements: at least one");
+            let options = SimBenchOptions {
+                nodes: nodes.clone(),
+                invocations,
+                placements,
+                seed,
+            };
+            let mut rows = Vec::new();
+            for n in &nodes {
+                let row = bench_size(*n, &options)?;
+                eprintln!(
+                    "{} nodes: {} invocations in {:.2} s = {:.0}/s; {:.1} placements/s; peak RSS {:.0} MB",
+                    row.nodes,
+                    row.invocations,
+                    row.wall_s,
+                    row.invocations_per_s,
+                    row.placements_per_s,
+                    row.peak_rss_mb
+                );
+                rows.push(row);
+            }
+            let faas_sim: serde_json::Value = match &faas_sim_json {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!("--faas-sim-json: cannot read {}", path.display())
+                    })?;
+                    serde_json::from_str(text.trim()).with_context(|| {
+                        format!("--faas-sim-json: {} is not JSON", path.display())
+                    })?
+                }
+                None => serde_json::json!({
+                    "note": "not run: faas-sim is not on PyPI and its pinned dependencies have no \
+                             wheels for Python 3.11 (bench/faas-sim/README.md). The reference \
+                             figure for a 2-core machine of this kind is about 46,000 \
+                             invocations/s (../shared/reference/simulation-and-workloads.md), \
+                             not measured in this run",
+                    "reference_invocations_per_s": 46000.0,
+                }),
+            };
+            let commit = commit();
+            let largest = rows.last().context("no row")?;
+            let json = serde_json::json!({
+                "benchmark": "sim",
+                "commit": commit,
+                "nodes": largest.nodes,
+                "invocations": largest.invocations,
+                "placements": largest.placements,
+                "wall_s": largest.wall_s,
+                "invocations_per_s": largest.invocations_per_s,
+                "placements_per_s": largest.placements_per_s,
+                "peak_rss_mb": largest.peak_rss_mb,
+                "series": rows,
+                "faas_sim": faas_sim,
+            });
+            write(&out, "sim.json", &serde_json::to_string_pretty(&json)?)?;
+            let md = markdown(&rows, &faas_sim, &commit);
+            write(&out, "sim.md", &md)?;
+            println!("{md}");
+            println!(
+                "wrote {} and {}",
+                out.join("sim.json").display(),
+                out.join("sim.md").display()
+            );
+            Ok(())
+        }
+    }
+}
