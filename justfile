@@ -164,6 +164,11 @@ images-lint: enos-venv
     testbed/enos/.venv/bin/hadolint docker/*.Dockerfile
     @echo "docker/: $(ls docker/*.Dockerfile | wc -l) Dockerfiles pass hadolint" >&2
 
+# Reproduce a published result on the simulator: `giraff` compares placement strategies on GIRAFF-like trees (about 663 nodes, 10 seeds; `--quick`: about 100 nodes, 5 seeds); results in bench/results/giraff.{json,md,svg}
+reproduce what *flags:
+    cargo build --release -p simulator
+    target/release/simulator reproduce {{what}} {{flags}}
+
 # Format every crate
 fmt:
     cargo fmt --all

@@ -12,6 +12,7 @@
 //! - [`market`]: the marketplace's auctions and the fog nodes' bidding over the overlay tree,
 //!   with `model`'s strategies, assessment, ledger and auction rules.
 //! - [`bench`]: the speed benchmark behind `just bench sim`.
+//! - [`giraff`]: GIRAFF's comparison of placement strategies (`just reproduce giraff`).
 //! - [`run`]: one experiment: a federation, a workload placed through the market and invoked
 //!   by seeded Poisson devices, requests travelling the tree to their hosts; the report.
 //!
@@ -23,6 +24,7 @@
 pub mod bench;
 pub mod engine;
 pub mod faas;
+pub mod giraff;
 pub mod market;
 pub mod run;
 

@@ -15,6 +15,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Reproduce a published result: `giraff` (placement strategies on GIRAFF-like trees);
+    /// writes giraff.json, giraff.md and giraff-*.svg.
+    Reproduce {
+        /// What to reproduce (`giraff`).
+        what: String,
+        /// About 100 nodes and 5 seeds instead of about 663 nodes and 10 seeds.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+    },
     /// How fast the simulator runs federations of growing size; writes sim.json and sim.md.
     Bench {
         /// Federation sizes, comma-separated (GIRAFF-like trees of about this many nodes).
@@ -128,6 +139,41 @@ fn write(out: &Path, name: &str, text: &str) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Reproduce { what, quick, out } => {
+            anyhow::ensure!(
+                what == "giraff",
+                "reproduce: `{what}` is unknown (known: giraff)"
+            );
+            let options = if quick {
+                simulator::giraff::GiraffOptionsRun::quick()
+            } else {
+                simulator::giraff::GiraffOptionsRun::full()
+            };
+            let started = std::time::Instant::now();
+            let report = simulator::giraff::reproduce(&options)?;
+            let commit = commit();
+            let json = serde_json::json!({
+                "benchmark": "giraff",
+                "commit": commit,
+                "quick": quick,
+                "wall_s": started.elapsed().as_secs_f64(),
+                "nodes": report.nodes,
+                "seeds": report.seeds,
+                "functions": report.functions,
+                "strategies": report.strategies,
+            });
+            write(&out, "giraff.json", &serde_json::to_string_pretty(&json)?)?;
+            let charts = giraff_plots(&report, &out)?;
+            let md = giraff_markdown(&report, &commit, quick, &charts);
+            write(&out, "giraff.md", &md)?;
+            println!("{md}");
+            println!(
+                "wrote {} and {}",
+                out.join("giraff.json").display(),
+                out.join("giraff.md").display()
+            );
+            Ok(())
+        }
         Command::Bench {
             nodes,
             invocations,
@@ -203,4 +249,118 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn pm(e: &simulator::giraff::Estimate, digits: usize) -> String {
+    format!("{:.*} ± {:.*}", digits, e.mean, digits, e.ci95)
+}
+
+fn giraff_markdown(
+    r: &simulator::giraff::GiraffReport,
+    commit: &str,
+    quick: bool,
+    charts: &[String],
+) -> String {
+    let mut t = MarkdownTable::new([
+        left("strategy"),
+        right("spending"),
+        right("per placement"),
+        right("SLA respected"),
+        right("placed"),
+        right("Jain (earnings)"),
+        right("p95 latency ms"),
+    ]);
+    for s in &r.strategies {
+        t.row([
+            s.strategy.clone(),
+            pm(&s.spending, 3),
+            pm(&s.spending_per_placement, 4),
+            pm(&s.sla_respected, 3),
+            pm(&s.placement_success, 3),
+            pm(&s.jain_earnings, 3),
+            pm(&s.p95_latency_ms, 1),
+        ]);
+    }
+    let command = if quick {
+        "just reproduce giraff --quick"
+    } else {
+        "just reproduce giraff"
+    };
+    let mut s = format!(
+        "# GIRAFF's comparison, simulated (`{command}`, commit {commit})\n\n\
+         GIRAFF-like trees of {:?} nodes (seeds {:?}), {:?} functions; every node follows the \
+         strategy of the row. Means over the seeds with 95 % confidence intervals.\n\n{}\n",
+        r.nodes,
+        r.seeds,
+        r.functions,
+        t.render()
+    );
+    for c in charts {
+        s.push_str(&format!("\n![{c}]({c})\n"));
+    }
+    s
+}
+
+/// Bar charts of spending per placement and SLA respected, with 95 % intervals; returns the
+/// file names written next to giraff.md.
+fn giraff_plots(r: &simulator::giraff::GiraffReport, out: &Path) -> anyhow::Result<Vec<String>> {
+    use plotters::prelude::*;
+    type Pick = fn(&simulator::giraff::StrategyResult) -> simulator::giraff::Estimate;
+    let charts: [(&str, &str, Pick); 2] = [
+        ("giraff-spending.svg", "spending per placed function", |s| {
+            s.spending_per_placement
+        }),
+        ("giraff-sla.svg", "SLA respected (share of requests)", |s| {
+            s.sla_respected
+        }),
+    ];
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut written = Vec::new();
+    for (file, title, pick) in charts {
+        let path = out.join(file);
+        let root = SVGBackend::new(&path, (720, 360)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let top = r
+            .strategies
+            .iter()
+            .map(|s| pick(s).mean + pick(s).ci95)
+            .fold(0.0f64, f64::max)
+            .max(1e-9)
+            * 1.15;
+        let n = r.strategies.len();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..n as f64, 0f64..top)?;
+        let names: Vec<String> = r.strategies.iter().map(|s| s.strategy.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                names.get(i).cloned().unwrap_or_default()
+            })
+            .draw()?;
+        for (i, s) in r.strategies.iter().enumerate() {
+            let e = pick(s);
+            let x = i as f64;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x + 0.2, 0.0), (x + 0.8, e.mean)],
+                BLUE.mix(0.6).filled(),
+            )))?;
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![
+                    (x + 0.5, (e.mean - e.ci95).max(0.0)),
+                    (x + 0.5, e.mean + e.ci95),
+                ],
+                BLACK.stroke_width(2),
+            )))?;
+        }
+        root.present()?;
+        written.push(file.to_string());
+    }
+    Ok(written)
 }
