@@ -279,6 +279,9 @@ struct Waiting {
     request: RequestId,
     arrival: SimTime,
     cold: bool,
+    /// The execution time the request itself asks for, in microseconds (`fn-spin`); `None`
+    /// draws it from the function's law.
+    exec_us: Option<u32>,
 }
 
 /// One replica of a function.
@@ -377,6 +380,7 @@ enum Ev {
         request: RequestId,
         function: FunctionId,
         arrival: SimTime,
+        exec_us: Option<u32>,
     },
     /// An invocation finished executing.
     ExecDone {
@@ -716,6 +720,19 @@ impl FaasSystem {
         s: &mut impl Scheduler<FaasEvent>,
         function: FunctionId,
     ) -> Result<RequestId, FaasError> {
+        self.invoke_with(s, function, None)
+    }
+
+    /// [`FaasSystem::invoke_id`] for a request that asks for its own execution time (as
+    /// `fn-spin`'s requests do); `None` draws it from the function's law. Times beyond about
+    /// 71 minutes are capped there.
+    pub fn invoke_with(
+        &mut self,
+        s: &mut impl Scheduler<FaasEvent>,
+        function: FunctionId,
+        exec: Option<Duration>,
+    ) -> Result<RequestId, FaasError> {
+        let exec_us = exec.map(|d| d.as_micros().min(u32::MAX as u128) as u32);
         if self
             .functions
             .get(function.0 as usize)
@@ -730,11 +747,12 @@ impl FaasSystem {
             request,
             arrival,
             cold: false,
+            exec_us,
         };
         if !self.route(s, function, w) {
             self.ensure_starting(s, function);
             self.waiting += 1;
-            self.schedule_poll(s, request, function, arrival);
+            self.schedule_poll(s, request, function, arrival, exec_us);
         }
         Ok(request)
     }
@@ -747,7 +765,8 @@ impl FaasSystem {
                 request,
                 function,
                 arrival,
-            } => self.on_poll(s, request, function, arrival),
+                exec_us,
+            } => self.on_poll(s, request, function, arrival, exec_us),
             Ev::ExecDone {
                 replica,
                 request,
@@ -960,9 +979,12 @@ impl FaasSystem {
     fn start(&mut self, s: &mut impl Scheduler<FaasEvent>, id: ReplicaId, w: Waiting) {
         let replica = &mut self.replicas[id.0 as usize];
         replica.in_flight += 1;
-        let exec = self.functions[replica.function.0 as usize]
-            .sampler
-            .sample(s.rng());
+        let exec = match w.exec_us {
+            Some(us) => Duration::from_micros(u64::from(us)),
+            None => self.functions[replica.function.0 as usize]
+                .sampler
+                .sample(s.rng()),
+        };
         s.schedule_in(
             exec,
             FaasEvent(Ev::ExecDone {
@@ -981,6 +1003,7 @@ impl FaasSystem {
         request: RequestId,
         function: FunctionId,
         arrival: SimTime,
+        exec_us: Option<u32>,
     ) {
         // Poll every interval, and once exactly at the deadline.
         let deadline = arrival.saturating_add(self.config.poll_timeout);
@@ -991,6 +1014,7 @@ impl FaasSystem {
                 request,
                 function,
                 arrival,
+                exec_us,
             }),
         );
     }
@@ -1012,6 +1036,7 @@ impl FaasSystem {
         request: RequestId,
         function: FunctionId,
         arrival: SimTime,
+        exec_us: Option<u32>,
     ) {
         let failed = |outcome, end| InvocationRecord {
             request,
@@ -1034,6 +1059,7 @@ impl FaasSystem {
             request,
             arrival,
             cold: true,
+            exec_us,
         };
         if self.route(s, function, w) {
             self.waiting -= 1;
@@ -1047,7 +1073,7 @@ impl FaasSystem {
         }
         // A replica may have been scaled down meanwhile: scale from zero again if needed.
         self.ensure_starting(s, function);
-        self.schedule_poll(s, request, function, arrival);
+        self.schedule_poll(s, request, function, arrival, exec_us);
     }
 
     fn on_exec_done(

@@ -13,6 +13,8 @@
 //!   with `model`'s strategies, assessment, ledger and auction rules.
 //! - [`bench`]: the speed benchmark behind `just bench sim`.
 //! - [`giraff`]: GIRAFF's comparison of placement strategies (`just reproduce giraff`).
+//! - [`scenario`]: an IoT scenario file simulated on a topology, reported by the IoT emulator's
+//!   own report code.
 //! - [`run`]: one experiment: a federation, a workload placed through the market and invoked
 //!   by seeded Poisson devices, requests travelling the tree to their hosts; the report.
 //!
@@ -27,6 +29,7 @@ pub mod faas;
 pub mod giraff;
 pub mod market;
 pub mod run;
+pub mod scenario;
 
 pub use engine::{Engine, EngineError, Scheduler, SimTime};
 pub use faas::{
