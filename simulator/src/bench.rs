@@ -125,6 +125,7 @@ pub fn bench_size(nodes: usize, options: &SimBenchOptions) -> anyhow::Result<Sim
     let workload = Workload {
         functions,
         duration: simulated,
+        failures: Vec::new(),
     };
     // The functions' placements are part of the placement measure below, not of this one.
     let prepared = prepare(descs.clone(), settings.clone(), &workload, options.seed)?;

@@ -190,6 +190,7 @@ pub fn reproduce(options: &GiraffOptionsRun) -> anyhow::Result<GiraffReport> {
         let workload = Workload {
             functions: loads,
             duration: options.duration,
+            failures: Vec::new(),
         };
         for (i, strategy) in STRATEGIES.iter().enumerate() {
             let descs: Vec<NodeDesc> = base

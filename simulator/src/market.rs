@@ -117,11 +117,15 @@ impl MarketSettings {
                 field: "auction_rule",
                 reason: e.to_string(),
             })?;
-        Ok(MarketSettings {
+        let mut settings = MarketSettings {
             rule,
             auction_timeout: Duration::from_millis(m.auction_timeout_ms),
             ..MarketSettings::default()
-        })
+        };
+        if let Some(h) = m.heartbeat_interval_ms {
+            settings.liveness_timeout = Duration::from_millis(h.saturating_mul(3));
+        }
+        Ok(settings)
     }
 }
 
@@ -135,6 +139,8 @@ struct SimNode {
     ledger: Ledger,
     /// One-way latency of the link to the parent, as the latency model sees it.
     up_link: PathLatency,
+    /// A dead node answers nothing, and its neighbours no longer relay to it.
+    alive: bool,
 }
 
 /// The settings the real services use, with their defaults.
@@ -146,6 +152,9 @@ pub struct MarketSettings {
     pub hold_grace: Duration,
     /// Standard deviations of margin in the latency budget check (fog node `sigma_margin`).
     pub sigma_margin: f64,
+    /// How long the marketplace takes to declare a silent node dead (three missed heartbeats
+    /// of one second) and re-place what it hosted.
+    pub liveness_timeout: Duration,
 }
 
 impl Default for MarketSettings {
@@ -153,8 +162,9 @@ impl Default for MarketSettings {
         MarketSettings {
             rule: AuctionRule::Vickrey,
             auction_timeout: Duration::from_millis(2000),
-            hold_grace: Duration::from_millis(1000),
-            sigma_margin: 0.0,
+            hold_grace: Duration::from_millis(5000),
+            sigma_margin: 1.0,
+            liveness_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -232,6 +242,7 @@ impl Market {
                 id: NodeId(Uuid::from_u128(i as u128 + 1)),
                 ledger: Ledger::new(Resources::new(desc.cpu, desc.memory)),
                 up_link: PathLatency::from_latency(desc.link),
+                alive: true,
                 parent,
                 children: Vec::new(),
                 is_cloud,
@@ -290,6 +301,27 @@ impl Market {
             path = path.then(&self.nodes[i].up_link);
         }
         Some(path)
+    }
+
+    /// The marketplace's settings.
+    pub fn settings(&self) -> &MarketSettings {
+        &self.settings
+    }
+
+    /// Marks a node dead or alive again; false for an unknown node.
+    pub fn set_alive(&mut self, name: &str, alive: bool) -> bool {
+        match self.by_name.get(name) {
+            Some(&i) => {
+                self.nodes[i].alive = alive;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a node is alive; false for an unknown one.
+    pub fn is_alive(&self, name: &str) -> bool {
+        self.by_name.get(name).is_some_and(|&i| self.nodes[i].alive)
     }
 
     /// Free resources of a node at `now`.
@@ -395,6 +427,10 @@ impl Market {
         if path.contains(&me) {
             return out;
         }
+        if !self.nodes[me].alive {
+            out.refusals += 1;
+            return out;
+        }
         let margin = self.settings.sigma_margin;
         let node = &self.nodes[me];
         let check = assess(
@@ -416,7 +452,8 @@ impl Market {
         for &c in &node.children {
             candidates.push((c, Relation::Child, self.nodes[c].up_link));
         }
-        candidates.retain(|(n, _, _)| Some(*n) != origin && !path.contains(n));
+        candidates
+            .retain(|(n, _, _)| Some(*n) != origin && !path.contains(n) && self.nodes[*n].alive);
         let mut infos = Vec::with_capacity(candidates.len());
         for (n, relation, link) in &candidates {
             let to_neighbour = acc.then(link);

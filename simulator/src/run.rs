@@ -46,6 +46,17 @@ pub struct Workload {
     pub functions: Vec<FunctionLoad>,
     /// How long requests are sent.
     pub duration: Duration,
+    /// Nodes that die during the run.
+    pub failures: Vec<NodeFailure>,
+}
+
+/// A node that dies at `at` (and stays dead): it serves nothing from then on, its neighbours
+/// stop relaying to it, and once the marketplace notices (`liveness_timeout`), every function
+/// it hosted is placed again from the function's target, as the marketplace's healing does.
+#[derive(Debug, Clone)]
+pub struct NodeFailure {
+    pub node: String,
+    pub at: Duration,
 }
 
 /// Why a run cannot start.
@@ -61,6 +72,8 @@ pub enum RunError {
     },
     #[error("function `{function}`, field `rate`: {reason}")]
     Rate { function: String, reason: String },
+    #[error("failure of node `{0}`: no such node in the federation")]
+    UnknownNode(String),
 }
 
 /// What came of a run.
@@ -69,6 +82,8 @@ pub struct RunReport {
     pub nodes: usize,
     pub placements_tried: usize,
     pub placements_ok: usize,
+    /// Functions placed again after a host died.
+    pub replacements: usize,
     /// Requests sent by the devices.
     pub invocations: u64,
     /// Requests answered successfully.
@@ -125,6 +140,10 @@ enum Event {
     Deliver { f: u32, host: u32 },
     /// The SLA of `f` ends.
     Expire { f: u32 },
+    /// Node `node` dies.
+    Fail { node: u32 },
+    /// The marketplace has noticed that a host of `f` died: place `f` again.
+    Replace { f: u32 },
     /// Fold the records so far.
     Fold,
 }
@@ -165,6 +184,40 @@ struct Totals {
     ok: u64,
     sla_met: u64,
     latencies: Latencies,
+}
+
+/// Deploys workload function `load` on fog node `h` (named `node`); returns its FaaS id there
+/// and the one-way latency from the function's target, ms.
+fn deploy_on(
+    load: &FunctionLoad,
+    h: u32,
+    node: &str,
+    market: &Market,
+    systems: &mut [FaasSystem],
+    engine: &mut Engine<Event>,
+) -> Result<(FunctionId, f64), RunError> {
+    let fd = FunctionDeployment {
+        cpu: load.sla.cpu,
+        memory: load.sla.memory,
+        scale_min: load.sla.replicas.max(1),
+        scale_max: load.sla.replicas.max(1),
+        startup: load.startup,
+        exec: load.exec,
+        concurrency: load.concurrency.max(1),
+        ..FunctionDeployment::new(load.name.clone(), load.sla.function_image.clone())
+    };
+    let mut at = At { engine, node: h };
+    let id = systems[h as usize]
+        .deploy(&mut at, fd)
+        .map_err(|source| RunError::Faas {
+            function: load.name.clone(),
+            source,
+        })?;
+    let one_way = market
+        .path_latency(&load.target, node)
+        .map(|l| l.median.max(0.0))
+        .unwrap_or(0.0);
+    Ok((id, one_way))
 }
 
 /// Runs `workload` on the federation of `nodes`: [`prepare`], then [`Prepared::simulate`].
@@ -256,30 +309,7 @@ pub fn prepare<'w>(
             };
             spending += w.price.value();
             earnings[h as usize] += w.price.value();
-            let fd = FunctionDeployment {
-                cpu: load.sla.cpu,
-                memory: load.sla.memory,
-                scale_min: load.sla.replicas.max(1),
-                scale_max: load.sla.replicas.max(1),
-                startup: load.startup,
-                exec: load.exec,
-                concurrency: load.concurrency.max(1),
-                ..FunctionDeployment::new(load.name.clone(), load.sla.function_image.clone())
-            };
-            let mut at = At {
-                engine: &mut engine,
-                node: h,
-            };
-            let id = systems[h as usize]
-                .deploy(&mut at, fd)
-                .map_err(|source| RunError::Faas {
-                    function: load.name.clone(),
-                    source,
-                })?;
-            let one_way = market
-                .path_latency(&load.target, &w.node)
-                .map(|l| l.median.max(0.0))
-                .unwrap_or(0.0);
+            let (id, one_way) = deploy_on(load, h, &w.node, &market, &mut systems, &mut engine)?;
             served_by.insert((h, id), (f as u32, one_way));
             hosts.push((h, id, one_way));
         }
@@ -309,6 +339,12 @@ pub fn prepare<'w>(
             load.sla.duration.as_duration(),
             Event::Expire { f: f as u32 },
         );
+    }
+    for failure in &workload.failures {
+        let &node = index
+            .get(failure.node.as_str())
+            .ok_or_else(|| RunError::UnknownNode(failure.node.clone()))?;
+        engine.schedule_in(failure.at, Event::Fail { node });
     }
     engine.schedule_in(Duration::from_secs(1), Event::Fold);
     Ok(Prepared {
@@ -346,6 +382,16 @@ impl Prepared<'_> {
             placements_ok,
             time_to_place,
         } = self;
+        let mut spending = spending;
+        let mut earnings = earnings;
+        let mut served_by = served_by;
+        let mut dead = vec![false; names.len()];
+        let mut replacements = 0usize;
+        let index: HashMap<&str, u32> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i as u32))
+            .collect();
 
         let end = SimTime::from_duration(workload.duration);
         let mut sent: u64 = 0;
@@ -354,7 +400,9 @@ impl Prepared<'_> {
             sla_met: 0,
             latencies: Latencies::new(),
         };
-        let fold = |systems: &mut [FaasSystem], totals: &mut Totals| {
+        let fold = |systems: &mut [FaasSystem],
+                    totals: &mut Totals,
+                    served_by: &HashMap<(u32, FunctionId), (u32, f64)>| {
             for (h, faas) in systems.iter_mut().enumerate() {
                 for r in faas.take_records() {
                     if r.outcome != Outcome::Ok {
@@ -413,7 +461,13 @@ impl Prepared<'_> {
                     if !p.live {
                         continue;
                     }
-                    let (h, id, _) = p.hosts[host as usize];
+                    let Some(&(h, id, _)) = p.hosts.get(host as usize) else {
+                        continue;
+                    };
+                    if dead[h as usize] {
+                        // Sent to a dead host: lost (the device sees a failure).
+                        continue;
+                    }
                     let mut at = At {
                         engine: &mut engine,
                         node: h,
@@ -434,8 +488,49 @@ impl Prepared<'_> {
                     }
                     market.release(workload.functions[f as usize].sla.id);
                 }
+                Event::Fail { node } => {
+                    dead[node as usize] = true;
+                    market.set_alive(&names[node as usize], false);
+                    let notice = market.settings().liveness_timeout;
+                    for (f, p) in placed.iter().enumerate() {
+                        if p.live && p.hosts.iter().any(|&(h, _, _)| h == node) {
+                            engine.schedule_in(notice, Event::Replace { f: f as u32 });
+                        }
+                    }
+                }
+                Event::Replace { f } => {
+                    let load = &workload.functions[f as usize];
+                    if !placed[f as usize].live {
+                        continue;
+                    }
+                    placed[f as usize]
+                        .hosts
+                        .retain(|&(h, _, _)| !dead[h as usize]);
+                    let Ok(again) = market.place(&load.sla, &load.target, now.to_timestamp())
+                    else {
+                        continue;
+                    };
+                    for w in &again.winners {
+                        let Some(&h) = index.get(w.node.as_str()) else {
+                            continue;
+                        };
+                        if placed[f as usize].hosts.iter().any(|&(x, _, _)| x == h) {
+                            continue;
+                        }
+                        let Ok((id, one_way)) =
+                            deploy_on(load, h, &w.node, &market, &mut systems, &mut engine)
+                        else {
+                            continue;
+                        };
+                        spending += w.price.value();
+                        earnings[h as usize] += w.price.value();
+                        served_by.insert((h, id), (f, one_way));
+                        placed[f as usize].hosts.push((h, id, one_way));
+                        replacements += 1;
+                    }
+                }
                 Event::Fold => {
-                    fold(&mut systems, &mut totals);
+                    fold(&mut systems, &mut totals, &served_by);
                     // Folds go on while anything else is pending.
                     if now < end || !engine.is_empty() {
                         engine.schedule_in(Duration::from_secs(1), Event::Fold);
@@ -443,7 +538,7 @@ impl Prepared<'_> {
                 }
             }
         }
-        fold(&mut systems, &mut totals);
+        fold(&mut systems, &mut totals, &served_by);
 
         let n = names.len() as f64;
         let sum: f64 = earnings.iter().sum();
@@ -461,6 +556,7 @@ impl Prepared<'_> {
             nodes: names.len(),
             placements_tried: tried,
             placements_ok,
+            replacements,
             invocations: sent,
             ok: totals.ok,
             sla_met: totals.sla_met,
@@ -515,6 +611,7 @@ mod tests {
                 })
                 .collect(),
             duration,
+            failures: Vec::new(),
         }
     }
 
@@ -583,6 +680,57 @@ mod tests {
         // About half the requests come after the SLAs ended.
         assert!(r.ok < r.invocations * 3 / 4, "{r:?}");
         assert!(r.ok > r.invocations / 4, "{r:?}");
+    }
+
+    #[test]
+    fn a_dead_host_loses_requests_until_the_marketplace_places_its_functions_elsewhere() {
+        let (nodes, settings) = local();
+        let w = workload(10.0, Duration::from_secs(30), "120 s");
+        let healthy = run(nodes.clone(), settings.clone(), &w, 5).unwrap();
+        let host = healthy.placements[0].winners[0].0.clone();
+        let mut broken = w.clone();
+        broken.failures.push(NodeFailure {
+            node: host.clone(),
+            at: Duration::from_secs(10),
+        });
+        let r = run(nodes, settings, &broken, 5).unwrap();
+        // Every function the dead node hosted is placed again, elsewhere, except the one whose
+        // devices attach to the dead node itself: they have nowhere to send.
+        let targets = ["edge-factory", "edge-campus", "edge-harbour", "edge-farm"];
+        let hosted_there: Vec<usize> = healthy
+            .placements
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.winners.iter().any(|(n, _)| *n == host))
+            .map(|(i, _)| i)
+            .collect();
+        let orphaned = hosted_there.iter().filter(|&&i| targets[i] == host).count();
+        assert!(!hosted_there.is_empty());
+        assert_eq!(r.replacements, hosted_there.len() - orphaned, "{r:?}");
+        assert_eq!(r.invocations, healthy.invocations);
+        // Lost: about 3 s of liveness timeout and a cold start, out of 30 s, for each function it
+        // hosted; the last 20 s of the orphaned one; nothing of the others.
+        let lost = r.invocations - r.ok;
+        let per_function = r.invocations as f64 / 4.0;
+        let expected = per_function
+            * ((hosted_there.len() - orphaned) as f64 * 3.5 / 30.0 + orphaned as f64 * 20.0 / 30.0);
+        assert!(
+            (lost as f64) > expected * 0.6 && (lost as f64) < expected * 1.4,
+            "lost {lost}, expected about {expected:.0}: {r:?}"
+        );
+        assert!(r.spending > healthy.spending);
+    }
+
+    #[test]
+    fn a_failure_of_an_unknown_node_is_refused_by_name() {
+        let (nodes, settings) = local();
+        let mut w = workload(1.0, Duration::from_secs(1), "10 s");
+        w.failures.push(NodeFailure {
+            node: "atlantis".into(),
+            at: Duration::from_secs(1),
+        });
+        let err = run(nodes, settings, &w, 1).unwrap_err();
+        assert!(err.to_string().contains("atlantis"), "{err}");
     }
 
     #[test]
