@@ -15,6 +15,8 @@
 //! - [`giraff`]: GIRAFF's comparison of placement strategies (`just reproduce giraff`).
 //! - [`scenario`]: an IoT scenario file simulated on a topology, reported by the IoT emulator's
 //!   own report code.
+//! - [`offload`]: DFaaS-style offloading between a function's hosts with `model::offload`'s
+//!   weights and offers, and the scenarios of `just bench offload`.
 //! - [`run`]: one experiment: a federation, a workload placed through the market and invoked
 //!   by seeded Poisson devices, requests travelling the tree to their hosts; the report.
 //!
@@ -28,6 +30,7 @@ pub mod engine;
 pub mod faas;
 pub mod giraff;
 pub mod market;
+pub mod offload;
 pub mod run;
 pub mod scenario;
 

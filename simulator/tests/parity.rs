@@ -216,3 +216,85 @@ async fn a_scenario_run_for_real_and_simulated_picks_the_same_winners_at_the_sam
         s.spending_total
     );
 }
+
+/// Success from the second second on, per strategy, in one scenario.
+type Outcomes = Vec<(String, f64)>;
+
+/// The orderings agree: where the real runs differ by more than 5 points the simulation orders
+/// the two strategies the same way (by at least 2 points), and where the real runs are within
+/// 2 points of each other the simulation is within 5.
+fn same_ordering(scenario: &str, real: &Outcomes, sim: &Outcomes) {
+    for (i, (a, ra)) in real.iter().enumerate() {
+        for (b, rb) in real.iter().skip(i + 1) {
+            let sa = sim
+                .iter()
+                .find(|(n, _)| n == a)
+                .map(|x| x.1)
+                .unwrap_or(f64::NAN);
+            let sb = sim
+                .iter()
+                .find(|(n, _)| n == b)
+                .map(|x| x.1)
+                .unwrap_or(f64::NAN);
+            let (dr, ds) = (ra - rb, sa - sb);
+            if dr.abs() > 0.05 {
+                assert!(
+                    dr.signum() == ds.signum() && ds.abs() >= 0.02,
+                    "{scenario}: real {a} {ra:.3} vs {b} {rb:.3}, simulated {sa:.3} vs {sb:.3}"
+                );
+            } else if dr.abs() <= 0.02 {
+                assert!(
+                    ds.abs() <= 0.05,
+                    "{scenario}: real {a} {ra:.3} ~ {b} {rb:.3}, simulated {sa:.3} vs {sb:.3}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offload_scenarios_order_the_strategies_the_same_way_simulated_and_real() {
+    use model::offload::{OffloadStrategy, Params};
+    use simulator::offload::{DataPlane, bench_scenario, simulate};
+    let dir = tempfile::Builder::new()
+        .prefix("fogmarket-offload-parity-")
+        .tempdir()
+        .expect("temp dir");
+    let duration = Duration::from_secs(8);
+    let strategies = ["static", "recalc", "node_margin", "lease"];
+    let options = testbed::bench_offload::OffloadBenchOptions {
+        duration,
+        strategies: strategies.iter().map(|s| s.to_string()).collect(),
+        scenarios: vec!["demo".into(), "issue48".into()],
+        delay_ms: 200,
+        out: dir.path().join("out"),
+        bin_dir: testbed::default_bin_dir().expect("the binaries are built"),
+    };
+    let report = testbed::bench_offload::run_offload_bench(&options)
+        .await
+        .expect("the real offload runs complete");
+    for scenario in ["demo", "issue48"] {
+        let mut real: Outcomes = Vec::new();
+        let mut sim: Outcomes = Vec::new();
+        for strategy in strategies {
+            let run = report
+                .runs
+                .iter()
+                .find(|r| r.scenario == scenario && r.strategy == strategy)
+                .unwrap_or_else(|| panic!("no real run of {scenario}/{strategy}"));
+            let settled = run
+                .summary
+                .as_ref()
+                .and_then(|s| s.settled_success_rate)
+                .unwrap_or_else(|| panic!("{scenario}/{strategy} failed: {:?}", run.error));
+            real.push((strategy.to_string(), settled));
+            let s =
+                bench_scenario(scenario, Duration::from_millis(200), duration).expect("scenario");
+            let parsed: OffloadStrategy = strategy.parse().expect("strategy");
+            let o = simulate(&s, parsed, &Params::default(), &DataPlane::default(), 1);
+            sim.push((strategy.to_string(), o.settled_success_rate));
+        }
+        eprintln!("{scenario}: real {real:?}, simulated {sim:?}");
+        same_ordering(scenario, &real, &sim);
+    }
+}
