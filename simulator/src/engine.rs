@@ -327,6 +327,27 @@ impl<C, E: From<C>> Scheduler<C> for Engine<E> {
     }
 }
 
+/// The engine as seen by one of several components of the same kind, each owning the events it
+/// schedules (one FaaS system per fog node): an event `C` scheduled through it comes back as
+/// the outer event `E::from((owner, event))`.
+pub struct Owned<'a, E> {
+    pub engine: &'a mut Engine<E>,
+    pub owner: u32,
+}
+
+impl<C, E: From<(u32, C)>> Scheduler<C> for Owned<'_, E> {
+    fn now(&self) -> SimTime {
+        self.engine.now()
+    }
+    fn schedule_in(&mut self, delay: Duration, event: C) {
+        let owner = self.owner;
+        self.engine.schedule_in(delay, E::from((owner, event)));
+    }
+    fn rng(&mut self) -> &mut StdRng {
+        self.engine.rng()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

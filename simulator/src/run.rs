@@ -11,7 +11,7 @@
 //! Records are folded into counters and a latency histogram as the run goes (every simulated
 //! second), so memory stays flat however many invocations a run makes.
 
-use crate::engine::{Engine, Scheduler, SimTime};
+use crate::engine::{Engine, Owned, SimTime};
 use crate::faas::{
     ExecTime, FaasConfig, FaasError, FaasEvent, FaasSystem, FunctionDeployment, FunctionId, Outcome,
 };
@@ -19,7 +19,6 @@ use crate::market::{Market, MarketError, MarketSettings, NodeDesc};
 use measure::stats::Latencies;
 use model::time::Timestamp;
 use model::{LatencyKind, Sla};
-use rand::rngs::StdRng;
 use rand_distr::{Distribution, Exp};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -148,29 +147,14 @@ enum Event {
     Fold,
 }
 
-/// The engine seen by fog node `node`'s FaaS system: its events come back tagged with it.
-struct At<'a> {
-    engine: &'a mut Engine<Event>,
-    node: u32,
+impl From<(u32, FaasEvent)> for Event {
+    fn from((node, event): (u32, FaasEvent)) -> Event {
+        Event::Faas { node, event }
+    }
 }
 
-impl Scheduler<FaasEvent> for At<'_> {
-    fn now(&self) -> SimTime {
-        self.engine.now()
-    }
-    fn schedule_in(&mut self, delay: Duration, event: FaasEvent) {
-        self.engine.schedule_in(
-            delay,
-            Event::Faas {
-                node: self.node,
-                event,
-            },
-        );
-    }
-    fn rng(&mut self) -> &mut StdRng {
-        self.engine.rng()
-    }
-}
+/// The engine as fog node `node`'s FaaS system sees it.
+type At<'a> = Owned<'a, Event>;
 
 /// A placed function: where it runs and how far.
 struct Placed {
@@ -206,7 +190,7 @@ fn deploy_on(
         concurrency: load.concurrency.max(1),
         ..FunctionDeployment::new(load.name.clone(), load.sla.function_image.clone())
     };
-    let mut at = At { engine, node: h };
+    let mut at = At { engine, owner: h };
     let id = systems[h as usize]
         .deploy(&mut at, fd)
         .map_err(|source| RunError::Faas {
@@ -267,7 +251,7 @@ pub fn prepare<'w>(
         })?;
         let mut at = At {
             engine: &mut engine,
-            node: i as u32,
+            owner: i as u32,
         };
         faas.add_node(&mut at, name.clone(), cpu, memory);
         systems.push(faas);
@@ -432,7 +416,7 @@ impl Prepared<'_> {
                 Event::Faas { node, event } => {
                     let mut at = At {
                         engine: &mut engine,
-                        node,
+                        owner: node,
                     };
                     systems[node as usize].handle(&mut at, event);
                 }
@@ -470,7 +454,7 @@ impl Prepared<'_> {
                     }
                     let mut at = At {
                         engine: &mut engine,
-                        node: h,
+                        owner: h,
                     };
                     // A removed function answers nothing: the request counts as failed.
                     let _ = systems[h as usize].invoke_id(&mut at, id);
@@ -481,7 +465,7 @@ impl Prepared<'_> {
                     for &(h, _, _) in &p.hosts {
                         let mut at = At {
                             engine: &mut engine,
-                            node: h,
+                            owner: h,
                         };
                         let _ = systems[h as usize]
                             .remove(&mut at, &workload.functions[f as usize].name);

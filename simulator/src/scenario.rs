@@ -12,7 +12,7 @@
 //! Functions other than `fn-spin` take the execution time of [`exec_time`] (measured orders of
 //! magnitude of the catalog's functions), and replicas start in [`COLD_START`].
 
-use crate::engine::{Engine, Scheduler, SimTime};
+use crate::engine::{Engine, Owned, SimTime};
 use crate::faas::{
     ExecTime, FaasConfig, FaasEvent, FaasSystem, FunctionDeployment, FunctionId, Outcome,
 };
@@ -24,7 +24,6 @@ use iot_emulation::report::{PlacementsFile, Report};
 use iot_emulation::scenario::{Scenario, Target, placement_order};
 use model::time::Timestamp;
 use model::{Sla, SlaId};
-use rand::rngs::StdRng;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -67,23 +66,14 @@ enum Event {
     },
 }
 
-struct At<'a> {
-    engine: &'a mut Engine<Event>,
-    node: u32,
+impl From<(u32, FaasEvent)> for Event {
+    fn from((node, event): (u32, FaasEvent)) -> Event {
+        Event::Faas { node, event }
+    }
 }
 
-impl Scheduler<FaasEvent> for At<'_> {
-    fn now(&self) -> SimTime {
-        self.engine.now()
-    }
-    fn schedule_in(&mut self, delay: Duration, event: FaasEvent) {
-        let node = self.node;
-        self.engine.schedule_in(delay, Event::Faas { node, event });
-    }
-    fn rng(&mut self) -> &mut StdRng {
-        self.engine.rng()
-    }
-}
+/// The engine as fog node `node`'s FaaS system sees it.
+type At<'a> = Owned<'a, Event>;
 
 /// Where a placed function runs.
 struct Hosted {
@@ -116,7 +106,7 @@ pub fn simulate(
         let mut faas = FaasSystem::new(FaasConfig::default())?;
         let mut at = At {
             engine: &mut engine,
-            node: i as u32,
+            owner: i as u32,
         };
         faas.add_node(&mut at, name.clone(), cpu, memory);
         systems.push(faas);
@@ -186,7 +176,7 @@ pub fn simulate(
                 };
                 let mut at = At {
                     engine: &mut engine,
-                    node,
+                    owner: node,
                 };
                 let id = systems[node as usize].deploy(&mut at, fd)?;
                 let one_way_ms = market
@@ -249,7 +239,7 @@ pub fn simulate(
             Event::Faas { node, event } => {
                 let mut at = At {
                     engine: &mut engine,
-                    node,
+                    owner: node,
                 };
                 systems[node as usize].handle(&mut at, event);
             }
@@ -272,7 +262,7 @@ pub fn simulate(
                 let exec = req.exec_ms.map(Duration::from_millis);
                 let mut at = At {
                     engine: &mut engine,
-                    node: h.node,
+                    owner: h.node,
                 };
                 if let Ok(id) = systems[h.node as usize].invoke_with(&mut at, h.id, exec) {
                     pending.insert((h.node, id.0), i as usize);
