@@ -11,7 +11,7 @@ run topology="testbed/topologies/local.toml" *flags:
     cargo build --release --workspace --bins
     cargo run --release -p testbed -- run --topology "{{topology}}" {{flags}}
 
-# Build every binary, then run every test: unit, in-process and multi-process. Tests whose tool is missing (HAProxy, Chromium, PostgreSQL, root) are reported as skipped; under CI nothing is skipped
+# Build every binary, then run every test: unit, in-process and multi-process, then (without flags) the Kubernetes manifests, the Dockerfiles, the deployment package and `just enos-local`. Tests whose tool is missing (HAProxy, Chromium, PostgreSQL, root) are reported as skipped; under CI nothing is skipped
 test *flags:
     #!/usr/bin/env bash
     set -euo pipefail
