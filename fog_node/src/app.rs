@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::http::emulation;
 use crate::http::routes;
 use crate::state::node::Node;
-use crate::work::membership;
+use crate::tasks::membership;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use model::time::Timestamp;
@@ -110,16 +110,16 @@ impl Application {
         loops.spawn("lifetime", move || membership::lifetime_loop(n.clone()));
         let n = node.clone();
         loops.spawn("route-sync", move || {
-            crate::work::route_sync::route_sync_loop(n.clone())
+            crate::tasks::route_sync::route_sync_loop(n.clone())
         });
         let n = node.clone();
         loops.spawn("control", move || {
-            crate::work::control::control_loop(n.clone())
+            crate::tasks::control::control_loop(n.clone())
         });
-        if crate::work::haproxy_mode::haproxy_wanted(&node.config) {
+        if crate::tasks::haproxy_mode::haproxy_wanted(&node.config) {
             let n = node.clone();
             loops.spawn("haproxy", move || {
-                crate::work::haproxy_mode::haproxy_loop(n.clone())
+                crate::tasks::haproxy_mode::haproxy_loop(n.clone())
             });
         }
         let handle = self.server.handle();

@@ -6,7 +6,7 @@
 //!   ([`haproxy`]), and the API errors ([`error`]).
 //! - **state** ([`state`]): identity, the ledger and placements, neighbours, the route
 //!   snapshot, the offload state, usage and metrics; [`state::node::Node`] owns them all.
-//! - **work** ([`work`]): membership, route sync, the control loop, bidding, provisioning and
+//! - **tasks** ([`tasks`]): membership, route sync, the control loop, bidding, provisioning and
 //!   the HAProxy sync, as functions of the node and the time.
 //! - **http** ([`http`]): the routes, the data plane, and link emulation.
 //! - **app** ([`app`]): the wiring, and the supervision of the background loops.
@@ -22,8 +22,8 @@ pub mod faas;
 pub mod haproxy;
 pub mod http;
 pub mod state;
+pub mod tasks;
 pub mod upstream;
-pub mod work;
 
 pub use app::Application;
 pub use config::Config;

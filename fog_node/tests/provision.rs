@@ -51,7 +51,7 @@ async fn a_provisioned_placement_is_live_invocable_and_removed_when_the_sla_ends
     // End of the SLA (driven with a chosen time), then the lifetime loop removes the function.
     let ended = n.node.tick(Timestamp::now().plus(Duration::from_secs(601)));
     assert_eq!(ended.len(), 1);
-    fog_node::work::provision::remove_deployed(&n.node, &ended).await;
+    fog_node::tasks::provision::remove_deployed(&n.node, &ended).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let status = client.post(&url).body("x").send().await.unwrap().status();

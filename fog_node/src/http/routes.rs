@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::state::node::{Identity, Node, Sender};
-use crate::work::bidding::handle_bid;
+use crate::tasks::bidding::handle_bid;
 use actix_web::{HttpRequest, HttpResponse, web};
 use model::auth;
 use model::ids::SlaId;
@@ -27,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/placement/{sla_id}", web::delete().to(cancel))
         .route("/api/offload", web::get().to(offload_state))
         .route("/metrics", web::get().to(metrics))
-        .route(crate::work::control::LOAD_PATH, web::post().to(load))
+        .route(crate::tasks::control::LOAD_PATH, web::post().to(load))
         // The data plane reads its body itself, up to `[offload] max_body`.
         .route(
             "/function/{name}",
@@ -173,7 +173,7 @@ async fn provision(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     verify_marketplace(&node, &req, &body, "provision a placement")?;
-    let placement = crate::work::provision::provision(node.get_ref(), sla_id(&path)?).await?;
+    let placement = crate::tasks::provision::provision(node.get_ref(), sla_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(placement))
 }
 
@@ -197,7 +197,7 @@ async fn load(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    use crate::work::control::LoadError;
+    use crate::tasks::control::LoadError;
     let sender = match verify(&node, &req, &body)? {
         (_, Sender::Node(id)) => id,
         (_, Sender::Marketplace) => {
@@ -207,7 +207,7 @@ async fn load(
         }
     };
     let report: model::protocol::LoadReport = parse(&body)?;
-    match crate::work::control::receive_report(&node, sender, report, Timestamp::now()) {
+    match crate::tasks::control::receive_report(&node, sender, report, Timestamp::now()) {
         Ok(answer) => Ok(HttpResponse::Ok().json(answer)),
         Err(e @ LoadError::Version(_)) => Err(ApiError::BadRequest(FieldError::new(
             "version",
@@ -225,6 +225,6 @@ async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     verify_marketplace(&node, &req, &body, "cancel a placement")?;
     let placement = node.cancel(sla_id(&path)?, Timestamp::now())?;
-    crate::work::provision::remove_deployed(&node, std::slice::from_ref(&placement)).await;
+    crate::tasks::provision::remove_deployed(&node, std::slice::from_ref(&placement)).await;
     Ok(HttpResponse::Ok().json(placement))
 }

@@ -1,6 +1,6 @@
 //! Run-time routing and offloading of invocations: the state shared by the data plane
-//! ([`crate::http::dataplane`]), the control loop ([`crate::work::control`]) and the route
-//! sync ([`crate::work::route_sync`]).
+//! ([`crate::http::dataplane`]), the control loop ([`crate::tasks::control`]) and the route
+//! sync ([`crate::tasks::route_sync`]).
 //!
 //! It holds the `[offload]` configuration, the current route snapshot (swapped atomically;
 //! each function carries its [`FunctionState`], each node its [`PeerLink`]), the metrics

@@ -1,5 +1,5 @@
 //! The route snapshot: the marketplace's [`RouteTable`] as an immutable, indexed [`Routes`],
-//! swapped atomically on every change (by [`crate::work::route_sync`]).
+//! swapped atomically on every change (by [`crate::tasks::route_sync`]).
 //!
 //! A snapshot pairs every function route with its per-function state and every federation
 //! node with its peer link, so one atomic load per request gives the data plane everything it

@@ -109,7 +109,7 @@ async fn release_moved(node: &Node, released: &[model::SlaId]) {
     for &sla in released {
         if let Ok(placement) = node.cancel(sla, Timestamp::now()) {
             tracing::warn!(sla_id = %sla, "placement moved to another node while this one was taken for dead; releasing it");
-            crate::work::provision::remove_deployed(node, std::slice::from_ref(&placement)).await;
+            crate::tasks::provision::remove_deployed(node, std::slice::from_ref(&placement)).await;
         }
     }
 }
@@ -190,7 +190,7 @@ pub async fn probe_loop(node: Arc<Node>) {
 pub async fn lifetime_loop(node: Arc<Node>) {
     loop {
         let ended = node.tick(Timestamp::now());
-        crate::work::provision::remove_deployed(&node, &ended).await;
+        crate::tasks::provision::remove_deployed(&node, &ended).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -308,7 +308,7 @@ async fn relay(
 /// Measures a neighbour's RTT once, now (its link was never measured).
 async fn probe_now(node: &Node, n: &NeighbourState, left: Duration) -> Option<PathLatency> {
     let timeout = ON_DEMAND_PROBE_TIMEOUT.min(left / 4);
-    let rtt = crate::work::membership::probe(node, &n.info.url, timeout).await;
+    let rtt = crate::tasks::membership::probe(node, &n.info.url, timeout).await;
     node.observe_probe(n.info.node_id, rtt);
     node.neighbours()
         .into_iter()

@@ -1,4 +1,4 @@
-//! The work layer: what the node does over time on top of its state — membership
+//! The tasks layer: what the node does over time on top of its state — membership
 //! (enrollment, heartbeats, neighbour probes), route sync, the offloading control loop,
 //! bidding over the overlay, provisioning, and keeping HAProxy in step in HAProxy mode.
 
