@@ -162,6 +162,29 @@ impl FunctionDeployment {
     /// A deployment with faas-sim's defaults: 1000 m CPU and 1 MiB requested, `scale_min` 1,
     /// `scale_max` 20; plus a 1 s cold start, a fixed 100 ms execution and one invocation at a
     /// time per replica.
+    /// The deployment a placed SLA gets on its host: the SLA's CPU and memory per replica and
+    /// exactly its number of replicas (at least one), with the given cold start, execution
+    /// time and concurrency (at least one).
+    pub fn for_sla(
+        name: impl Into<String>,
+        sla: &model::Sla,
+        startup: Duration,
+        exec: ExecTime,
+        concurrency: u32,
+    ) -> Self {
+        let replicas = sla.replicas.max(1);
+        FunctionDeployment {
+            cpu: sla.cpu,
+            memory: sla.memory,
+            scale_min: replicas,
+            scale_max: replicas,
+            startup,
+            exec,
+            concurrency: concurrency.max(1),
+            ..FunctionDeployment::new(name, sla.function_image.clone())
+        }
+    }
+
     pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
         Self {
             name: name.into(),

@@ -180,16 +180,13 @@ fn deploy_on(
     systems: &mut [FaasSystem],
     engine: &mut Engine<Event>,
 ) -> Result<(FunctionId, f64), RunError> {
-    let fd = FunctionDeployment {
-        cpu: load.sla.cpu,
-        memory: load.sla.memory,
-        scale_min: load.sla.replicas.max(1),
-        scale_max: load.sla.replicas.max(1),
-        startup: load.startup,
-        exec: load.exec,
-        concurrency: load.concurrency.max(1),
-        ..FunctionDeployment::new(load.name.clone(), load.sla.function_image.clone())
-    };
+    let fd = FunctionDeployment::for_sla(
+        load.name.clone(),
+        &load.sla,
+        load.startup,
+        load.exec,
+        load.concurrency,
+    );
     let mut at = At { engine, owner: h };
     let id = systems[h as usize]
         .deploy(&mut at, fd)

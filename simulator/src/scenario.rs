@@ -164,16 +164,7 @@ pub fn simulate(
                     "spin" => ExecTime::Fixed(Duration::ZERO),
                     other => ExecTime::Fixed(exec_time(other)),
                 };
-                let fd = FunctionDeployment {
-                    cpu: sla.cpu,
-                    memory: sla.memory,
-                    scale_min: sla.replicas.max(1),
-                    scale_max: sla.replicas.max(1),
-                    startup: COLD_START,
-                    exec,
-                    concurrency: 64,
-                    ..FunctionDeployment::new(spec.name.clone(), spec.image.clone())
-                };
+                let fd = FunctionDeployment::for_sla(spec.name.clone(), &sla, COLD_START, exec, 64);
                 let mut at = At {
                     engine: &mut engine,
                     owner: node,
