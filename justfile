@@ -11,7 +11,7 @@ run topology="testbed/topologies/local.toml" *flags:
     cargo build --release --workspace --bins
     cargo run --release -p testbed -- run --topology "{{topology}}" {{flags}}
 
-# Build every binary, then run every test: unit, in-process and multi-process, then (without flags) the Kubernetes manifests, the Dockerfiles, the deployment package and `just enos-local`. Tests whose tool is missing (HAProxy, Chromium, PostgreSQL, root) are reported as skipped; under CI nothing is skipped
+# Build every binary, then run every test: unit, in-process and multi-process, then (without flags) the Kubernetes manifests, the Dockerfiles, the README benchmark table against bench/results, the deployment package and `just enos-local`. Tests whose tool is missing (HAProxy, Chromium, PostgreSQL, root) are reported as skipped; under CI nothing is skipped
 test *flags:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -51,6 +51,9 @@ test *flags:
         # The Kubernetes manifests, rendered and validated offline; run even when a test failed.
         "{{just_executable()}}" k8s-validate || { echo "FAILED: just k8s-validate" >&2; status=1; }
         "{{just_executable()}}" images-lint || { echo "FAILED: just images-lint" >&2; status=1; }
+        # The README's benchmark table must be the one the committed result files give.
+        target/debug/testbed bench table --check \
+            || { echo "FAILED: the README's benchmark table is stale (just bench-table rewrites it)" >&2; status=1; }
         # The EnosLib deployment package: its unit tests, then the whole deployment on network
         # namespaces of this machine (root only).
         FOGMARKET_BIN_DIR=target/debug testbed/enos/.venv/bin/python -m pytest -q -p no:cacheprovider testbed/enos/tests \
@@ -69,11 +72,11 @@ test *flags:
     for r in "${reasons[@]}"; do echo "SKIPPED: $r" >&2; done
     exit "$status"
 
-# Run a benchmark on release builds (`auction`, `faas`, `proxy`, `offload`, `sim`); results in bench/results/. Extra flags go to the benchmark
+# Run a benchmark on release builds (`auction`, `faas`, `proxy`, `offload` with scenarios demo, issue48, hot3, burst, far, shift, `footprint`, `sim`); results in bench/results/. Extra flags go to the benchmark
 bench name *flags:
     case "{{name}}" in \
-        auction|faas|proxy|offload|sim) ;; \
-        *) echo "unknown benchmark '{{name}}' (known: auction, faas, proxy, offload, sim)" >&2; exit 2 ;; \
+        auction|faas|proxy|offload|footprint|sim) ;; \
+        *) echo "unknown benchmark '{{name}}' (known: auction, faas, proxy, offload, footprint, sim)" >&2; exit 2 ;; \
     esac
     if [ "{{name}}" = sim ]; then \
         cargo build --release -p simulator; \
@@ -92,6 +95,10 @@ bench name *flags:
     fi
     cargo build --release --workspace --bins
     cargo run --release -p testbed -- bench {{name}} {{flags}}
+
+# Rewrite README.md's table of benchmark results (between its bench-table markers) from the files in bench/results/; `--check` changes nothing and fails when the table is stale
+bench-table *flags:
+    cargo run --release -p testbed -- bench table {{flags}}
 
 # The fault campaign on release builds (kill -9 of a host, of the access node's parent, of the marketplace; SIGSTOP of a host; a dead host restarted), each on a fresh local federation under load; results in bench/results/faults.{md,json}. Extra flags go to `testbed faults`
 faults *flags:

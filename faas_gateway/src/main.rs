@@ -8,6 +8,12 @@ use std::path::PathBuf;
 use clap::Parser;
 use faas_gateway::{Gateway, GatewaySettings, LimitMode, default_catalog_dir};
 
+/// mimalloc: every request makes many small, short-lived allocations (headers, JSON, spans),
+/// which cost glibc's allocator about a tenth of the federation's CPU under load
+/// (`docs/performance.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Embedded OpenFaaS-compatible gateway running functions as local processes")]
 struct Args {

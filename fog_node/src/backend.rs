@@ -10,6 +10,10 @@ use tokio::task::JoinHandle;
 /// The node's FaaS backend: a client, and the embedded gateway when the node runs one.
 pub struct FaasHandle {
     pub client: OpenFaasClient,
+    /// The embedded gateway's service, in this process: the data plane invokes through it
+    /// (the gateway leases a replica and forwards to it) instead of calling the gateway's HTTP
+    /// server, so a local call crosses one hop, node -> replica, not two.
+    pub local: Option<faas_gateway::Service>,
     embedded: Mutex<Option<EmbeddedGateway>>,
 }
 
@@ -47,6 +51,7 @@ pub async fn start_backend(config: &Config, http: reqwest::Client) -> anyhow::Re
             Ok(FaasHandle {
                 client: OpenFaasClient::new(http, &url, auth)
                     .with_max_answer(config.offload.max_answer_bytes()),
+                local: None,
                 embedded: Mutex::new(None),
             })
         }
@@ -62,6 +67,7 @@ pub async fn start_backend(config: &Config, http: reqwest::Client) -> anyhow::Re
             settings.ready_timeout = config.faas.ready_timeout.as_duration();
             let gateway = faas_gateway::Gateway::build(settings).await?;
             let url = gateway.url();
+            let local = gateway.service().clone();
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let task = tokio::spawn(gateway.run_until_stopped(async {
                 let _ = stopped.await;
@@ -70,6 +76,7 @@ pub async fn start_backend(config: &Config, http: reqwest::Client) -> anyhow::Re
             Ok(FaasHandle {
                 client: OpenFaasClient::new(http, &url, None)
                     .with_max_answer(config.offload.max_answer_bytes()),
+                local: Some(local),
                 embedded: Mutex::new(Some(EmbeddedGateway { stop, task })),
             })
         }

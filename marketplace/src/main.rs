@@ -16,6 +16,12 @@ use std::num::{NonZeroU32, NonZeroU64};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// mimalloc: every request makes many small, short-lived allocations (headers, JSON, spans),
+/// which cost glibc's allocator about a tenth of the federation's CPU under load
+/// (`docs/performance.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Fogmarket marketplace: runs reverse auctions over a federation of fog nodes.
 ///
 /// Without a command it serves; `marketplace token --help` manages client API tokens.

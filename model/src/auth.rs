@@ -28,7 +28,7 @@
 //! derived for one pair of nodes by X25519 from their own keys ([`pair_secret`],
 //! [`peer_token`]): no third node can make or read it.
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -144,10 +144,13 @@ impl PublicKey {
         hex::encode(self.0.as_bytes())
     }
 
-    /// Checks a detached signature over `message`.
+    /// Checks a detached signature over `message`: RFC 8032 verification with a canonical `S`.
+    /// Weak (small-order) keys are refused when a key is read ([`FromStr`]), so the stricter
+    /// check of `verify_strict`, which also decompresses `R` on every call, buys nothing here;
+    /// a malleated signature changes no field a receiver relies on (the nonce is signed).
     fn verify_message(&self, message: &[u8], signature: &Signature) -> Result<(), AuthError> {
         self.0
-            .verify_strict(message, signature)
+            .verify(message, signature)
             .map_err(|_| AuthError::BadSignature)
     }
 }

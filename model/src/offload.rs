@@ -15,13 +15,14 @@
 //! | `static` | 60 % local, 40 % split equally among peers hosting the function | dead peers excluded |
 //! | `recalc` | overloaded iff rate ≥ max rate `M`; offer each of the `N` peers `⌊(M − r)/N⌋`; forward the excess in proportion to offers received | rate over a sliding window, not the last 1 s; offers carry an expiry instead of a wall-clock period; no reject while a live offer exists (excess beyond offers is still spread over them); capacity learned from throughput when `M` is missing |
 //! | `node_margin` | usage predicted from per-function rates; weight moved in bounded steps towards peers with margin, and back when the node has margin again | online model inside the node instead of a LightGBM service; one bounded step per recompute instead of 1 % steps with 3 forecaster calls each; never rejects |
-//! | `lease` (default) | peers lease spare capacity with an expiry; forward only to the `neighbourhood` nearest live peers within `max_forward_rtt`; spill with hysteresis; backlog counts as demand | new: latency-aware, reacts to a growing queue within a step, hysteresis and a dead band so weights do not flap, rejects only what no lease and no local capacity covers |
+//! | `lease` (default) | peers lease spare capacity with an expiry, to the peers within `max_forward_rtt` that offer none back (the ones that may need it), else to every peer within it; a spilling node forwards to the `neighbourhood` nearest peers holding a lease, farther ones only while nearer leases fall short; spill with hysteresis; the arrival rate rises within a second; backlog counts as demand and is drained before new requests are kept; without any lease yet, the queue takes the excess while it drains within `queue_drain` | new: latency-aware, reacts to a growing queue within a step, hysteresis and a dead band so weights do not flap, rejects only what no lease and no local capacity covers |
 //!
 //! Common fixes: rates come from a sliding window never reset by a weight change; no strategy
 //! rejects while an eligible peer holds an unexpired offer or the local node has spare
 //! capacity (DFaaS's zero-weight 503s); weights never name a dead or non-hosting peer.
 
 mod rate;
+pub mod scenario;
 mod weights;
 
 pub use rate::{RateWindow, ThroughputEstimator, UsageModel, margin_for_peers};
@@ -192,15 +193,20 @@ pub struct Params {
     /// How long an offer stays valid (recalc and lease): a few control steps, so a node that
     /// stops refreshing its offers stops receiving traffic soon.
     pub offer_ttl: Duration,
-    /// lease: forward only to this many nearest peers by RTT.
+    /// lease: a spilling node forwards to at least this many nearest peers holding a lease,
+    /// farther ones (within `max_forward_rtt`) only while the nearer leases do not cover its
+    /// excess.
     pub neighbourhood: usize,
-    /// lease: forward only to peers at most this far (the SLA's latency budget).
+    /// lease: forward to and offer capacity to peers at most this far (round trip). A forward
+    /// this long still beats a queue that grows while a peer idles.
     pub max_forward_rtt: Duration,
     /// lease: relative band around capacity. Spill starts above `capacity × (1 + h)`, stops
     /// below `capacity × (1 − h)`; while spilling the node keeps `h` of its capacity as headroom.
     pub hysteresis: f64,
     /// lease: the backlog should drain within this time, so `queue_len / drain` counts as
-    /// extra demand (overload seen in one step, before the rate window catches up).
+    /// extra demand (overload seen in one step, before the rate window catches up) and new
+    /// requests are kept here only as far as the backlog drains in time; without any lease,
+    /// the queue takes an excess only while its backlog drains within this time.
     pub queue_drain: Duration,
     /// lease: new weights within this many (per mille) of the previous ones, over the same
     /// targets, keep the previous ones.
@@ -219,9 +225,9 @@ impl Default for Params {
             static_local_share: 0.6,
             offer_ttl: Duration::from_secs(3),
             neighbourhood: 3,
-            max_forward_rtt: Duration::from_millis(50),
+            max_forward_rtt: Duration::from_millis(200),
             hysteresis: 0.05,
-            queue_drain: Duration::from_secs(1),
+            queue_drain: Duration::from_millis(500),
             dead_band: 20,
             usage_high: 80.0,
             usage_low: 60.0,
@@ -278,7 +284,7 @@ pub fn offers_to_peers(
             let h = hysteresis(params);
             (
                 cap * (1.0 - h) - lease_demand(load, params),
-                neighbourhood(peers, params),
+                lease_receivers(peers, params, now),
             )
         }
     };
@@ -415,16 +421,37 @@ fn lease_demand(load: &FunctionLoad, params: &Params) -> f64 {
     load.rate() + load.queue_len as f64 / drain
 }
 
-/// The peers lease traffic may go to: alive, hosting, within `max_forward_rtt`, and among the
-/// `neighbourhood` nearest (ties by node id).
-fn neighbourhood<'a>(peers: &'a [PeerView], params: &Params) -> Vec<&'a PeerView> {
+/// The peers lease traffic may go to: alive, hosting and within `max_forward_rtt`, nearest
+/// first (ties by node id).
+fn in_reach<'a>(peers: &'a [PeerView], params: &Params) -> Vec<&'a PeerView> {
     let mut near: Vec<&PeerView> = peers
         .iter()
         .filter(|p| p.can_serve() && p.rtt <= params.max_forward_rtt)
         .collect();
     near.sort_by_key(|p| (p.rtt, p.node));
-    near.truncate(params.neighbourhood);
     near
+}
+
+/// Who a lease node offers its spare capacity to: the peers in reach that offer it nothing
+/// (spilling, full, or not heard from: the ones that may need capacity), however far within
+/// reach; when every peer in reach offers capacity itself, all of them, so a burst at any of
+/// them finds a lease already in place.
+///
+/// Offering to the `neighbourhood` nearest peers regardless of need left a hot node whose
+/// nearest peers were hot too without leases while peers a little farther idled; and a standing
+/// offer to only some peers made the others look in need.
+fn lease_receivers<'a>(
+    peers: &'a [PeerView],
+    params: &Params,
+    now: Timestamp,
+) -> Vec<&'a PeerView> {
+    let reach = in_reach(peers, params);
+    let needy: Vec<&PeerView> = reach
+        .iter()
+        .copied()
+        .filter(|p| p.live_offer(now) <= 0.0)
+        .collect();
+    if needy.is_empty() { reach } else { needy }
 }
 
 fn lease_weights(
@@ -445,34 +472,61 @@ fn lease_weights(
     } else {
         demand > cap * (1.0 + h)
     };
-    let near = neighbourhood(peers, params);
+    let reach = in_reach(peers, params);
+    let arrivals = load.rate();
     // Alone (no peer within reach hosts the function): there is nobody to share with, so the
     // rate estimate rejects nothing; the node's bounded queue answers a real overload.
-    let fresh = if !spilling || demand <= 0.0 || near.is_empty() {
+    let fresh = if !spilling || arrivals <= 0.0 || reach.is_empty() {
         Weights::all_local()
     } else {
-        let offers: Vec<(NodeId, f64)> = near
-            .into_iter()
-            .map(|p| (p.node, p.live_offer(now)))
-            .filter(|&(_, o)| o > 0.0)
-            .collect();
-        let offered: f64 = offers.iter().map(|(_, o)| o).sum();
+        // The backlog drains within `queue_drain` before new requests are kept here: keeping
+        // the full capacity for new requests would leave the queue (and every local request's
+        // wait) as long as it is while a peer's lease goes unused.
+        let drain = demand - arrivals;
         // Keep headroom while spilling; use it before rejecting anything.
         let target = cap * (1.0 - h);
-        let excess = (demand - target).max(0.0);
-        let forwarded = excess.min(offered);
-        let rest = excess - forwarded;
-        let local_extra = rest.min(cap - target);
-        let uncovered = rest - local_extra;
-        let local = target + local_extra;
+        let local = (target - drain).clamp(0.0, arrivals);
+        let local_max = (cap - drain).max(0.0);
+        let excess = arrivals - local;
+        // The nearest peers holding a lease: at least `neighbourhood` of them, and farther
+        // ones as long as the nearer leases do not cover the excess.
+        let mut offers: Vec<(NodeId, f64)> = Vec::new();
+        let mut offered = 0.0;
+        for p in reach {
+            let o = p.live_offer(now);
+            if o <= 0.0 {
+                continue;
+            }
+            if offers.len() >= params.neighbourhood.max(1) && offered >= excess {
+                break;
+            }
+            offers.push((p.node, o));
+            offered += o;
+        }
+        // Nearest leases first, each up to what it offers.
+        let mut left = excess;
+        let mut shares: Vec<(NodeId, f64)> = offers
+            .iter()
+            .map(|&(n, o)| {
+                let take = left.min(o);
+                left -= take;
+                (n, take)
+            })
+            .collect();
+        let local_extra = left.min(local_max - local).max(0.0);
+        let uncovered = left - local_extra;
+        let local = local + local_extra;
         if offered > 0.0 {
             // Any uncovered part over-books the leases rather than being rejected.
-            let to_peers = forwarded + uncovered;
-            let shares: Vec<(NodeId, f64)> = offers
-                .iter()
-                .map(|&(n, o)| (n, to_peers * o / offered))
-                .collect();
+            for (share, &(_, o)) in shares.iter_mut().zip(&offers) {
+                share.1 += uncovered * o / offered;
+            }
             Weights::from_shares(local, &shares, 0.0)
+        } else if drain < cap {
+            // No lease yet (the overload just began; leases follow within a few control
+            // steps): the queue takes the excess while its backlog drains within
+            // `queue_drain`, rather than rejecting requests a lease would carry soon.
+            Weights::all_local()
         } else {
             Weights::from_shares(local, &[], uncovered)
         }

@@ -60,6 +60,31 @@ enum Command {
         #[arg(long)]
         faas_sim_json: Option<PathBuf>,
     },
+    /// The scenarios of `just bench offload` (demo, issue48, hot3, burst, far, shift) with each
+    /// offloading strategy, in simulated time: success, worst second, latency percentiles,
+    /// requests served per host and the aims (99 % every second from s1, p95 within 3 × the
+    /// function's execution time). Prints a markdown table.
+    Offload {
+        /// Scenarios, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = model::offload::scenario::SCENARIOS.iter().map(|s| s.to_string()))]
+        scenarios: Vec<String>,
+        /// Strategies, comma-separated (static, recalc, node_margin, lease).
+        #[arg(long, value_delimiter = ',', default_values_t = model::offload::OffloadStrategy::ALL.iter().map(|s| s.to_string()))]
+        strategies: Vec<String>,
+        /// Simulated load per run, e.g. `30s`.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// The function's execution time in ms (echo's delay in the benchmark).
+        #[arg(long, default_value_t = 200)]
+        delay_ms: u64,
+        /// Seeds, comma-separated: one run per seed.
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        seeds: Vec<u64>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    model::units::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn commit() -> String {
@@ -191,6 +216,32 @@ fn main() -> anyhow::Result<()> {
                 sc.experiment.name, o.requests, o.ok, o.sla_met_ratio, run.report.spending_total
             );
             println!("report: {}", out.join("report.md").display());
+            Ok(())
+        }
+        Command::Offload {
+            scenarios,
+            strategies,
+            duration,
+            delay_ms,
+            seeds,
+        } => {
+            let strategies = strategies
+                .iter()
+                .map(|s| s.parse().map_err(|e| anyhow::anyhow!("--strategies: {e}")))
+                .collect::<anyhow::Result<Vec<model::offload::OffloadStrategy>>>()?;
+            let names: Vec<&str> = scenarios.iter().map(String::as_str).collect();
+            let delay = std::time::Duration::from_millis(delay_ms);
+            anyhow::ensure!(!seeds.is_empty(), "--seeds: give at least one seed");
+            for seed in seeds {
+                let outcomes =
+                    simulator::offload::compare(&names, &strategies, delay, duration, seed)
+                        .map_err(|e| anyhow::anyhow!("--scenarios: {e}"))?;
+                println!(
+                    "Seed {seed}, {} s per run, function delayed {delay_ms} ms:\n\n{}",
+                    duration.as_secs_f64(),
+                    simulator::offload::outcomes_markdown(&outcomes, delay)
+                );
+            }
             Ok(())
         }
         Command::Reproduce { what, quick, out } => {

@@ -21,10 +21,12 @@ use tokio::time::Instant;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct AuctionBenchOptions {
-    pub nodes: usize,
+    /// Federation sizes: one fresh federation each.
+    pub nodes: Vec<usize>,
     pub depth: usize,
     pub duration: Duration,
-    pub concurrency: usize,
+    /// Requests in flight: one load each, on every federation.
+    pub concurrency: Vec<usize>,
     /// Where `auction.json` and `auction.md` are written.
     pub out: PathBuf,
     /// Seed of the generated topology.
@@ -93,18 +95,24 @@ impl Machine {
     }
 }
 
-/// The benchmark's results (`auction.json`).
+/// The benchmark's results (`auction.json`): one run per federation size and concurrency.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuctionBenchReport {
     pub benchmark: &'static str,
     pub machine: Machine,
     pub commit: Option<String>,
     pub started_at_unix_ms: u64,
-    pub nodes: usize,
     pub depth: usize,
-    pub edge_nodes: usize,
     pub seed: u64,
     pub duration_s: f64,
+    pub series: Vec<AuctionRun>,
+}
+
+/// One closed-loop placement load on one federation.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuctionRun {
+    pub nodes: usize,
+    pub edge_nodes: usize,
     pub concurrency: usize,
     pub placements_ok: u64,
     pub placements_failed: u64,
@@ -118,65 +126,87 @@ pub struct AuctionBenchReport {
     pub health: LatencySummary,
     /// placement p50 / health p50.
     pub p50_ratio_to_health: f64,
+    /// CPU time the whole machine spent during the placement load (every process of the
+    /// federation, the load generator and the kernel), per successful placement: the cost
+    /// figure that does not depend on how busy the machine was.
+    pub cpu_ms_per_placement: Option<f64>,
+}
+
+/// CPU time spent by the whole machine so far (user, nice, system, irq, softirq, steal), in
+/// milliseconds, from `/proc/stat`; `None` where there is no such file.
+pub(crate) fn machine_busy_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    busy_ms_of(&stat)
+}
+
+/// The busy time of `/proc/stat`'s `cpu` line in milliseconds (its unit is USER_HZ, 1/100 s on
+/// Linux).
+fn busy_ms_of(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy = [0usize, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| fields.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
+    Some(busy as f64 * 10.0)
 }
 
 impl AuctionBenchReport {
-    /// A markdown table of the results.
+    /// A markdown table of the results: one row per run, then the HTTP floor of each.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         s.push_str("# Auction benchmark\n\n");
         s.push_str(&format!(
-            "{} nodes, depth {} ({} edge), {:.0} s, concurrency {}, commit {}, on {} ({}, {} cores).\n\n",
-            self.nodes,
+            "Generated trees of depth {}, {:.0} s of closed-loop `PUT /api/function` per run, commit {}, on {} ({}, {} cores); `GET /api/health` on the same marketplace is the HTTP floor.\n\n",
             self.depth,
-            self.edge_nodes,
             self.duration_s,
-            self.concurrency,
             self.commit.as_deref().unwrap_or("unknown"),
             self.machine.hostname,
             self.machine.cpu_model,
             self.machine.cores
         ));
-        let mut table = MarkdownTable::new(load_columns("request", "count"));
-        let (p, h) = (&self.placement, &self.health);
-        table.row([
-            "`PUT /api/function` (placement)".to_string(),
-            p.requests.to_string(),
-            self.placements_ok.to_string(),
-            self.placements_failed.to_string(),
-            format!("{:.1}", self.throughput_per_s),
-            format!("{:.2}", p.p50_ms),
-            format!("{:.2}", p.p90_ms),
-            format!("{:.2}", p.p99_ms),
-            format!("{:.2}", p.max_ms),
-        ]);
-        table.row([
-            "`GET /api/health` (HTTP floor)".to_string(),
-            h.requests.to_string(),
-            h.requests.to_string(),
-            "0".to_string(),
-            "-".to_string(),
-            format!("{:.2}", h.p50_ms),
-            format!("{:.2}", h.p90_ms),
-            format!("{:.2}", h.p99_ms),
-            format!("{:.2}", h.max_ms),
-        ]);
+        let mut columns = load_columns("nodes (edge)", "placements").to_vec();
+        columns.insert(1, right("in flight"));
+        columns.push(right("health p50 ms"));
+        columns.push(right("CPU ms / placement"));
+        let mut table = MarkdownTable::new(columns);
+        for run in &self.series {
+            let p = &run.placement;
+            table.row([
+                format!("{} ({})", run.nodes, run.edge_nodes),
+                run.concurrency.to_string(),
+                p.requests.to_string(),
+                run.placements_ok.to_string(),
+                run.placements_failed.to_string(),
+                format!("{:.1}", run.throughput_per_s),
+                format!("{:.2}", p.p50_ms),
+                format!("{:.2}", p.p90_ms),
+                format!("{:.2}", p.p99_ms),
+                format!("{:.2}", p.max_ms),
+                format!("{:.2}", run.health.p50_ms),
+                run.cpu_ms_per_placement
+                    .map_or_else(|| "-".to_string(), |c| format!("{c:.1}")),
+            ]);
+        }
         s.push_str(&table.render());
-        s.push_str(&format!(
-            "\nPlacement p50 / health p50 = {:.1}x.\n",
-            self.p50_ratio_to_health
-        ));
-        if !self.failures.is_empty() {
-            s.push_str("\nFailures: ");
-            s.push_str(
-                &self
-                    .failures
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-            s.push('\n');
+        for run in &self.series {
+            if !run.failures.is_empty() {
+                s.push_str(&format!(
+                    "\nFailures at {} nodes, {} in flight: {}\n",
+                    run.nodes,
+                    run.concurrency,
+                    run.failures
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
         }
         s
     }
@@ -277,12 +307,37 @@ pub fn commit_hash() -> Option<String> {
     Some(if dirty { format!("{hash}-dirty") } else { hash })
 }
 
-/// Starts a generated federation (SQLite in a temporary directory), runs the placement load,
-/// then the health load, and writes `auction.json` and `auction.md` into `options.out`.
+/// For each federation size: starts a generated federation (SQLite in a temporary directory),
+/// runs the placement load at each concurrency, then the health load at the same concurrency;
+/// writes `auction.json` and `auction.md` into `options.out`.
 pub async fn run_auction_bench(
     options: &AuctionBenchOptions,
 ) -> anyhow::Result<AuctionBenchReport> {
-    let topology = Topology::generated_tree(options.nodes, options.depth, options.seed)?;
+    if options.nodes.is_empty() || options.concurrency.is_empty() {
+        anyhow::bail!("`--nodes` and `--concurrency` need at least one value each");
+    }
+    let started_at_unix_ms = model::Timestamp::now().as_millis();
+    let mut series = Vec::new();
+    for &nodes in &options.nodes {
+        series.extend(run_size(options, nodes).await?);
+    }
+    let report = AuctionBenchReport {
+        benchmark: "auction",
+        machine: Machine::detect(),
+        commit: commit_hash(),
+        started_at_unix_ms,
+        depth: options.depth,
+        seed: options.seed,
+        duration_s: options.duration.as_secs_f64(),
+        series,
+    };
+    write_report(&report, &options.out)?;
+    Ok(report)
+}
+
+/// One federation of `nodes` nodes, one load per concurrency.
+async fn run_size(options: &AuctionBenchOptions, nodes: usize) -> anyhow::Result<Vec<AuctionRun>> {
+    let topology = Topology::generated_tree(nodes, options.depth, options.seed)?;
     let edges: Vec<String> = topology.leaves().map(|n| n.name.clone()).collect();
     let edge_nodes = edges.len();
     let tmp = tempfile::Builder::new()
@@ -291,15 +346,11 @@ pub async fn run_auction_bench(
         .context("cannot create a temporary directory")?;
     let mut launch = LaunchOptions::new(tmp.path().join("run"))?;
     launch.bin_dir = options.bin_dir.clone();
-    launch.readiness_deadline = Duration::from_secs(120);
+    launch.readiness_deadline = Duration::from_secs(120 + nodes as u64 / 2);
     eprintln!(
-        "starting a generated federation: {} nodes, depth {}, {} edge nodes (run dir {})",
-        options.nodes,
+        "starting a generated federation: {nodes} nodes, depth {}, {edge_nodes} edge nodes",
         options.depth,
-        edges.len(),
-        launch.run_dir.display()
     );
-    let started_at_unix_ms = model::Timestamp::now().as_millis();
     let federation = match Federation::start(topology, launch).await {
         Ok(f) => f,
         Err(e) => {
@@ -312,104 +363,107 @@ pub async fn run_auction_bench(
     };
     let marketplace = federation.marketplace_url();
     let client = http_client();
-
-    eprintln!(
-        "placement load: {} workers for {:?}",
-        options.concurrency, options.duration
-    );
-    let put_url = format!("{marketplace}/api/function");
     let edges = std::sync::Arc::new(edges);
-    let (placement_latencies, placement) = {
-        let client = client.clone();
-        closed_loop(options.duration, options.concurrency, move || {
+    let mut runs = Vec::new();
+    for &concurrency in &options.concurrency {
+        eprintln!(
+            "placement load: {concurrency} in flight for {:?}",
+            options.duration
+        );
+        let put_url = format!("{marketplace}/api/function");
+        let busy_before = machine_busy_ms();
+        let (placement_latencies, placement) = {
             let client = client.clone();
-            let url = put_url.clone();
             let edges = edges.clone();
-            async move {
-                let target = {
-                    let mut rng = rand::rng();
-                    edges[rng.random_range(0..edges.len())].clone()
-                };
-                let body = json!({"sla": bench_sla(), "targetNode": target});
-                match client.put(&url).json(&body).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        // Read the body: the request is only done when the answer is.
-                        signed_http::read_capped(r, crate::launcher::MAX_ANSWER)
-                            .await
-                            .map(|_| ())
-                            .map_err(|_| "body".to_string())
+            closed_loop(options.duration, concurrency, move || {
+                let client = client.clone();
+                let url = put_url.clone();
+                let edges = edges.clone();
+                async move {
+                    let target = {
+                        let mut rng = rand::rng();
+                        edges[rng.random_range(0..edges.len())].clone()
+                    };
+                    let body = json!({"sla": bench_sla(), "targetNode": target});
+                    match client.put(&url).json(&body).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            // Read the body: the request is only done when the answer is.
+                            signed_http::read_capped(r, crate::launcher::MAX_ANSWER)
+                                .await
+                                .map(|_| ())
+                                .map_err(|_| "body".to_string())
+                        }
+                        Ok(r) => {
+                            let status = r.status().as_u16().to_string();
+                            let _ = signed_http::read_capped(r, crate::launcher::MAX_ANSWER).await;
+                            Err(status)
+                        }
+                        Err(_) => Err("transport".to_string()),
                     }
-                    Ok(r) => {
-                        let status = r.status().as_u16().to_string();
-                        let _ = signed_http::read_capped(r, crate::launcher::MAX_ANSWER).await;
-                        Err(status)
-                    }
-                    Err(_) => Err("transport".to_string()),
                 }
+            })
+            .await?
+        };
+        let cpu_ms_per_placement = match (busy_before, machine_busy_ms()) {
+            (Some(before), Some(after)) if placement.ok > 0 => {
+                Some((after - before) / placement.ok as f64)
             }
-        })
-        .await?
-    };
-
-    let health_duration = options.duration.min(Duration::from_secs(5));
-    eprintln!(
-        "health load: {} workers for {:?}",
-        options.concurrency, health_duration
-    );
-    let health_url = format!("{marketplace}/api/health");
-    let (health_latencies, health) = {
-        let client = client.clone();
-        closed_loop(health_duration, options.concurrency, move || {
+            _ => None,
+        };
+        let health_duration = options.duration.min(Duration::from_secs(5));
+        let health_url = format!("{marketplace}/api/health");
+        let (health_latencies, health) = {
             let client = client.clone();
-            let url = health_url.clone();
-            async move {
-                match client.get(&url).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        signed_http::read_capped(r, crate::launcher::MAX_ANSWER)
-                            .await
-                            .map(|_| ())
-                            .map_err(|_| "body".to_string())
+            closed_loop(health_duration, concurrency, move || {
+                let client = client.clone();
+                let url = health_url.clone();
+                async move {
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            signed_http::read_capped(r, crate::launcher::MAX_ANSWER)
+                                .await
+                                .map(|_| ())
+                                .map_err(|_| "body".to_string())
+                        }
+                        Ok(r) => Err(r.status().as_u16().to_string()),
+                        Err(_) => Err("transport".to_string()),
                     }
-                    Ok(r) => Err(r.status().as_u16().to_string()),
-                    Err(_) => Err("transport".to_string()),
                 }
-            }
-        })
-        .await?
-    };
-    if !health.failures.is_empty() {
-        eprintln!("warning: GET /api/health failed: {:?}", health.failures);
+            })
+            .await?
+        };
+        if !health.failures.is_empty() {
+            eprintln!("warning: GET /api/health failed: {:?}", health.failures);
+        }
+        let placement_summary = LatencySummary::of(&placement_latencies);
+        let health_summary = LatencySummary::of(&health_latencies);
+        eprintln!(
+            "  {:.1} placements/s, p50 {:.2} ms, p99 {:.2} ms, {} CPU ms per placement",
+            placement.ok as f64 / options.duration.as_secs_f64().max(1e-9),
+            placement_summary.p50_ms,
+            placement_summary.p99_ms,
+            cpu_ms_per_placement.map_or_else(|| "-".to_string(), |c| format!("{c:.1}"))
+        );
+        runs.push(AuctionRun {
+            nodes,
+            edge_nodes,
+            concurrency,
+            placements_ok: placement.ok,
+            placements_failed: placement.failures.values().sum(),
+            failures: placement.failures,
+            throughput_per_s: placement.ok as f64 / options.duration.as_secs_f64().max(1e-9),
+            p50_ratio_to_health: if health_summary.p50_ms > 0.0 {
+                placement_summary.p50_ms / health_summary.p50_ms
+            } else {
+                0.0
+            },
+            placement: placement_summary,
+            health: health_summary,
+            cpu_ms_per_placement,
+        });
     }
     federation.stop().await?;
-
-    let placement_summary = LatencySummary::of(&placement_latencies);
-    let health_summary = LatencySummary::of(&health_latencies);
-    let failed: u64 = placement.failures.values().sum();
-    let report = AuctionBenchReport {
-        benchmark: "auction",
-        machine: Machine::detect(),
-        commit: commit_hash(),
-        started_at_unix_ms,
-        nodes: options.nodes,
-        depth: options.depth,
-        edge_nodes,
-        seed: options.seed,
-        duration_s: options.duration.as_secs_f64(),
-        concurrency: options.concurrency,
-        placements_ok: placement.ok,
-        placements_failed: failed,
-        failures: placement.failures,
-        throughput_per_s: placement.ok as f64 / options.duration.as_secs_f64().max(1e-9),
-        p50_ratio_to_health: if health_summary.p50_ms > 0.0 {
-            placement_summary.p50_ms / health_summary.p50_ms
-        } else {
-            0.0
-        },
-        placement: placement_summary,
-        health: health_summary,
-    };
-    write_report(&report, &options.out)?;
-    Ok(report)
+    Ok(runs)
 }
 
 /// Writes `auction.json` and `auction.md` into `dir`.
@@ -477,19 +531,22 @@ mod tests {
             machine: Machine::detect(),
             commit: Some("abc123".into()),
             started_at_unix_ms: 0,
-            nodes: 50,
             depth: 4,
-            edge_nodes: 37,
             seed: 1,
             duration_s: 10.0,
-            concurrency: 16,
-            placements_ok: 3,
-            placements_failed: 1,
-            failures: BTreeMap::from([("422".to_string(), 1)]),
-            throughput_per_s: 0.3,
-            placement: summary.clone(),
-            health: summary,
-            p50_ratio_to_health: 1.0,
+            series: vec![AuctionRun {
+                nodes: 50,
+                edge_nodes: 37,
+                concurrency: 16,
+                placements_ok: 3,
+                placements_failed: 1,
+                failures: BTreeMap::from([("422".to_string(), 1)]),
+                throughput_per_s: 0.3,
+                placement: summary.clone(),
+                health: summary,
+                p50_ratio_to_health: 1.0,
+                cpu_ms_per_placement: Some(24.5),
+            }],
         };
         let dir = tempfile::tempdir().unwrap();
         write_report(&report, dir.path()).unwrap();
@@ -497,14 +554,26 @@ mod tests {
             &std::fs::read_to_string(dir.path().join("auction.json")).unwrap(),
         )
         .unwrap();
-        assert_eq!(json["placements_ok"].as_u64(), Some(3));
-        assert_eq!(json["placement"]["p50_ms"].as_f64(), Some(2.0));
+        assert_eq!(json["series"][0]["placements_ok"].as_u64(), Some(3));
+        assert_eq!(json["series"][0]["placement"]["p50_ms"].as_f64(), Some(2.0));
         let md = std::fs::read_to_string(dir.path().join("auction.md")).unwrap();
         assert!(
-            squeeze_spaces(&md).contains("| `PUT /api/function` (placement) | 4 | 3 | 1 |"),
+            squeeze_spaces(&md).contains("| 50 (37) | 16 | 4 | 3 | 1 |"),
             "{md}"
         );
-        assert!(md.contains("422: 1"), "{md}");
+        assert!(
+            md.contains("Failures at 50 nodes, 16 in flight: 422: 1"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_machines_busy_time_leaves_idle_and_iowait_out() {
+        let stat = "cpu  100 5 20 1000 50 3 2 1 0 0\ncpu0 50 2 10 500 25 1 1 0 0 0\n";
+        // (100 + 5 + 20 + 3 + 2 + 1) ticks of 10 ms.
+        assert_eq!(busy_ms_of(stat), Some(1310.0));
+        assert_eq!(busy_ms_of("intr 1 2 3\n"), None);
+        assert_eq!(busy_ms_of("cpu  1 x 3\n"), None);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - **b** `haproxy`: HAProxy (minimal configuration) in front of that same replica;
 //! - **c** `gateway`: the embedded gateway's `/function/echo` (same replica);
 //! - **d** `fog`: a marketplace and one fog node started by the launcher, echo placed with
-//!   provisioning, at the node's data plane `invokeUrl` (node -> its gateway -> a replica); the
+//!   provisioning, at the node's data plane `invokeUrl` (node -> a replica: the node invokes
+//!   its embedded gateway's service in process, which leases the replica and forwards); the
 //!   node runs `static` (no peer: everything local), so this is the data plane's cost alone;
 //!   `fog_lease` repeats it with the default `lease` strategy, whose admission control on a
 //!   learned capacity rejects part of a closed-loop overload (429s, counted apart);
@@ -14,7 +15,8 @@
 //!
 //! The fog node gets as many HTTP workers as HAProxy gets threads (the machine's cores). Results
 //! go to `proxy.json` and `proxy.md`: throughput, p50/p99 latency (from `wrk --latency`), and
-//! the ratios fog/direct, fog/HAProxy-in-front-of-gateway and HAProxy/direct.
+//! the ratios fog/direct, fog/HAProxy-in-front-of-gateway (the same backend), fog/HAProxy and
+//! gateway/HAProxy (both one hop in front of the replica) and HAProxy/direct.
 
 use crate::bench::{Machine, commit_hash};
 use crate::bench_faas::{
@@ -237,7 +239,8 @@ pub struct ProxyBenchReport {
     pub load_average_before: Option<f64>,
     pub load_average_after: Option<f64>,
     pub arms: Vec<Arm>,
-    /// fog / direct, fog / haproxy_gateway, haproxy / direct (those that ran).
+    /// fog / direct, fog / haproxy_gateway, fog / haproxy, gateway / haproxy, haproxy / direct,
+    /// gateway / direct (those that ran).
     pub ratios: Vec<Ratio>,
 }
 
@@ -574,12 +577,12 @@ pub async fn run_proxy_bench(options: &ProxyBenchOptions) -> anyhow::Result<Prox
         (
             "fog",
             "static",
-            "fog node data plane (`static`: all local) -> its gateway -> replica",
+            "fog node data plane (`static`: all local) -> its embedded gateway's service, in process -> replica",
         ),
         (
             "fog_lease",
             "lease",
-            "fog node data plane (default `lease`, learned capacity) -> its gateway -> replica",
+            "fog node data plane (default `lease`, learned capacity) -> its embedded gateway's service, in process -> replica",
         ),
     ] {
         let dir = tmp.path().join(name);
@@ -612,6 +615,8 @@ pub async fn run_proxy_bench(options: &ProxyBenchOptions) -> anyhow::Result<Prox
     let ratios = [
         ("fog", "direct"),
         ("fog", "haproxy_gateway"),
+        ("fog", "haproxy"),
+        ("gateway", "haproxy"),
         ("haproxy", "direct"),
         ("gateway", "direct"),
     ]

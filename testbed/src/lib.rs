@@ -16,8 +16,13 @@
 //!   `just bench faas`.
 //! - [`bench_proxy`]: what each layer in front of a function costs (direct, HAProxy, gateway,
 //!   fog node, HAProxy in front of the gateway), measured with `wrk`, behind `just bench proxy`.
-//! - [`bench_offload`]: DFaaS's `demo` and `issue48` scenarios against a real federation, once
-//!   per offloading strategy, behind `just bench offload`.
+//! - [`bench_footprint`]: the resident memory of an idle federation's processes (every fog
+//!   node with its embedded gateway, its function replicas, the marketplace), behind
+//!   `just bench footprint`.
+//! - [`bench_table`]: the README's table of every benchmark's headline figures, read from the
+//!   result files (`testbed bench table`, `just bench-table`).
+//! - [`bench_offload`]: offloading scenarios (`demo`, `issue48`, `hot3`, `burst`, `far`, `shift`)
+//!   against a real federation, once per offloading strategy, behind `just bench offload`.
 //! - [`poll`]: waiting for a state with a deadline, the one loop behind every wait of the
 //!   launcher, the benchmarks and the tests (`poll_until`).
 //! - [`tls`]: a throwaway CA and per-process certificates for a federation served over HTTPS
@@ -32,8 +37,10 @@
 
 pub mod bench;
 pub mod bench_faas;
+pub mod bench_footprint;
 pub mod bench_offload;
 pub mod bench_proxy;
+pub mod bench_table;
 pub mod faults;
 pub mod hosts;
 pub mod k8s;

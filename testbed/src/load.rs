@@ -66,23 +66,9 @@ impl Schedule {
                 }
                 out
             }
-            Schedule::PerSecond(rates) => {
-                // Request k leaves when the integral of the rate reaches k.
-                let mut out = Vec::new();
-                let mut cumulative = 0.0_f64;
-                let mut k = 0u64;
-                for (second, rate) in rates.iter().enumerate() {
-                    let rate = sane_rate(*rate);
-                    let end = cumulative + rate;
-                    while rate > 0.0 && (k as f64) < end - 1e-9 {
-                        let within = ((k as f64 - cumulative) / rate).max(0.0);
-                        out.push(Duration::from_secs_f64(second as f64 + within));
-                        k += 1;
-                    }
-                    cumulative = end;
-                }
-                out
-            }
+            // Request k leaves when the integral of the rate reaches k (the simulator spaces
+            // its arrivals with the same function).
+            Schedule::PerSecond(rates) => model::offload::scenario::per_second_offsets(rates),
         }
     }
 
@@ -289,6 +275,7 @@ pub struct LoadLatency {
     pub samples: u64,
     pub p50_ms: f64,
     pub p90_ms: f64,
+    pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
@@ -302,6 +289,7 @@ impl LoadLatency {
             samples: summary.requests,
             p50_ms: summary.p50_ms,
             p90_ms: summary.p90_ms,
+            p95_ms: latencies.quantile_ms(0.95),
             p99_ms: summary.p99_ms,
             max_ms: summary.max_ms,
             mean_ms: summary.mean_ms,
@@ -756,9 +744,14 @@ mod tests {
         assert_eq!(s.latency.samples, 8);
         assert!((s.latency.p50_ms - 10.0).abs() < 0.05, "{:?}", s.latency);
         assert!((s.latency.max_ms - 40.0).abs() < 0.05, "{:?}", s.latency);
+        // Nearest rank: the 95th percentile of eight is the eighth, the 90th the eighth too.
+        assert!((s.latency.p95_ms - 40.0).abs() < 0.05, "{:?}", s.latency);
+        assert!((s.latency.p90_ms - 40.0).abs() < 0.05, "{:?}", s.latency);
         // From second 1 on: records 4, 5, 6, 7, 9 (10 ms) and 10 (40 ms).
         assert_eq!(s.settled_latency.samples, 6);
         assert!((s.settled_latency.max_ms - 40.0).abs() < 0.05);
+        assert!((s.settled_latency.p95_ms - 40.0).abs() < 0.05);
+        assert!((s.settled_latency.p50_ms - 10.0).abs() < 0.05);
         // Without settling, the worst second is second 0.
         let all = summarise(&records, Duration::ZERO);
         assert_eq!(all.settled_min_second_success, Some(0.5));

@@ -1,5 +1,6 @@
 //! `testbed`: run a local federation (`testbed run`) or a benchmark (`testbed bench auction`,
-//! `testbed bench faas`, `testbed bench proxy`, `testbed bench offload`).
+//! `testbed bench faas`, `testbed bench proxy`, `testbed bench offload`, `testbed bench
+//! footprint`), and rewrite the README's table of results (`testbed bench table`).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use testbed::bench::{AuctionBenchOptions, run_auction_bench};
 use testbed::bench_faas::{FaasBenchOptions, run_faas_bench};
+use testbed::bench_footprint::{FootprintBenchOptions, run_footprint_bench};
 use testbed::bench_offload::{OffloadBenchOptions, SCENARIOS, run_offload_bench};
 use testbed::bench_proxy::{ProxyBenchOptions, run_proxy_bench};
 use testbed::{Federation, LaunchOptions, Topology, TopologyFileExt, default_bin_dir};
@@ -141,16 +143,17 @@ enum Command {
 enum Bench {
     /// Closed-loop placement requests against a generated federation.
     Auction {
-        #[arg(long, default_value_t = 50)]
-        nodes: usize,
+        /// Federation sizes, each a fresh federation, e.g. `50,200,500`.
+        #[arg(long, value_delimiter = ',', default_values_t = [50])]
+        nodes: Vec<usize>,
         #[arg(long, default_value_t = 4)]
         depth: usize,
         /// How long to send placements, e.g. `10s`, `30 s`, `1 min`.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         duration: Duration,
-        /// Requests in flight.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
+        /// Requests in flight, one load per value on each federation, e.g. `16,1`.
+        #[arg(long, value_delimiter = ',', default_values_t = [16, 1])]
+        concurrency: Vec<usize>,
         #[arg(long, default_value = "bench/results")]
         out: PathBuf,
         /// Seed of the generated topology.
@@ -213,8 +216,12 @@ enum Bench {
         #[arg(long, default_value = "haproxy")]
         haproxy: PathBuf,
     },
-    /// DFaaS's CloudNet'21 demo and `issue48` overload against a real federation, once per offloading
-    /// strategy: success per second and requests served per node.
+    /// Offloading scenarios against a real federation (links emulated), once per offloading
+    /// strategy: DFaaS's CloudNet'21 `demo` and `issue48` overload, `hot3` (three nodes of six
+    /// overloaded together), `burst` (2-s bursts of 3 × a node's capacity every 6 s), `far`
+    /// (spare capacity 3 hops away), `shift` (the hot access node changes every 4 s). Success
+    /// per second, requests served per node, latency percentiles and the aims (99 % every second
+    /// from s1, p95 within 3 × echo's delay).
     Offload {
         /// Load per run, e.g. `30s`.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -222,7 +229,7 @@ enum Bench {
         /// Strategies to compare, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = testbed::topology::OFFLOAD_STRATEGIES.iter().map(|s| s.to_string()))]
         strategies: Vec<String>,
-        /// Scenarios, comma-separated (`demo`, `issue48`).
+        /// Scenarios, comma-separated (`demo`, `issue48`, `hot3`, `burst`, `far`, `shift`).
         #[arg(long, value_delimiter = ',', default_values_t = SCENARIOS.iter().map(|s| s.to_string()))]
         scenarios: Vec<String>,
         /// echo's delay per request in ms; node capacities follow from it.
@@ -234,6 +241,36 @@ enum Bench {
         /// (default: next to this executable).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+    },
+    /// Resident memory of an idle federation's processes (`/proc/<pid>/status`): every fog
+    /// node with its embedded gateway, its function replicas and the marketplace, before any
+    /// placement and again after serving one.
+    Footprint {
+        #[arg(long, default_value = "testbed/topologies/local.toml")]
+        topology: PathBuf,
+        /// How long to invoke the placed function before the second reading, e.g. `2s`.
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        load: Duration,
+        /// Invocations in flight during the load.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        /// Directory holding `marketplace`, `fog-node` and `fn-echo` (default: next to this
+        /// executable).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Rewrite the README's performance table (between `<!-- bench-table:start -->` and
+    /// `<!-- bench-table:end -->`) from the result files present.
+    Table {
+        #[arg(long, default_value = "bench/results")]
+        results: PathBuf,
+        #[arg(long, default_value = "README.md")]
+        readme: PathBuf,
+        /// Change nothing; exit non-zero when the README's table differs from the results.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -644,6 +681,43 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench {
             bench:
+                Bench::Footprint {
+                    topology,
+                    load,
+                    concurrency,
+                    out,
+                    bin_dir: explicit_bin_dir,
+                },
+        } => {
+            if concurrency == 0 {
+                anyhow::bail!("--concurrency: must be at least 1");
+            }
+            let options = FootprintBenchOptions {
+                topology,
+                load,
+                concurrency,
+                out: out.clone(),
+                bin_dir: bin_dir(explicit_bin_dir, false)?,
+            };
+            let report = run_footprint_bench(&options).await?;
+            println!("{}", report.markdown());
+            println!(
+                "wrote {} and {}",
+                out.join("footprint.json").display(),
+                out.join("footprint.md").display()
+            );
+            Ok(())
+        }
+        Command::Bench {
+            bench:
+                Bench::Table {
+                    results,
+                    readme,
+                    check,
+                },
+        } => bench_table(&results, &readme, check),
+        Command::Bench {
+            bench:
                 Bench::Offload {
                     duration,
                     strategies,
@@ -671,6 +745,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `testbed bench table`: rewrites the README's table, or (`check`) fails when it is stale.
+fn bench_table(
+    results: &std::path::Path,
+    readme: &std::path::Path,
+    check: bool,
+) -> anyhow::Result<()> {
+    use testbed::bench_table::{Outcome, update_readme};
+    match update_readme(results, readme, check)? {
+        Outcome::Unchanged => println!("{}: the benchmark table is up to date", readme.display()),
+        Outcome::Rewritten => println!(
+            "{}: the benchmark table was rewritten from {}",
+            readme.display(),
+            results.display()
+        ),
+        Outcome::Stale { first_difference } => anyhow::bail!(
+            "{}: the benchmark table differs from what {} gives ({first_difference}); \
+             `just bench-table` rewrites it",
+            readme.display(),
+            results.display()
+        ),
+    }
+    Ok(())
 }
 
 /// `testbed faults`.

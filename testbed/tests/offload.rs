@@ -22,8 +22,8 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use testbed::bench_offload::{
-    HostSpec, Placed, Scenario, alive_peers, echo_sla, offload_entry, place_function,
-    wait_offload_ready, with_delay,
+    Placed, Scenario, alive_peers, echo_sla, offload_entry, place_function, wait_offload_ready,
+    with_delay,
 };
 use testbed::load::{self, LoadOptions, LoadResult, Schedule, Stream};
 use testbed::{Federation, LaunchOptions, Topology, http_client, poll_until};
@@ -129,20 +129,34 @@ impl TestFed {
     }
 }
 
-/// A star of the hosts around the first one that is not hot, every node on `lease` with its
-/// capacity for echo.
+/// A star of the hosts around the first one that is not hot (2 ms links), every node on
+/// `lease` with its capacity for echo.
 fn hosts_topology(hosts: &[(&str, f64)], hot: &str) -> (Scenario, Topology) {
-    let scenario = Scenario {
+    use model::offload::scenario::{LoadScenario, ScenarioHost, ScenarioLoad};
+    let root = hosts
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| *n != hot)
+        .unwrap_or(hot);
+    let spec = LoadScenario {
         name: "test".into(),
         description: "test".into(),
-        delay_ms: DELAY_MS,
         hosts: hosts
             .iter()
-            .map(|(n, c)| HostSpec::with_capacity(n, *c, DELAY_MS))
+            .map(|(n, c)| ScenarioHost {
+                name: n.to_string(),
+                capacity: *c,
+                parent: (*n != root).then(|| root.to_string()),
+                latency: model::units::Latency::from_millis(if *n == root { 0 } else { 2 }),
+            })
             .collect(),
-        hot: hot.into(),
-        rate: 0.0,
+        // The tests send their own loads.
+        loads: vec![ScenarioLoad {
+            node: hot.to_string(),
+            cycle: vec![0.0],
+        }],
     };
+    let scenario = Scenario::from_spec(&spec, DELAY_MS).unwrap_or_else(|e| panic!("{e:#}"));
     let topology = scenario
         .topology("lease")
         .unwrap_or_else(|e| panic!("{e:#}"));

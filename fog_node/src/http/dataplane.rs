@@ -11,8 +11,9 @@
 //! - retry a failed forward once when it is safe (connect error, 429/503 answer, or any
 //!   failure of an idempotent method) on the next target; a failed forward makes the peer
 //!   suspect and wakes the control loop;
-//! - serve locally through the function's bounded queue, calling the gateway at
-//!   `/function/fogfn-<slaId>[/tail]?query`.
+//! - serve locally through the function's bounded queue: with the embedded gateway, through
+//!   its service in this process (it leases a replica and forwards to it: one hop); with an
+//!   OpenFaaS gateway, by calling it at `/function/fogfn-<slaId>[/tail]?query`.
 //!
 //! Every answer carries `X-Fogmarket-Path` and `X-Fogmarket-Decision`; served ones
 //! `X-Fogmarket-Served-By`; rejects `X-Fogmarket-Reject-Reason` (429s also `Retry-After`)
@@ -28,6 +29,8 @@ use actix_web::http::StatusCode as ActixStatus;
 use actix_web::http::header::{HeaderName as ActixName, HeaderValue as ActixValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
+use faas_gateway::GatewayError;
+use faas_gateway::service::{Invocation, InvocationResponse};
 use futures::StreamExt;
 use http::{HeaderValue, Method, StatusCode};
 use model::auth::{self, FORWARD_HEADER, HOPS_HEADER, ROUTE_HEADER};
@@ -339,6 +342,38 @@ fn respond(node: &Node, answer: Answer) -> HttpResponse {
     b.body(answer.body)
 }
 
+/// The answer of the embedded gateway's service to an in-process invocation: its error as
+/// its HTTP server would have written it (status, `text/plain` sentence, `Retry-After`).
+fn gateway_answer(result: Result<InvocationResponse, GatewayError>) -> Answer {
+    match result {
+        Ok(r) => Answer::local(Upstream {
+            status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            headers: r.headers,
+            body: r.body,
+        }),
+        Err(e) => {
+            let status = StatusCode::from_u16(actix_web::ResponseError::status_code(&e).as_u16())
+                .unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            if let GatewayError::QueueFull { retry_after, .. } = &e {
+                headers.insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(retry_after.as_secs().max(1)),
+                );
+            }
+            Answer::local(Upstream {
+                status,
+                headers,
+                body: Bytes::from(format!("{e}\n")),
+            })
+        }
+    }
+}
+
 /// One invocation being routed.
 struct Call<'a> {
     node: &'a Arc<Node>,
@@ -370,6 +405,39 @@ impl Call<'_> {
                 self.node.offload.config.forward_timeout.as_duration(),
             )
             .await
+    }
+
+    /// Step 6 through the embedded gateway's service in this process: the gateway leases a
+    /// replica (or queues for one) and forwards to it; no loopback hop to its HTTP server.
+    async fn invoke_in_process(&self, local: &faas_gateway::Service, query: &str) -> Answer {
+        let mut path = String::with_capacity(self.tail.len() + 1);
+        if !self.tail.starts_with('/') {
+            path.push('/');
+        }
+        path.push_str(self.tail);
+        let invocation = Invocation {
+            method: self.method.clone(),
+            path,
+            query: query.to_string(),
+            headers: upstream::request_headers(self.req.headers(), 0),
+            body: self.body.clone(),
+            peer: self.req.peer_addr().map(|a| a.ip().to_string()),
+            host: Some(self.req.connection_info().host().to_string()),
+        };
+        let timeout = self.node.offload.config.forward_timeout.as_duration();
+        match tokio::time::timeout(timeout, local.invoke(&self.entry.state.service, invocation))
+            .await
+        {
+            Ok(result) => gateway_answer(result),
+            Err(_) => Answer::reject(
+                StatusCode::GATEWAY_TIMEOUT,
+                "backend_timeout",
+                format!(
+                    "{} did not answer within {timeout:?}",
+                    self.entry.state.service
+                ),
+            ),
+        }
     }
 
     fn max_hops(&self) -> u32 {
@@ -599,8 +667,13 @@ impl Call<'_> {
                 return Answer::reject(StatusCode::BAD_GATEWAY, "backend_error", e.to_string());
             }
         };
-        let base = faas.client.base_url();
         let query = self.req.uri().query().unwrap_or("");
+        if let Some(local) = &faas.local {
+            let answer = self.invoke_in_process(local, query).await;
+            state.record_completion(Timestamp::now());
+            return answer;
+        }
+        let base = faas.client.base_url();
         let mut uri = String::with_capacity(
             base.len() + 11 + state.service.len() + self.tail.len() + query.len() + 1,
         );
@@ -633,6 +706,35 @@ impl Call<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_gateways_errors_read_as_its_http_server_writes_them() {
+        let full = gateway_answer(Err(GatewayError::QueueFull {
+            function: "fogfn-x".into(),
+            capacity: 3,
+            retry_after: std::time::Duration::from_secs(2),
+        }));
+        assert_eq!(full.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(full.headers["retry-after"], "2");
+        assert!(
+            String::from_utf8_lossy(&full.body).contains("queue for function fogfn-x is full"),
+            "{:?}",
+            full.body
+        );
+        let gone = gateway_answer(Err(GatewayError::FunctionNotFound("fogfn-y".into())));
+        assert_eq!(gone.status, StatusCode::NOT_FOUND);
+        assert_eq!(gone.outcome, Outcome::Local);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-call-id", HeaderValue::from_static("c1"));
+        let ok = gateway_answer(Ok(InvocationResponse {
+            status: 201,
+            headers,
+            body: Bytes::from_static(b"hi"),
+        }));
+        assert_eq!(ok.status, StatusCode::CREATED);
+        assert_eq!(ok.headers["x-call-id"], "c1");
+        assert_eq!(&ok.body[..], b"hi");
+    }
 
     #[test]
     fn function_paths_split_into_name_and_raw_tail() {

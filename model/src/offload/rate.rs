@@ -9,12 +9,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Requests per second over a sliding window, counted in fixed buckets (default: 100 ms
-/// buckets over 5 s).
+/// buckets over 5 s, rising within 1 s).
 ///
 /// `record` and `rate` take `now`; events older than the window fall out as time passes. The
 /// divisor is the window, except during warm-up (less than one window since the first
 /// event), where it is the time since the first event, at least one second, so a node that
 /// just started sees its real rate instead of a fraction of it.
+///
+/// With a rise span ([`RateWindow::with_rise`]; the default's is [`Self::DEFAULT_RISE`]) the
+/// rate is the larger of the whole window's and the last span's: a rise shows within the span
+/// (a node whose load doubles sees it in a second, not in five), a fall only over the whole
+/// window (so a node keeps shedding, and does not offer capacity, until the load has stayed low).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateWindow {
     bucket_ms: u64,
@@ -22,17 +27,21 @@ pub struct RateWindow {
     ids: Vec<u64>,
     counts: Vec<u64>,
     first: Option<Timestamp>,
+    /// Buckets of the rise span (0: none).
+    rise: u64,
 }
 
 impl Default for RateWindow {
     fn default() -> Self {
-        Self::new(Self::DEFAULT_WINDOW, Self::DEFAULT_BUCKET)
+        Self::new(Self::DEFAULT_WINDOW, Self::DEFAULT_BUCKET).with_rise(Self::DEFAULT_RISE)
     }
 }
 
 impl RateWindow {
     pub const DEFAULT_WINDOW: Duration = Duration::from_secs(5);
     pub const DEFAULT_BUCKET: Duration = Duration::from_millis(100);
+    /// The default's rise span.
+    pub const DEFAULT_RISE: Duration = Duration::from_secs(1);
 
     /// A window of `window` split in buckets of `bucket` (both at least 1 ms; the window is
     /// rounded up to a whole number of buckets).
@@ -45,7 +54,16 @@ impl RateWindow {
             ids: vec![u64::MAX; n],
             counts: vec![0; n],
             first: None,
+            rise: 0,
         }
+    }
+
+    /// The same window, its rate rising within `rise` (rounded up to whole buckets, at most
+    /// the window; zero: no rise span).
+    pub fn with_rise(mut self, rise: Duration) -> Self {
+        let buckets = (rise.as_millis() as u64).div_ceil(self.bucket_ms);
+        self.rise = buckets.min(self.ids.len() as u64);
+        self
     }
 
     /// The window length (a whole number of buckets).
@@ -78,9 +96,18 @@ impl RateWindow {
         self.first = Some(self.first.map_or(now, |f| f.min(now)));
     }
 
-    /// Requests per second over the window ending at `now`.
+    /// Requests per second over the window ending at `now`; with a rise span, the larger of
+    /// that and the rate over the span.
     pub fn rate(&self, now: Timestamp) -> f64 {
-        let n = self.ids.len() as u64;
+        let whole = self.rate_over(now, self.ids.len() as u64);
+        if self.rise == 0 {
+            return whole;
+        }
+        whole.max(self.rate_over(now, self.rise))
+    }
+
+    /// Requests per second over the last `n` buckets ending at `now`.
+    fn rate_over(&self, now: Timestamp, n: u64) -> f64 {
         let idx = now.as_millis() / self.bucket_ms;
         let oldest = (idx + 1).saturating_sub(n);
         let total: u64 = self
@@ -276,6 +303,40 @@ mod tests {
         }
         let r = w.rate(at(5_999));
         assert!((r - 40.0).abs() < 2.0, "{r}");
+    }
+
+    #[test]
+    fn the_default_rate_window_sees_a_rise_within_a_second_and_a_fall_over_the_window() {
+        let mut fast = RateWindow::default();
+        let mut plain = RateWindow::new(RateWindow::DEFAULT_WINDOW, RateWindow::DEFAULT_BUCKET);
+        let mut record = |t: u64| {
+            fast.record(at(t));
+            plain.record(at(t));
+        };
+        // 10 req/s for 10 s, then 40 req/s for 1 s.
+        for i in 0..100 {
+            record(1_000_000 + i * 100);
+        }
+        for i in 0..40 {
+            record(1_010_000 + i * 25);
+        }
+        let now = at(1_010_999);
+        assert!((fast.rate(now) - 40.0).abs() < 2.0, "{}", fast.rate(now));
+        // The 5-s window alone: (4 s × 10 + 40) / 5 s.
+        assert!((plain.rate(now) - 16.0).abs() < 1.0, "{}", plain.rate(now));
+        // Back to 10 req/s: 2 s later the default still counts the burst in its window.
+        let mut fast2 = fast.clone();
+        for i in 0..20 {
+            fast2.record(at(1_011_000 + i * 100));
+        }
+        let later = at(1_012_999);
+        assert!(fast2.rate(later) > 14.0, "{}", fast2.rate(later));
+        // A zero rise span is the plain window.
+        assert_eq!(
+            RateWindow::new(Duration::from_secs(5), Duration::from_millis(100))
+                .with_rise(Duration::ZERO),
+            RateWindow::new(Duration::from_secs(5), Duration::from_millis(100))
+        );
     }
 
     #[test]

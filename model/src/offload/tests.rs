@@ -197,6 +197,12 @@ fn no_strategy_rejects_while_a_peer_offer_is_unexpired_even_when_it_is_too_small
 #[test]
 fn expired_offers_are_ignored_and_only_the_uncovered_excess_is_rejected() {
     let peers = [offering(peer(2, 5), 500.0, NOW)];
+    // Lease rejects once its backlog would not drain within queue_drain (10 queued at
+    // 10 req/s: 1 s); before that the queue takes the excess (see below).
+    let backlog = FunctionLoad {
+        queue_len: 10,
+        ..load(50.0, 10.0)
+    };
     let p = Params::default();
     let r = compute_weights(
         OffloadStrategy::Recalc,
@@ -214,20 +220,13 @@ fn expired_offers_are_ignored_and_only_the_uncovered_excess_is_rejected() {
             reject: 800
         }
     );
-    let l = compute_weights(
-        OffloadStrategy::Lease,
-        &load(50.0, 10.0),
-        &peers,
-        &p,
-        None,
-        NOW,
-    );
+    let l = compute_weights(OffloadStrategy::Lease, &backlog, &peers, &p, None, NOW);
     assert_eq!(
         l,
         Weights {
-            local: 200,
+            local: 0,
             peers: vec![],
-            reject: 800
+            reject: 1000
         }
     );
 }
@@ -368,7 +367,7 @@ fn lease_counts_the_backlog_as_demand_so_a_growing_queue_starts_the_spill_at_onc
 }
 
 #[test]
-fn lease_never_forwards_to_far_or_out_of_neighbourhood_peers() {
+fn lease_forwards_to_the_nearest_leases_first_and_farther_ones_only_while_nearer_ones_fall_short() {
     let p = Params {
         neighbourhood: 2,
         max_forward_rtt: Duration::from_millis(40),
@@ -376,13 +375,30 @@ fn lease_never_forwards_to_far_or_out_of_neighbourhood_peers() {
     };
     let peers = [
         offering(peer(1, 30), 10.0, later()),
-        offering(peer(2, 200), 1000.0, later()), // far: beyond the latency budget
+        offering(peer(2, 200), 1000.0, later()), // far: beyond max_forward_rtt
         offering(peer(3, 5), 10.0, later()),
-        offering(peer(4, 35), 1000.0, later()), // within budget, third nearest
+        offering(peer(4, 35), 1000.0, later()), // within reach, third nearest
         offering(peer(5, 1), 1000.0, later()),  // nearest, but does not host the function
     ];
     let mut peers = peers.to_vec();
     peers[4].hosts_function = false;
+    // An excess of 17 (112 against 95 kept here): the two nearest leases (10 + 10) cover it,
+    // the nearest first.
+    let small = compute_weights(
+        OffloadStrategy::Lease,
+        &load(112.0, 100.0),
+        &peers,
+        &p,
+        None,
+        NOW,
+    );
+    assert_eq!(small.reject, 0);
+    assert_eq!(
+        small.peers.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        [node(1), node(3)]
+    );
+    assert!(small.peer(node(3)) > small.peer(node(1)), "{small:?}");
+    // An excess of 405: the third nearest lease joins; the far one and the non-host never.
     let w = compute_weights(
         OffloadStrategy::Lease,
         &load(500.0, 100.0),
@@ -393,14 +409,14 @@ fn lease_never_forwards_to_far_or_out_of_neighbourhood_peers() {
     );
     assert_eq!(w.reject, 0);
     let named: Vec<NodeId> = w.peers.iter().map(|(n, _)| *n).collect();
-    assert_eq!(named, vec![node(1), node(3)]);
+    assert_eq!(named, vec![node(1), node(3), node(4)]);
     for roll in 0..WEIGHT_SCALE {
         assert!(!matches!(
             w.select(roll),
-            Decision::Forward(n) if n == node(2) || n == node(4) || n == node(5)
+            Decision::Forward(n) if n == node(2) || n == node(5)
         ));
     }
-    // And offers only go to the neighbourhood.
+    // Every peer in reach offers capacity: standing offers go to all of them, none beyond.
     let offers = offers_to_peers(
         OffloadStrategy::Lease,
         &load(10.0, 100.0),
@@ -410,7 +426,58 @@ fn lease_never_forwards_to_far_or_out_of_neighbourhood_peers() {
         NOW,
     );
     let to: Vec<NodeId> = offers.iter().map(|(n, _)| *n).collect();
-    assert_eq!(to, vec![node(3), node(1)]);
+    assert_eq!(to, vec![node(3), node(1), node(4)]);
+}
+
+#[test]
+fn lease_offers_its_spare_capacity_only_to_peers_in_reach_that_offer_none_back() {
+    let p = Params::default();
+    // Peer 1 offers capacity (it has spare); peers 2 and 3 offer none (spilling or full); peer
+    // 4 offers none but is beyond max_forward_rtt.
+    let peers = [
+        offering(peer(1, 5), 20.0, later()),
+        peer(2, 10),
+        peer(3, 150),
+        peer(4, 500),
+    ];
+    let offers = offers_to_peers(
+        OffloadStrategy::Lease,
+        &load(35.0, 100.0),
+        &peers,
+        &p,
+        None,
+        NOW,
+    );
+    // 95 - 35 = 60 spare, split between the two in need, the farther one too.
+    let to: Vec<NodeId> = offers.iter().map(|(n, _)| *n).collect();
+    assert_eq!(to, vec![node(2), node(3)]);
+    for (_, o) in &offers {
+        assert!((o.rate - 30.0).abs() < 1e-9, "{o:?}");
+    }
+}
+
+#[test]
+fn lease_drains_its_backlog_before_keeping_new_requests_here() {
+    let p = Params::default(); // queue_drain 500 ms, hysteresis 5 %
+    let peers = [offering(peer(2, 5), 200.0, later())];
+    let calm = compute_weights(
+        OffloadStrategy::Lease,
+        &load(200.0, 100.0),
+        &peers,
+        &p,
+        None,
+        NOW,
+    );
+    // 95 of 200 kept here.
+    assert_eq!(calm.local, 475, "{calm:?}");
+    // 20 queued drain at 40 req/s within 500 ms: only 55 new requests a second stay here.
+    let queued = FunctionLoad {
+        queue_len: 20,
+        ..load(200.0, 100.0)
+    };
+    let w = compute_weights(OffloadStrategy::Lease, &queued, &peers, &p, None, NOW);
+    assert_eq!(w.local, 275, "{w:?}");
+    assert_eq!(w.reject, 0);
 }
 
 #[test]
@@ -469,25 +536,49 @@ fn lease_alone_rejects_nothing_and_leaves_overload_to_the_bounded_queue() {
 }
 
 #[test]
-fn lease_uses_its_headroom_before_rejecting_when_offers_fall_short() {
-    let p = Params::default();
-    // No offer: serve at full capacity, reject the rest.
+fn lease_without_leases_queues_an_excess_until_its_backlog_would_outlast_queue_drain() {
+    let p = Params::default(); // queue_drain 500 ms
+    let no_offer = [peer(2, 5)];
+    // The overload just began and no lease is in place yet: the queue takes it.
     let w = compute_weights(
         OffloadStrategy::Lease,
         &load(200.0, 100.0),
-        &[peer(2, 5)],
+        &no_offer,
         &p,
         None,
         NOW,
     );
+    assert_eq!(w, Weights::all_local());
+    // 49 queued drain within 500 ms at 100 req/s: still queued.
+    let short = FunctionLoad {
+        queue_len: 49,
+        ..load(200.0, 100.0)
+    };
+    let w = compute_weights(OffloadStrategy::Lease, &short, &no_offer, &p, None, NOW);
+    assert_eq!(w, Weights::all_local());
+    // 60 queued would take 600 ms: new requests are refused until the backlog drains.
+    let long = FunctionLoad {
+        queue_len: 60,
+        ..load(200.0, 100.0)
+    };
+    let w = compute_weights(OffloadStrategy::Lease, &long, &no_offer, &p, None, NOW);
     assert_eq!(
         w,
         Weights {
-            local: 500,
+            local: 0,
             peers: vec![],
-            reject: 500
+            reject: 1000
         }
     );
+    // With 40 queued (80 req/s to drain), 20 of the 100 req/s of capacity are left for new
+    // requests once a lease covers part of the excess: headroom used, the rest over-books.
+    let with_lease = [offering(peer(2, 5), 50.0, later())];
+    let mid = FunctionLoad {
+        queue_len: 40,
+        ..load(200.0, 100.0)
+    };
+    let w = compute_weights(OffloadStrategy::Lease, &mid, &with_lease, &p, None, NOW);
+    assert_eq!((w.local, w.peer(node(2)), w.reject), (100, 900, 0));
 }
 
 #[test]
@@ -650,7 +741,7 @@ proptest! {
                 margin: margin.map(f64::from),
             })
             .collect();
-        let near: Vec<NodeId> = neighbourhood(&peers, &p).iter().map(|p| p.node).collect();
+        let reach: Vec<NodeId> = in_reach(&peers, &p).iter().map(|p| p.node).collect();
         let mut prev: Option<Weights> = None;
         for (rate, cap, queue, usage) in steps {
             let l = FunctionLoad {
@@ -672,16 +763,21 @@ proptest! {
                 let v = peers.iter().find(|p| p.node == n).unwrap();
                 prop_assert!(v.alive && v.hosts_function, "{:?} names {:?}", strategy, v);
                 if strategy == OffloadStrategy::Lease {
-                    prop_assert!(near.contains(&n));
+                    prop_assert!(reach.contains(&n) && v.live_offer(NOW) > 0.0);
                 }
             }
             if w.reject > 0 {
                 let cap = l.capacity.unwrap();
-                // Local capacity is used in full before anything is rejected...
-                prop_assert!(l.local_rate + l.queue_len as f64 > cap);
+                // Local capacity is used in full before anything is rejected (lease: the
+                // backlog would not drain within queue_drain)...
+                if strategy == OffloadStrategy::Lease {
+                    prop_assert!(l.queue_len as f64 / p.queue_drain.as_secs_f64() >= cap);
+                } else {
+                    prop_assert!(l.local_rate + l.queue_len as f64 > cap);
+                }
                 // ...and no eligible peer holds a live offer.
                 let eligible: Vec<&PeerView> = match strategy {
-                    OffloadStrategy::Lease => neighbourhood(&peers, &p),
+                    OffloadStrategy::Lease => in_reach(&peers, &p),
                     _ => peers.iter().filter(|p| p.alive && p.hosts_function).collect(),
                 };
                 prop_assert!(eligible.iter().all(|p| p.live_offer(NOW) == 0.0));

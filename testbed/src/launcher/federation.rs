@@ -342,6 +342,14 @@ impl Federation {
             .and_then(|p| u32::try_from(p.as_raw()).ok())
     }
 
+    /// The process id of the running marketplace (to read its memory, or signal it from
+    /// outside).
+    pub fn marketplace_pid(&self) -> Option<u32> {
+        self.marketplace
+            .pid()
+            .and_then(|p| u32::try_from(p.as_raw()).ok())
+    }
+
     /// SIGKILLs the marketplace (kill -9: no graceful shutdown) and waits until it is gone.
     pub async fn kill_marketplace(&mut self) -> Result<()> {
         self.marketplace.kill().await
