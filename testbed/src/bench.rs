@@ -106,6 +106,16 @@ pub struct AuctionBenchReport {
     pub seed: u64,
     pub duration_s: f64,
     pub series: Vec<AuctionRun>,
+    /// Sizes whose federation did not start or whose load failed, with the reason; the other
+    /// sizes' runs are kept.
+    pub failed_sizes: Vec<FailedSize>,
+}
+
+/// A federation size that gave no run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedSize {
+    pub nodes: usize,
+    pub error: String,
 }
 
 /// One closed-loop placement load on one federation.
@@ -194,6 +204,11 @@ impl AuctionBenchReport {
             ]);
         }
         s.push_str(&table.render());
+        for failed in &self.failed_sizes {
+            // The first line of the error: the reason, without the list of every node.
+            let reason: String = failed.error.chars().take(300).collect();
+            s.push_str(&format!("\n{} nodes: no run: {reason}\n", failed.nodes));
+        }
         for run in &self.series {
             if !run.failures.is_empty() {
                 s.push_str(&format!(
@@ -238,6 +253,28 @@ pub fn bench_sla() -> serde_json::Value {
         "functionImage": "ghcr.io/fogmarket/echo:latest",
         "functionLiveName": "echo"
     })
+}
+
+/// A benchmark request's outcome from its answer: success once the whole 2xx body is read,
+/// else the status (or `body`, `transport`) as the failure's kind.
+pub(crate) async fn outcome_of(
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<(), String> {
+    match sent {
+        Ok(r) if r.status().is_success() => {
+            // Read the body: the request is only done when the answer is.
+            signed_http::read_capped(r, crate::launcher::MAX_ANSWER)
+                .await
+                .map(|_| ())
+                .map_err(|_| "body".to_string())
+        }
+        Ok(r) => {
+            let status = r.status().as_u16().to_string();
+            let _ = signed_http::read_capped(r, crate::launcher::MAX_ANSWER).await;
+            Err(status)
+        }
+        Err(_) => Err("transport".to_string()),
+    }
 }
 
 #[derive(Default)]
@@ -318,8 +355,16 @@ pub async fn run_auction_bench(
     }
     let started_at_unix_ms = model::Timestamp::now().as_millis();
     let mut series = Vec::new();
+    let mut failed_sizes = Vec::new();
     for &nodes in &options.nodes {
-        series.extend(run_size(options, nodes).await?);
+        match run_size(options, nodes).await {
+            Ok(runs) => series.extend(runs),
+            Err(e) => {
+                let error = format!("{e:#}");
+                eprintln!("{nodes} nodes: {error}");
+                failed_sizes.push(FailedSize { nodes, error });
+            }
+        }
     }
     let report = AuctionBenchReport {
         benchmark: "auction",
@@ -330,8 +375,12 @@ pub async fn run_auction_bench(
         seed: options.seed,
         duration_s: options.duration.as_secs_f64(),
         series,
+        failed_sizes,
     };
     write_report(&report, &options.out)?;
+    if report.series.is_empty() {
+        anyhow::bail!("no federation size gave a run (see failed_sizes in auction.json)");
+    }
     Ok(report)
 }
 
@@ -385,21 +434,7 @@ async fn run_size(options: &AuctionBenchOptions, nodes: usize) -> anyhow::Result
                         edges[rng.random_range(0..edges.len())].clone()
                     };
                     let body = json!({"sla": bench_sla(), "targetNode": target});
-                    match client.put(&url).json(&body).send().await {
-                        Ok(r) if r.status().is_success() => {
-                            // Read the body: the request is only done when the answer is.
-                            signed_http::read_capped(r, crate::launcher::MAX_ANSWER)
-                                .await
-                                .map(|_| ())
-                                .map_err(|_| "body".to_string())
-                        }
-                        Ok(r) => {
-                            let status = r.status().as_u16().to_string();
-                            let _ = signed_http::read_capped(r, crate::launcher::MAX_ANSWER).await;
-                            Err(status)
-                        }
-                        Err(_) => Err("transport".to_string()),
-                    }
+                    outcome_of(client.put(&url).json(&body).send().await).await
                 }
             })
             .await?
@@ -417,18 +452,7 @@ async fn run_size(options: &AuctionBenchOptions, nodes: usize) -> anyhow::Result
             closed_loop(health_duration, concurrency, move || {
                 let client = client.clone();
                 let url = health_url.clone();
-                async move {
-                    match client.get(&url).send().await {
-                        Ok(r) if r.status().is_success() => {
-                            signed_http::read_capped(r, crate::launcher::MAX_ANSWER)
-                                .await
-                                .map(|_| ())
-                                .map_err(|_| "body".to_string())
-                        }
-                        Ok(r) => Err(r.status().as_u16().to_string()),
-                        Err(_) => Err("transport".to_string()),
-                    }
-                }
+                async move { outcome_of(client.get(&url).send().await).await }
             })
             .await?
         };
@@ -546,6 +570,10 @@ mod tests {
                 health: summary,
                 p50_ratio_to_health: 1.0,
                 cpu_ms_per_placement: Some(24.5),
+            }],
+            failed_sizes: vec![FailedSize {
+                nodes: 500,
+                error: "nodes do not know their overlay neighbours within 370s".into(),
             }],
         };
         let dir = tempfile::tempdir().unwrap();

@@ -638,18 +638,7 @@ async fn serve(
     let (_, result) = closed_loop(duration, concurrency, move || {
         let client = client.clone();
         let url = url.clone();
-        async move {
-            match client.post(&url).body("ping").send().await {
-                Ok(r) if r.status().is_success() => {
-                    signed_http::read_capped(r, crate::launcher::MAX_ANSWER)
-                        .await
-                        .map(|_| ())
-                        .map_err(|_| "body".to_string())
-                }
-                Ok(r) => Err(r.status().as_u16().to_string()),
-                Err(_) => Err("transport".to_string()),
-            }
-        }
+        async move { crate::bench::outcome_of(client.post(&url).body("ping").send().await).await }
     })
     .await?;
     Ok(ServedLoad {
