@@ -326,7 +326,8 @@ where
     Ok((latencies, total))
 }
 
-/// The short commit hash of the working directory's repository, `-dirty` when modified.
+/// The short commit hash of the working directory's repository, `-dirty` when a tracked file
+/// other than the benchmark results (`bench/results/`, which every run rewrites) is modified.
 pub fn commit_hash() -> Option<String> {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -337,7 +338,14 @@ pub fn commit_hash() -> Option<String> {
     }
     let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let dirty = std::process::Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
+        .args([
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)bench/results",
+        ])
         .output()
         .map(|o| !o.stdout.is_empty())
         .unwrap_or(false);
