@@ -1119,7 +1119,17 @@ async fn host_fails_and_is_replaced(backend: &Backend, fault: Fault) {
     .await;
     // It had the placement (back from its state directory, or still in memory when it was
     // stopped), and released it when told.
-    let log = std::fs::read_to_string(t.fed.log_path(&host).expect("a log")).unwrap_or_default();
+    // The log line may reach the file just after the state changed: poll it with a deadline.
+    let log_path = t.fed.log_path(&host).expect("a log");
+    let read_deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("taken for dead; releasing it") || std::time::Instant::now() > read_deadline
+        {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         log.contains("taken for dead; releasing it"),
         "the old host never released its copy:\n{log}"
