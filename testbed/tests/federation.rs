@@ -1123,7 +1123,7 @@ async fn host_fails_and_is_replaced(backend: &Backend, fault: Fault) {
     let log_path = t.fed.log_path(&host).expect("a log");
     let read_deadline = std::time::Instant::now() + Duration::from_secs(5);
     let log = loop {
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
         if log.contains("taken for dead; releasing it") || std::time::Instant::now() > read_deadline
         {
             break log;
