@@ -259,6 +259,45 @@ impl PathLink {
     }
 }
 
+/// The path between nodes `a` and `b` of a tree: the links up from each to their closest
+/// common ancestor, folded with `then` from `local` (`a`'s side first, then `b`'s, each from
+/// the node up). `parent_of(n)` gives `n`'s parent and the link to it, `Some(None)` for a root
+/// and `None` for an unknown node. `None` for an unknown node, nodes of different trees, or a
+/// chain of parents longer than `nodes` (a cycle).
+pub fn tree_path<K: Copy + PartialEq, L: Copy>(
+    a: K,
+    b: K,
+    nodes: usize,
+    local: L,
+    then: impl Fn(L, L) -> L,
+    parent_of: impl Fn(K) -> Option<Option<(K, L)>>,
+) -> Option<L> {
+    // Every ancestor of `a` (itself included) with the path from `a` up to it.
+    let mut up_from_a: Vec<(K, L)> = Vec::new();
+    let (mut node, mut path) = (a, local);
+    loop {
+        up_from_a.push((node, path));
+        if up_from_a.len() > nodes + 1 {
+            return None;
+        }
+        let Some((parent, link)) = parent_of(node)? else {
+            break;
+        };
+        path = then(path, link);
+        node = parent;
+    }
+    let (mut node, mut path) = (b, local);
+    for _ in 0..=nodes {
+        if let Some(&(_, from_a)) = up_from_a.iter().find(|(n, _)| *n == node) {
+            return Some(then(from_a, path));
+        }
+        let (parent, link) = parent_of(node)??;
+        path = then(path, link);
+        node = parent;
+    }
+    None
+}
+
 /// Two nodes (`a < b` by name) and the path between them ([`Topology::pair_links`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PairLink<'a> {
@@ -836,28 +875,21 @@ impl Topology {
     /// its testbed): the one-way latencies of its links summed, the smallest rate, and the
     /// losses compounded. `None` for an unknown name, or for nodes of different trees.
     pub fn path_link(&self, a: &str, b: &str) -> Option<PathLink> {
-        // Every ancestor of `a` (itself included) with the path from `a` up to it.
-        let mut up_from_a: Vec<(&str, PathLink)> = Vec::new();
-        let mut node = self.node(a)?;
-        let mut path = PathLink::LOCAL;
-        loop {
-            up_from_a.push((&node.name, path));
-            let Some(parent) = node.parent.as_deref() else {
-                break;
-            };
-            path = path.then(PathLink::to_parent(node));
-            node = self.node(parent)?;
-        }
-        let mut node = self.node(b)?;
-        let mut path = PathLink::LOCAL;
-        loop {
-            if let Some((_, from_a)) = up_from_a.iter().find(|(n, _)| *n == node.name) {
-                return Some(from_a.then(path));
-            }
-            let parent = node.parent.as_deref()?;
-            path = path.then(PathLink::to_parent(node));
-            node = self.node(parent)?;
-        }
+        tree_path(
+            a,
+            b,
+            self.nodes.len(),
+            PathLink::LOCAL,
+            PathLink::then,
+            |name| {
+                let node = self.node(name)?;
+                Some(
+                    node.parent
+                        .as_deref()
+                        .map(|p| (p, PathLink::to_parent(node))),
+                )
+            },
+        )
     }
 
     /// Every unordered pair of nodes of the same tree with its [`path_link`](Self::path_link),

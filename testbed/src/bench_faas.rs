@@ -13,6 +13,7 @@
 //! Results go to `faas.json` and `faas.md`.
 
 use crate::bench::{LatencySummary, Machine, WorkerResult, closed_loop, commit_hash, load_columns};
+use crate::bench_footprint::status_kib;
 use crate::launcher::{find_binary, http_client, log_tail, read_until_listening, tie_to_parent};
 use crate::poll::{Check, poll};
 use anyhow::{Context, anyhow, bail};
@@ -93,21 +94,11 @@ impl SampleSummary {
     }
 }
 
-/// `VmRSS` of a `/proc/<pid>/status` text, in KiB.
-pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
-    let rest = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim();
-    let number = rest.strip_suffix("kB").unwrap_or(rest).trim();
-    number.parse().ok()
-}
-
-/// Resident memory of a live process, in KiB.
+/// Resident memory (`VmRSS`) of a live process, in KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    parse_vm_rss_kib(&status).with_context(|| format!("no VmRSS line in {path}"))
+    status_kib(&status, "VmRSS").with_context(|| format!("cannot parse {path}"))
 }
 
 /// CPU time (user + system, all threads) of a `/proc/<pid>/stat` text, in clock ticks.
@@ -855,9 +846,12 @@ mod tests {
     fn vm_rss_is_read_from_proc_status() {
         let status =
             "Name:\tfn-echo\nVmPeak:\t  20000 kB\nVmRSS:\t    5432 kB\nRssAnon:\t 1000 kB\n";
-        assert_eq!(parse_vm_rss_kib(status), Some(5432));
-        assert_eq!(parse_vm_rss_kib("Name:\tkthreadd\nVmPeak:\t1 kB\n"), None);
-        assert_eq!(parse_vm_rss_kib("VmRSS:\tlots kB\n"), None);
+        assert_eq!(status_kib(status, "VmRSS").ok(), Some(5432));
+        assert_eq!(
+            status_kib("Name:\tkthreadd\nVmPeak:\t1 kB\n", "VmRSS").ok(),
+            None
+        );
+        assert_eq!(status_kib("VmRSS:\tlots kB\n", "VmRSS").ok(), None);
         // Our own process is alive and has resident memory.
         assert!(rss_kib(std::process::id()).unwrap() > 0);
     }

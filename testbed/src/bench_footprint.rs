@@ -122,7 +122,7 @@ fn status_number(status: &str, field: &'static str) -> Result<u64, StatusError> 
 }
 
 /// A size field (`VmRSS:    1234 kB`), in KiB.
-fn status_kib(status: &str, field: &'static str) -> Result<u64, StatusError> {
+pub(crate) fn status_kib(status: &str, field: &'static str) -> Result<u64, StatusError> {
     let value = status_field(status, field)?;
     value
         .strip_suffix("kB")

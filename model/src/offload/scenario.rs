@@ -24,6 +24,7 @@
 //! that succeed is at most 3 × the function's execution time.
 
 use crate::sla::FieldError;
+use crate::topology::tree_path;
 use crate::units::Latency;
 use serde::Serialize;
 use std::time::Duration;
@@ -437,34 +438,24 @@ impl LoadScenario {
         None
     }
 
-    /// `name` and its ancestors up to the root, each with the one-way latency from `name`.
-    fn up(&self, name: &str) -> Option<Vec<(&str, Duration)>> {
-        let mut node = self.host(name)?;
-        let mut at = Duration::ZERO;
-        let mut out = vec![(node.name.as_str(), at)];
-        for _ in 0..self.hosts.len() {
-            let Some(p) = &node.parent else {
-                return Some(out);
-            };
-            at += node.latency.as_duration();
-            node = self.host(p)?;
-            out.push((node.name.as_str(), at));
-        }
-        None
-    }
-
     /// The tree path between two hosts: its links and one-way latency; `None` for an unknown
     /// host.
     pub fn path(&self, a: &str, b: &str) -> Option<(usize, Duration)> {
-        let from_a = self.up(a)?;
-        let from_b = self.up(b)?;
-        from_b.iter().enumerate().find_map(|(hops_b, (n, lat_b))| {
-            from_a
-                .iter()
-                .enumerate()
-                .find(|(_, (m, _))| m == n)
-                .map(|(hops_a, (_, lat_a))| (hops_a + hops_b, *lat_a + *lat_b))
-        })
+        tree_path(
+            a,
+            b,
+            self.hosts.len(),
+            (0, Duration::ZERO),
+            |(h1, l1), (h2, l2)| (h1 + h2, l1 + l2),
+            |name| {
+                let host = self.host(name)?;
+                Some(
+                    host.parent
+                        .as_deref()
+                        .map(|p| (p, (1, host.latency.as_duration()))),
+                )
+            },
+        )
     }
 
     /// One-way latency of the tree path between two hosts.
