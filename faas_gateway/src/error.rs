@@ -69,17 +69,33 @@ impl ResponseError for GatewayError {
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
-        res.content_type("text/plain; charset=utf-8");
+        for (name, value) in self.headers() {
+            res.insert_header((name, value));
+        }
+        res.body(self.body())
+    }
+}
+
+impl GatewayError {
+    /// The headers of this error's answer: its `text/plain` content type, and what the status
+    /// asks for (`WWW-Authenticate` with 401, `Retry-After` with a full queue's 429).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![("Content-Type", "text/plain; charset=utf-8".to_string())];
         match self {
             GatewayError::Unauthorized => {
-                res.insert_header(("WWW-Authenticate", "Basic realm=\"Restricted\""));
+                headers.push(("WWW-Authenticate", "Basic realm=\"Restricted\"".to_string()));
             }
             GatewayError::QueueFull { retry_after, .. } => {
-                res.insert_header(("Retry-After", retry_after.as_secs().max(1).to_string()));
+                headers.push(("Retry-After", retry_after.as_secs().max(1).to_string()));
             }
             _ => {}
         }
-        res.body(format!("{self}\n"))
+        headers
+    }
+
+    /// The body of this error's answer: one sentence.
+    pub fn body(&self) -> String {
+        format!("{self}\n")
     }
 }
 

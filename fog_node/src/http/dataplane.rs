@@ -354,21 +354,20 @@ fn gateway_answer(result: Result<InvocationResponse, GatewayError>) -> Answer {
         Err(e) => {
             let status = StatusCode::from_u16(actix_web::ResponseError::status_code(&e).as_u16())
                 .unwrap_or(StatusCode::BAD_GATEWAY);
-            let mut headers = http::HeaderMap::new();
-            headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            if let GatewayError::QueueFull { retry_after, .. } = &e {
-                headers.insert(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from(retry_after.as_secs().max(1)),
-                );
-            }
+            let headers = e
+                .headers()
+                .into_iter()
+                .filter_map(|(name, value)| {
+                    Some((
+                        http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                        HeaderValue::from_str(&value).ok()?,
+                    ))
+                })
+                .collect();
             Answer::local(Upstream {
                 status,
                 headers,
-                body: Bytes::from(format!("{e}\n")),
+                body: Bytes::from(e.body()),
             })
         }
     }
